@@ -1,0 +1,43 @@
+"""swiftchat-api: a drop-in server for the SwiftChat apps, in front of Amazon Bedrock."""
+
+import logging
+from dataclasses import dataclass
+
+log = logging.getLogger("swiftchat_api")
+
+
+@dataclass
+class Resources:
+    """What every request shares: settings, the API key source and the boto3 clients."""
+
+    config: object
+    keys: object
+    clients: object
+
+
+def create_app(config=None):
+    """Build the Flask app: config → clients → key source → blueprints → error handlers."""
+    # Imported here so that gunicorn's gevent worker has patched sockets before boto3 loads.
+    from flask import Flask
+
+    from . import errors
+    from .auth import ParameterStoreKey, StaticKey
+    from .aws import Clients
+    from .blueprints import converse
+    from .config import Config
+
+    config = config or Config.from_env()
+    app = Flask(__name__)
+    app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
+    clients = Clients(config)
+    if config.api_key_name:
+        keys = ParameterStoreKey(lambda: clients.get("ssm"), config.api_key_name)
+    else:
+        keys = StaticKey(config.api_key)
+    app.extensions["swiftchat"] = Resources(config, keys, clients)
+    for module in (converse,):
+        app.register_blueprint(module.bp)
+    errors.register(app)
+    if config.emulator:
+        log.warning("SERVING FROM THE BUILT-IN BEDROCK EMULATOR: answers are canned, not from Amazon Bedrock.")
+    return app

@@ -1,0 +1,49 @@
+"""POST /api/converse, /api/converse/v2 and /api/converse/v3: chat, streamed as Bedrock answers."""
+
+from flask import Blueprint, Response, request
+
+from .. import wire
+from ..relay import Relay
+from ..schemas import ConverseRequest
+from ..services import converse
+from .common import body, require_key, state
+
+bp = Blueprint("converse", __name__, url_prefix="/api/converse")
+_schema = ConverseRequest()
+STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+@bp.before_request
+def _authenticate():
+    require_key()
+
+
+def _stream(dialect):
+    chat = body(_schema)
+    app = state()
+    events = converse.open_stream(
+        app.clients.get("bedrock-runtime", chat["region"]), converse.command(chat), app.config.first_byte_timeout
+    )
+    keepalive = wire.KEEPALIVE if dialect == "v3" else None
+    relay = Relay(
+        events, wire.DIALECTS[dialect], keepalive, app.config.keepalive_seconds, request.environ.get("gunicorn.socket")
+    )
+    return Response(relay, content_type="text/event-stream", headers=STREAM_HEADERS, direct_passthrough=True)
+
+
+@bp.post("")
+def converse_v1():
+    """Stream the reply as plain text, then the token usage."""
+    return _stream("v1")
+
+
+@bp.post("/v2")
+def converse_v2():
+    """Stream every Bedrock event as JSON, back to back."""
+    return _stream("v2")
+
+
+@bp.post("/v3")
+def converse_v3():
+    """Stream every Bedrock event as JSON followed by a blank line, with keep-alives."""
+    return _stream("v3")

@@ -1,0 +1,1 @@
+"""A Bedrock emulator that unmodified boto3 talks to; see server.py."""

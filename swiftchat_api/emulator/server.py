@@ -1,0 +1,161 @@
+"""The built-in Bedrock emulator: a small HTTP/1.1 server on gevent that boto3 talks to.
+
+It serves the bedrock-runtime routes (ConverseStream, Converse, InvokeModel) and the
+bedrock control-plane routes (ListFoundationModels, ListInferenceProfiles) on one port, so
+both ``AWS_ENDPOINT_URL_BEDROCK_RUNTIME`` and ``AWS_ENDPOINT_URL_BEDROCK`` can point at it.
+``GET /_emulator/streams/<id>`` tells tests what happened to a tagged stream upstream.
+"""
+
+import json
+import select
+import socket
+from urllib.parse import unquote, urlsplit
+
+import gevent
+from gevent.server import StreamServer
+
+from . import catalogue, frames, images
+from .script import REFUSALS, DirectiveError, converse_output, read_script, stream_frames
+
+_REASONS = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found", 429: "Too Many Requests",
+            500: "Internal Server Error", 503: "Service Unavailable"}  # fmt: skip
+
+
+class ClientGone(Exception):
+    """The caller closed its connection while a stream was being written."""
+
+
+class Emulator:
+    """Routes requests and remembers what happened to tagged streams."""
+
+    def __init__(self):
+        self.streams = {}
+
+    def handle(self, sock, _address):
+        """Serve requests on one connection until the peer closes it."""
+        rfile = sock.makefile("rb")
+        try:
+            while self._serve_one(sock, rfile):
+                pass
+        except (ConnectionError, ClientGone, OSError):
+            pass
+        finally:
+            rfile.close()
+            sock.close()
+
+    def _serve_one(self, sock, rfile):
+        request_line = rfile.readline(65537)
+        if not request_line.strip():
+            return False
+        method, target, _version = request_line.decode("latin-1").split()
+        headers = {}
+        while (line := rfile.readline(65537)) not in (b"\r\n", b"\n", b""):
+            name, _, value = line.decode("latin-1").partition(":")
+            headers[name.strip().lower()] = value.strip()
+        body = rfile.read(int(headers.get("content-length") or 0))
+        path = urlsplit(target).path
+        keep_alive = headers.get("connection", "").lower() != "close"
+        if method == "POST" and path.startswith("/model/") and path.endswith("/converse-stream"):
+            return self._converse_stream(
+                sock, unquote(path[len("/model/") : -len("/converse-stream")]), body, keep_alive
+            )
+        return self._send_json(sock, *self._route(method, path, body, _region(headers)), keep_alive)
+
+    def _route(self, method, path, raw, region):
+        try:
+            body = json.loads(raw or b"{}")
+        except ValueError:
+            return _refusal(400, "ValidationException", "Request body is not JSON.")
+        if method == "GET" and path == "/foundation-models":
+            return 200, {"modelSummaries": catalogue.foundation_models(region)}, []
+        if method == "GET" and path == "/inference-profiles":
+            return 200, {"inferenceProfileSummaries": catalogue.inference_profiles(region)}, []
+        if method == "GET" and path.startswith("/_emulator/streams/"):
+            tag = path.rsplit("/", 1)[1]
+            return (200, self.streams[tag], []) if tag in self.streams else (404, {"message": "no such stream"}, [])
+        if method == "POST" and path.startswith("/model/"):
+            model_id, _, action = unquote(path[len("/model/") :]).rpartition("/")
+            if action == "converse":
+                try:
+                    script = read_script(model_id, body)
+                except DirectiveError as error:
+                    return _refusal(400, "ValidationException", str(error))
+                if script.error:
+                    return _refused(script)
+                return 200, images.analysis_reply(body) or converse_output(script), []
+            if action == "invoke":
+                return images.invoke(model_id, body)
+        return _refusal(404, "UnknownOperationException", f"The emulator does not serve {method} {path}.")
+
+    def _converse_stream(self, sock, model_id, raw, keep_alive):
+        try:
+            script = read_script(model_id, json.loads(raw or b"{}"))
+        except (ValueError, DirectiveError) as error:
+            return self._send_json(sock, *_refusal(400, "ValidationException", str(error)), keep_alive)
+        if script.error:
+            return self._send_json(sock, *_refused(script), keep_alive)
+        record = {"events": 0, "state": "streaming"}
+        if script.tag:
+            self.streams[script.tag] = record
+        head = "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.amazon.eventstream\r\nTransfer-Encoding: chunked\r\n"
+        sock.sendall((head + ("" if keep_alive else "Connection: close\r\n") + "\r\n").encode())
+        try:
+            for delay, data in stream_frames(script):
+                if script.fail_after is not None and record["events"] >= script.fail_after:
+                    data = frames.exception("modelStreamErrorException", "The emulator failed the stream as asked.")
+                    record["state"] = "failed"
+                if delay:
+                    gevent.sleep(delay)
+                _check_peer(sock)
+                sock.sendall(b"%X\r\n%s\r\n" % (len(data), data))
+                record["events"] += 1
+                if record["state"] == "failed":
+                    break
+            sock.sendall(b"0\r\n\r\n")
+        except (ClientGone, OSError):
+            record["state"] = "cancelled"
+            raise ClientGone from None
+        if record["state"] == "streaming":
+            record["state"] = "completed"
+        return keep_alive
+
+    def _send_json(self, sock, status, payload, extra, keep_alive):
+        data = json.dumps(payload).encode()
+        head = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}", "Content-Type: application/json",
+                f"Content-Length: {len(data)}", *extra, *([] if keep_alive else ["Connection: close"])]  # fmt: skip
+        sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + data)
+        return keep_alive
+
+
+def _refusal(status, code, message):
+    return status, {"message": message}, [f"x-amzn-ErrorType: {code}"]
+
+
+def _region(headers):
+    """The region boto3 signed for (the emulator serves every region on one port)."""
+    scope = headers.get("authorization", "").partition("Credential=")[2].split("/")
+    return scope[2] if len(scope) > 2 else "us-east-1"
+
+
+def _refused(script):
+    return _refusal(*REFUSALS[script.error], f"The emulator refused the call ({script.error}).")
+
+
+def _check_peer(sock):
+    """Raise ClientGone if the peer has closed its end (a cancelled stream)."""
+    readable, _, _ = select.select([sock.fileno()], [], [], 0)
+    if readable:
+        try:
+            if not sock.recv(1, socket.MSG_PEEK):
+                raise ClientGone
+        except ConnectionError:
+            raise ClientGone from None
+
+
+def serve(host="127.0.0.1", port=8090, ready=None):
+    """Run the emulator until interrupted; ``ready`` is called with the bound port."""
+    server = StreamServer((host, port), Emulator().handle, backlog=4096)
+    server.init_socket()
+    if ready:
+        ready(server.address[1])
+    server.serve_forever()

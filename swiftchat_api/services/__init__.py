@@ -1,0 +1,1 @@
+"""Bedrock logic: each function takes its boto3 client and knows nothing of Flask."""

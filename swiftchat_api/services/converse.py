@@ -1,0 +1,50 @@
+"""Building and opening a Bedrock ConverseStream call from an app's chat request."""
+
+import gevent
+from botocore.exceptions import BotoCoreError, ClientError
+
+from ..errors import StreamRefused, refused
+
+DEFAULT_MAX_TOKENS = 4096
+
+# (how the model id is matched, the text, maxTokens); the first rule that matches wins.
+MAX_TOKENS = (
+    ("prefix", "meta.llama", 2048),
+    ("contains", "deepseek.r1", 32000),
+    ("contains", "claude-opus-4", 32000),
+    ("contains", "claude-3-7-sonnet", 64000),
+    ("contains", "claude-sonnet-4", 64000),
+)
+
+THINKING = {"reasoning_config": {"type": "enabled", "budget_tokens": 16000}}
+
+
+def max_tokens(model_id):
+    """The maxTokens the original server asks for with this model."""
+    for how, text, tokens in MAX_TOKENS:
+        if model_id.startswith(text) if how == "prefix" else text in model_id:
+            return tokens
+    return DEFAULT_MAX_TOKENS
+
+
+def command(request):
+    """The ConverseStream arguments for a validated chat request."""
+    args = {
+        "modelId": request["modelId"],
+        "messages": request["messages"],
+        "inferenceConfig": {"maxTokens": max_tokens(request["modelId"])},
+    }
+    if request.get("system") is not None:
+        args["system"] = request["system"]
+    if request.get("enableThinking"):
+        args["additionalModelRequestFields"] = THINKING
+    return args
+
+
+def open_stream(client, args, timeout):
+    """Start the call and return its event stream; StreamRefused if Bedrock says no in time."""
+    try:
+        with gevent.Timeout(timeout, StreamRefused(504, f"Bedrock did not start answering within {timeout:g} s.")):
+            return client.converse_stream(**args)["stream"]
+    except (ClientError, BotoCoreError) as error:
+        raise refused(error) from None

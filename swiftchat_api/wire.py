@@ -1,0 +1,70 @@
+"""The bytes each app generation parses: one small encoder per dialect, event dict → bytes.
+
+An encoder returns the bytes for one boto3 ``converse_stream`` event (possibly empty). The
+relay may join the bytes of several events into one write, but never splits one.
+"""
+
+import base64
+import json
+import re
+
+KEEPALIVE = b"\n\n"
+
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+
+
+def _jsonable(value):
+    """json.dumps fallback: Bedrock's binary fields (bytes) travel as base64 text."""
+    if isinstance(value, (bytes, bytearray)):
+        return base64.b64encode(value).decode("ascii")
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+def dumps(event):
+    """The event as Python's json.dumps default renders it (binary as base64)."""
+    return json.dumps(event, default=_jsonable)
+
+
+def _holds_brace(value):
+    if isinstance(value, str):
+        return "{" in value or "}" in value
+    if isinstance(value, dict):
+        return any(_holds_brace(k) or _holds_brace(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_holds_brace(v) for v in value)
+    return False
+
+
+def _escape_braces(match):
+    return match.group(0).replace("{", "\\u007b").replace("}", "\\u007d")
+
+
+def v1(event):
+    """First generation: delta text raw, then ``\\n`` + usage JSON; nothing for other events."""
+    delta = event.get("contentBlockDelta")
+    if delta is not None:
+        text = delta.get("delta", {}).get("text")
+        return text.encode() if isinstance(text, str) else b""
+    metadata = event.get("metadata")
+    if metadata is not None and "usage" in metadata:
+        return b"\n" + json.dumps(metadata["usage"]).encode()
+    return b""
+
+
+def v2(event):
+    """Second generation: events back to back; braces inside strings escaped so ``}{`` only
+    ever stands between two events (the app splits on it)."""
+    text = dumps(event)
+    if _holds_brace(event):
+        text = _JSON_STRING.sub(_escape_braces, text)
+    return text.encode()
+
+
+def v3(event):
+    """Current generation: each event followed by a blank line."""
+    return dumps(event).encode() + b"\n\n"
+
+
+DIALECTS = {"v1": v1, "v2": v2, "v3": v3}

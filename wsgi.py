@@ -1,0 +1,3 @@
+from swiftchat_api import create_app
+
+app = create_app()
