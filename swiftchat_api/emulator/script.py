@@ -14,9 +14,30 @@ from . import frames
 
 _DIRECTIVE = re.compile(r"\[\[emulator([^\]]*)\]\]")
 _TOKEN = re.compile(r"\s*\S+")
-_VOCABULARY = tuple(
-    "the quick brown fox jumps over lazy dogs while streams of tokens flow from a patient model to every app that asked"
-).split()
+_VOCABULARY = (
+    "the",
+    "quick",
+    "brown",
+    "fox",
+    "jumps",
+    "over",
+    "lazy",
+    "dogs",
+    "while",
+    "streams",
+    "of",
+    "tokens",
+    "flow",
+    "from",
+    "a",
+    "patient",
+    "model",
+    "to",
+    "every",
+    "app",
+    "that",
+    "asked",
+)
 
 # error=<name> → (HTTP status, AWS error code) for a refused call.
 REFUSALS = {
