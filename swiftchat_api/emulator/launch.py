@@ -18,6 +18,7 @@ def start(host="127.0.0.1", port=0):
         cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
     )
     line = process.stdout.readline()
+    process.stdout.close()  # the emulator prints only that line
     if "listening on " not in line:
         process.kill()
         raise RuntimeError(f"the Bedrock emulator did not start: {line!r}")

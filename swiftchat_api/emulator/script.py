@@ -93,7 +93,7 @@ def read_script(model_id, body):
         script = _from_options(model_id, body, said, options)
     except (TypeError, ValueError) as error:
         raise DirectiveError(f"bad emulator directive: {error}") from None
-    script.input_tokens = sum(len(_TOKEN.findall(t)) for m in messages for t in _texts(m)) or 1
+    script.input_tokens = sum(len(_TOKEN.findall(_DIRECTIVE.sub("", t))) for m in messages for t in _texts(m)) or 1
     return script
 
 

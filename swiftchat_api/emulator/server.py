@@ -6,13 +6,14 @@ both ``AWS_ENDPOINT_URL_BEDROCK_RUNTIME`` and ``AWS_ENDPOINT_URL_BEDROCK`` can p
 ``GET /_emulator/streams/<id>`` tells tests what happened to a tagged stream upstream.
 """
 
+import contextlib
 import json
 import select
 import socket
 from urllib.parse import unquote, urlsplit
 
-import gevent
 from gevent.server import StreamServer
+from gevent.socket import wait_read
 
 from . import catalogue, frames, images
 from .script import REFUSALS, DirectiveError, converse_output, read_script, stream_frames
@@ -89,12 +90,13 @@ class Emulator:
 
     def _converse_stream(self, sock, model_id, raw, keep_alive):
         try:
-            script = read_script(model_id, json.loads(raw or b"{}"))
+            request = json.loads(raw or b"{}")
+            script = read_script(model_id, request)
         except (ValueError, DirectiveError) as error:
             return self._send_json(sock, *_refusal(400, "ValidationException", str(error)), keep_alive)
         if script.error:
             return self._send_json(sock, *_refused(script), keep_alive)
-        record = {"events": 0, "state": "streaming"}
+        record = {"events": 0, "state": "streaming", "modelId": model_id, "request": request}
         if script.tag:
             self.streams[script.tag] = record
         head = "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.amazon.eventstream\r\nTransfer-Encoding: chunked\r\n"
@@ -104,9 +106,7 @@ class Emulator:
                 if script.fail_after is not None and record["events"] >= script.fail_after:
                     data = frames.exception("modelStreamErrorException", "The emulator failed the stream as asked.")
                     record["state"] = "failed"
-                if delay:
-                    gevent.sleep(delay)
-                _check_peer(sock)
+                _pause(sock, delay)
                 sock.sendall(b"%X\r\n%s\r\n" % (len(data), data))
                 record["events"] += 1
                 if record["state"] == "failed":
@@ -141,8 +141,15 @@ def _refused(script):
     return _refusal(*REFUSALS[script.error], f"The emulator refused the call ({script.error}).")
 
 
-def _check_peer(sock):
-    """Raise ClientGone if the peer has closed its end (a cancelled stream)."""
+class _Elapsed(Exception):
+    pass
+
+
+def _pause(sock, delay):
+    """Wait ``delay`` seconds before the next frame; raise ClientGone as soon as the peer hangs up."""
+    if delay:
+        with contextlib.suppress(_Elapsed):
+            wait_read(sock.fileno(), timeout=delay, timeout_exc=_Elapsed)
     readable, _, _ = select.select([sock.fileno()], [], [], 0)
     if readable:
         try:

@@ -1,0 +1,153 @@
+"""Shared fixtures: the Bedrock emulator, moto for SSM/STS, and live gunicorn servers."""
+
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from swiftchat_api.emulator import launch
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_KEY = "test-key-0123456789"
+
+# A tripwire: every AWS call this suite makes goes to a local fake, and anything not pointed at
+# one goes to a closed local port instead of reaching real AWS with whatever credentials exist.
+for _name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_CONFIG_FILE", "AWS_ROLE_ARN"):
+    os.environ.pop(_name, None)
+os.environ.update(
+    AWS_ACCESS_KEY_ID="testing",
+    AWS_SECRET_ACCESS_KEY="testing",
+    AWS_DEFAULT_REGION="us-west-2",
+    AWS_ENDPOINT_URL="http://127.0.0.1:9",
+    AWS_SHARED_CREDENTIALS_FILE=os.devnull,
+    AWS_EC2_METADATA_DISABLED="true",
+)
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def emulator():
+    """The base URL of a running Bedrock emulator."""
+    process, url = launch.start()
+    yield url
+    process.terminate()
+    process.wait(10)
+
+
+@pytest.fixture(scope="session")
+def moto_url():
+    """The base URL of a moto server (SSM, STS)."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    yield f"http://127.0.0.1:{port}"
+    server.stop()
+
+
+class Server:
+    """A gunicorn process running wsgi:app with the gevent worker, on a free port."""
+
+    def __init__(self, env, workers=1):
+        self.port = free_port()
+        self.logfile = ROOT / ".pytest_cache" / f"gunicorn-{self.port}.log"
+        self.logfile.parent.mkdir(exist_ok=True)
+        self._log = self.logfile.open("w")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "-w", str(workers), "wsgi:app"],
+            cwd=ROOT,
+            env={**os.environ, "GUNICORN_BIND": f"127.0.0.1:{self.port}", "ACCESS_LOG": "-", **env},
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"gunicorn exited: {self.logfile.read_text()}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            raise RuntimeError("gunicorn did not start")
+
+    def output(self):
+        return self.logfile.read_text()
+
+    def stop(self, sig=signal.SIGTERM):
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+        self._log.close()
+
+    def request(self, path, body=None, headers=None, key=TEST_KEY, method="POST", raw=None):
+        """Send one request; return (status, headers, body bytes)."""
+        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        all_headers = {"Content-Type": "application/json"}
+        if key is not None:
+            all_headers["Authorization"] = f"Bearer {key}"
+        all_headers.update(headers or {})
+        payload = raw if raw is not None else (None if body is None else json.dumps(body))
+        connection.request(method, path, body=payload, headers=all_headers)
+        response = connection.getresponse()
+        data = response.read()
+        connection.close()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, data
+
+
+def emulator_env(url):
+    return {**launch.environment(url), "AWS_ENDPOINT_URL": "http://127.0.0.1:9"}
+
+
+@pytest.fixture(scope="session")
+def server(emulator):
+    """A live server with a literal API key, talking to the emulator."""
+    live = Server(
+        {
+            **emulator_env(emulator),
+            "API_KEY": TEST_KEY,
+            "SWIFTCHAT_KEEPALIVE_SECONDS": "0.3",
+            "BEDROCK_MAX_ATTEMPTS": "1",
+        }
+    )
+    yield live
+    live.stop()
+
+
+def stream_record(emulator_url, tag):
+    """What the emulator saw of the stream tagged ``tag`` (events written, final state)."""
+    parts = urlsplit(emulator_url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    connection.request("GET", f"/_emulator/streams/{tag}")
+    response = connection.getresponse()
+    data = response.read()
+    connection.close()
+    return json.loads(data) if response.status == 200 else None
+
+
+def chat(text, model="anthropic.claude-3-5-sonnet-20240620-v1:0", **extra):
+    """A converse request body with one user message."""
+    return {
+        "messages": [{"role": "user", "content": [{"text": text}]}],
+        "modelId": model,
+        "region": "us-west-2",
+        **extra,
+    }

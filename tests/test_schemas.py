@@ -1,0 +1,81 @@
+"""The chat request schema and the ConverseStream command built from it."""
+
+import pytest
+from marshmallow import ValidationError
+
+from swiftchat_api.schemas import ConverseRequest
+from swiftchat_api.services.converse import command
+
+schema = ConverseRequest()
+
+
+def _load(**fields):
+    return schema.load({"modelId": "m", "region": "eu-central-1", **fields})
+
+
+def test_defaults_when_optional_fields_are_absent():
+    assert _load() == {"modelId": "m", "region": "eu-central-1", "messages": [], "enableThinking": None, "system": None}
+    assert command(_load()) == {"modelId": "m", "messages": [], "inferenceConfig": {"maxTokens": 4096}}
+
+
+@pytest.mark.parametrize(("raw", "value"), [("true", True), ("false", False), (True, True), (None, None)])
+def test_thinking_accepts_strings_and_null(raw, value):
+    assert _load(enableThinking=raw)["enableThinking"] is value
+
+
+def test_thinking_adds_the_reasoning_budget():
+    assert command(_load(enableThinking=True))["additionalModelRequestFields"] == {
+        "reasoning_config": {"type": "enabled", "budget_tokens": 16000}
+    }
+    assert "additionalModelRequestFields" not in command(_load(enableThinking=False))
+
+
+def test_media_bytes_are_decoded_everywhere_they_appear():
+    content = [
+        {"image": {"format": "png", "source": {"bytes": "aGVsbG8="}}},
+        {"video": {"format": "mp4", "source": {"s3Location": {"uri": "s3://b/k"}}}},
+        {
+            "toolResult": {
+                "toolUseId": "t1",
+                "content": [{"document": {"format": "txt", "name": "n", "source": {"bytes": "eA=="}}}],
+            }
+        },
+        {"toolUse": {"toolUseId": "t1", "name": "f", "input": {"bytes": "not touched"}}},
+    ]
+    loaded = _load(messages=[{"role": "user", "content": content}])["messages"][0]["content"]
+    assert loaded[0]["image"]["source"]["bytes"] == b"hello"
+    assert loaded[1] == content[1]
+    assert loaded[2]["toolResult"]["content"][0]["document"]["source"]["bytes"] == b"x"
+    assert loaded[3] == content[3]
+
+
+def test_invalid_base64_inside_a_tool_result_names_its_place():
+    bad = {"toolResult": {"toolUseId": "t", "content": [{"image": {"format": "png", "source": {"bytes": "%%%"}}}]}}
+    with pytest.raises(ValidationError) as error:
+        _load(messages=[{"role": "user", "content": [bad]}])
+    assert error.value.messages == {
+        "messages": {
+            0: {
+                "content": {
+                    0: {
+                        "toolResult": {
+                            "content": {
+                                0: {"image": {"source": {"bytes": ["Invalid base64 data in the tool result."]}}}
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+
+@pytest.mark.parametrize("region", ["us-west-2", "ap-southeast-1", "us-gov-west-1", "eu-central-2"])
+def test_real_region_names_pass(region):
+    assert _load(region=region)["region"] == region
+
+
+@pytest.mark.parametrize("region", ["", "US-WEST-2", "us_west_2", "http://evil", "us-west"])
+def test_unreal_region_names_fail(region):
+    with pytest.raises(ValidationError):
+        _load(region=region)
