@@ -13,6 +13,7 @@ class Resources:
     config: object
     keys: object
     clients: object
+    ticker: object
 
 
 def create_app(config=None):
@@ -25,16 +26,19 @@ def create_app(config=None):
     from .aws import Clients
     from .blueprints import converse
     from .config import Config
+    from .relay import Ticker
 
     config = config or Config.from_env()
     app = Flask(__name__)
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     clients = Clients(config)
+    clients.warm()
     if config.api_key_name:
         keys = ParameterStoreKey(lambda: clients.get("ssm"), config.api_key_name)
     else:
         keys = StaticKey(config.api_key)
-    app.extensions["swiftchat"] = Resources(config, keys, clients)
+    ticker = Ticker(period=min(1.0, config.keepalive_seconds / 2))
+    app.extensions["swiftchat"] = Resources(config, keys, clients, ticker)
     for module in (converse,):
         app.register_blueprint(module.bp)
     errors.register(app)

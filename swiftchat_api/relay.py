@@ -2,30 +2,67 @@
 
 A reader greenlet pulls events from boto3 and encodes them as they arrive; the WSGI server
 iterates this object and writes whatever has piled up as one write, so a busy worker pays
-one write for a backlog instead of one per event, and an event is never split. During a
-silence the dialect's keep-alive is written, if it has one. When the client goes away (its
-socket reports EOF, or a write fails and the server calls ``close()``), the upstream stream
-is closed at once so Bedrock stops generating.
+one write for a backlog instead of one per event, and an event is never split. When the
+client goes away (its socket reports EOF, or a write fails and the server calls
+``close()``), the upstream stream is closed at once so Bedrock stops generating.
+
+Nothing here starts a timer per event: with thousands of open streams, a timer armed on
+every read costs more than the event itself. One Ticker per worker wakes the relays that
+owe a keep-alive or whose upstream has been silent too long.
 """
 
 import socket
+import time
 
 import gevent
 from gevent.event import Event
 from gevent.socket import wait_read
 
 
+class UpstreamSilent(Exception):
+    """Bedrock sent nothing on an open stream for longer than the configured time-out."""
+
+
+class Ticker:
+    """One greenlet per worker that checks every open relay a few times a second."""
+
+    def __init__(self, period):
+        self.period = period
+        self._relays = set()
+        self._greenlet = None
+
+    def add(self, relay):
+        self._relays.add(relay)
+        if self._greenlet is None or self._greenlet.dead:
+            self._greenlet = gevent.spawn(self._run)
+
+    def discard(self, relay):
+        self._relays.discard(relay)
+
+    def _run(self):
+        while self._relays:
+            gevent.sleep(self.period)
+            now = time.monotonic()
+            for relay in list(self._relays):
+                relay.tick(now)
+
+
 class Relay:
-    def __init__(self, events, encode, keepalive=None, interval=None, client=None):
+    def __init__(self, events, encode, ticker, idle_timeout, keepalive=None, interval=None, client=None):
         self._events = events
         self._encode = encode
+        self._ticker = ticker
+        self._idle_timeout = idle_timeout
         self._keepalive = keepalive
-        self._interval = interval if keepalive else None
+        self._interval = interval
         self._client = client
         self._pending = []
         self._ready = Event()
         self._finished = False
         self._client_gone = False
+        self._keepalive_due = False
+        self._silenced = False
+        self._last_write = self._last_upstream = time.monotonic()
         self._reader = None
         self._watcher = None
         self._output = self._write_loop()
@@ -38,28 +75,45 @@ class Relay:
         self._output.close()
         self._stop()
 
+    def tick(self, now):
+        """Called by the Ticker: owe a keep-alive, or give up on a silent upstream."""
+        if self._keepalive and now - self._last_write >= self._interval and not self._pending:
+            self._keepalive_due = True
+            self._ready.set()
+        if not self._finished and not self._silenced and now - self._last_upstream >= self._idle_timeout:
+            self._silenced = True
+            silence = UpstreamSilent(f"Bedrock sent nothing for {self._idle_timeout:g} s; the stream was closed.")
+            self._reader.kill(silence, block=False)
+
     def _write_loop(self):
         self._reader = gevent.spawn(self._read)
         if self._client is not None:
             self._watcher = gevent.spawn(self._watch)
+        self._ticker.add(self)
         try:
             while not self._client_gone:
                 if self._pending:
                     chunk = b"".join(self._pending)
                     self._pending.clear()
+                    self._keepalive_due = False
                     yield chunk
+                    self._last_write = time.monotonic()
                 elif self._finished:
                     return
+                elif self._keepalive_due:
+                    self._keepalive_due = False
+                    yield self._keepalive
+                    self._last_write = time.monotonic()
                 else:
                     self._ready.clear()
-                    if not self._ready.wait(self._interval):
-                        yield self._keepalive
+                    self._ready.wait()
         finally:
             self._stop()
 
     def _read(self):
         try:
             for event in self._events:
+                self._last_upstream = time.monotonic()
                 data = self._encode(event)
                 if data:
                     self._pending.append(data)
@@ -83,6 +137,7 @@ class Relay:
         self._ready.set()
 
     def _stop(self):
+        self._ticker.discard(self)
         if self._reader is None:
             self._events.close()
         else:

@@ -67,4 +67,5 @@ def v3(event):
     return dumps(event).encode() + b"\n\n"
 
 
-DIALECTS = {"v1": v1, "v2": v2, "v3": v3}
+# dialect → (encoder, keep-alive bytes or None). v1 and v2 have no byte the apps would ignore.
+DIALECTS = {"v1": (v1, None), "v2": (v2, None), "v3": (v3, KEEPALIVE)}

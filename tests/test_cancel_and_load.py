@@ -6,7 +6,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from conftest import TEST_KEY, chat, stream_record
+from conftest import TEST_KEY, Server, chat, emulator_env, stream_record
 
 
 def _open_stream(server, path, body):
@@ -66,3 +66,35 @@ def test_hundreds_of_concurrent_streams_complete_through_one_worker(server):
         results = list(pool.map(one, range(300)))
     assert [status for status, _, _ in results] == [200] * 300
     assert all(data == expected for _, _, data in results)
+
+
+@pytest.fixture(scope="module")
+def impatient_server(emulator):
+    live = Server(
+        {
+            **emulator_env(emulator),
+            "API_KEY": TEST_KEY,
+            "BEDROCK_READ_TIMEOUT": "1",
+            "SWIFTCHAT_FIRST_BYTE_TIMEOUT": "1",
+            "BEDROCK_MAX_ATTEMPTS": "1",
+        }
+    )
+    yield live
+    live.stop()
+
+
+def test_silent_upstream_is_closed_and_said_in_band(impatient_server, emulator):
+    status, _, body = impatient_server.request("/api/converse/v2", chat("[[emulator id=stalled first_delay_ms=20000]]"))
+    assert status == 200
+    assert body == b'{"messageStart": {"role": "assistant"}}Error: Bedrock sent nothing for 1 s; the stream was closed.'
+    assert _wait_for_state(emulator, "stalled")["state"] == "cancelled"
+
+
+def test_upstream_that_never_starts_is_a_504(impatient_server, emulator):
+    status, headers, body = impatient_server.request(
+        "/api/converse/v3", chat("[[emulator id=no-headers header_delay_ms=20000]]")
+    )
+    assert status == 504
+    assert headers["content-type"].startswith("text/plain")
+    assert body == b"Error: Bedrock did not start answering within 1 s."
+    assert _wait_for_state(emulator, "no-headers")["state"] == "cancelled"

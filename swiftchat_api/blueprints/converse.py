@@ -21,12 +21,17 @@ def _authenticate():
 def _stream(dialect):
     chat = body(_schema)
     app = state()
-    events = converse.open_stream(
-        app.clients.get("bedrock-runtime", chat["region"]), converse.command(chat), app.config.first_byte_timeout
-    )
-    keepalive = wire.KEEPALIVE if dialect == "v3" else None
+    client = app.clients.get("bedrock-runtime", chat["region"], streaming=True)
+    events = converse.open_stream(client, converse.command(chat), app.config.first_byte_timeout)
+    encode, keepalive = wire.DIALECTS[dialect]
     relay = Relay(
-        events, wire.DIALECTS[dialect], keepalive, app.config.keepalive_seconds, request.environ.get("gunicorn.socket")
+        events,
+        encode,
+        app.ticker,
+        idle_timeout=app.config.bedrock_read_timeout,
+        keepalive=keepalive,
+        interval=app.config.keepalive_seconds,
+        client=request.environ.get("gunicorn.socket"),
     )
     return Response(relay, content_type="text/event-stream", headers=STREAM_HEADERS, direct_passthrough=True)
 

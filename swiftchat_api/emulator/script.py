@@ -61,6 +61,7 @@ class Script:
     redacted: bool = False
     delay: float = 0.0
     first_delay: float = 0.0
+    header_delay: float = 0.0
     fail_after: int | None = None
     error: str | None = None
     chunk: int = 1
@@ -99,9 +100,18 @@ def read_script(model_id, body):
 
 def _from_options(model_id, body, said, options):
     unknown = set(options) - {
-        "words", "reply", "reasoning", "redacted", "delay_ms", "first_delay_ms",
-        "fail_after", "error", "chunk", "id",
-    }  # fmt: skip
+        "words",
+        "reply",
+        "reasoning",
+        "redacted",
+        "delay_ms",
+        "first_delay_ms",
+        "header_delay_ms",
+        "fail_after",
+        "error",
+        "chunk",
+        "id",
+    }
     if unknown:
         raise ValueError(f"unknown keys {sorted(unknown)}")
     if "error" in options and options["error"] not in REFUSALS:
@@ -120,6 +130,7 @@ def _from_options(model_id, body, said, options):
         redacted=options.get("redacted") == "1",
         delay=int(options.get("delay_ms", 0)) / 1000,
         first_delay=int(options.get("first_delay_ms", 0)) / 1000,
+        header_delay=int(options.get("header_delay_ms", 0)) / 1000,
         fail_after=int(options["fail_after"]) if "fail_after" in options else None,
         error=options.get("error"),
         chunk=max(1, int(options.get("chunk", 1))),

@@ -18,8 +18,15 @@ from gevent.socket import wait_read
 from . import catalogue, frames, images
 from .script import REFUSALS, DirectiveError, converse_output, read_script, stream_frames
 
-_REASONS = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found", 429: "Too Many Requests",
-            500: "Internal Server Error", 503: "Service Unavailable"}  # fmt: skip
+_REASONS = {
+    200: "OK",
+    400: "Bad Request",
+    403: "Forbidden",
+    404: "Not Found",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    503: "Service Unavailable",
+}
 
 
 class ClientGone(Exception):
@@ -100,8 +107,9 @@ class Emulator:
         if script.tag:
             self.streams[script.tag] = record
         head = "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.amazon.eventstream\r\nTransfer-Encoding: chunked\r\n"
-        sock.sendall((head + ("" if keep_alive else "Connection: close\r\n") + "\r\n").encode())
         try:
+            _pause(sock, script.header_delay)
+            sock.sendall((head + ("" if keep_alive else "Connection: close\r\n") + "\r\n").encode())
             for delay, data in stream_frames(script):
                 if script.fail_after is not None and record["events"] >= script.fail_after:
                     data = frames.exception("modelStreamErrorException", "The emulator failed the stream as asked.")
@@ -121,8 +129,13 @@ class Emulator:
 
     def _send_json(self, sock, status, payload, extra, keep_alive):
         data = json.dumps(payload).encode()
-        head = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}", "Content-Type: application/json",
-                f"Content-Length: {len(data)}", *extra, *([] if keep_alive else ["Connection: close"])]  # fmt: skip
+        head = [
+            f"HTTP/1.1 {status} {_REASONS.get(status, 'Error')}",
+            "Content-Type: application/json",
+            f"Content-Length: {len(data)}",
+            *extra,
+            *([] if keep_alive else ["Connection: close"]),
+        ]
         sock.sendall(("\r\n".join(head) + "\r\n\r\n").encode() + data)
         return keep_alive
 
@@ -163,6 +176,8 @@ def serve(host="127.0.0.1", port=8090, ready=None):
     """Run the emulator until interrupted; ``ready`` is called with the bound port."""
     server = StreamServer((host, port), Emulator().handle, backlog=4096)
     server.init_socket()
+    # Frames are small and must leave at once, as Bedrock's do; accepted sockets inherit this.
+    server.socket.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     if ready:
         ready(server.address[1])
     server.serve_forever()

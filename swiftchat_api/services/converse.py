@@ -43,8 +43,14 @@ def command(request):
 
 def open_stream(client, args, timeout):
     """Start the call and return its event stream; StreamRefused if Bedrock says no in time."""
+    # gevent.Timeout is a BaseException, so botocore's retry loop cannot swallow it.
+    deadline = gevent.Timeout(timeout)
     try:
-        with gevent.Timeout(timeout, StreamRefused(504, f"Bedrock did not start answering within {timeout:g} s.")):
+        with deadline:
             return client.converse_stream(**args)["stream"]
+    except gevent.Timeout as expired:
+        if expired is not deadline:
+            raise
+        raise StreamRefused(504, f"Bedrock did not start answering within {timeout:g} s.") from None
     except (ClientError, BotoCoreError) as error:
         raise refused(error) from None
