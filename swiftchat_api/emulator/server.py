@@ -6,12 +6,12 @@ both ``AWS_ENDPOINT_URL_BEDROCK_RUNTIME`` and ``AWS_ENDPOINT_URL_BEDROCK`` can p
 ``GET /_emulator/streams/<id>`` tells tests what happened to a tagged stream upstream.
 """
 
-import contextlib
 import json
 import select
 import socket
 from urllib.parse import unquote, urlsplit
 
+import gevent
 from gevent.server import StreamServer
 from gevent.socket import wait_read
 
@@ -161,15 +161,22 @@ class _Elapsed(Exception):
 def _pause(sock, delay):
     """Wait ``delay`` seconds before the next frame; raise ClientGone as soon as the peer hangs up."""
     if delay:
-        with contextlib.suppress(_Elapsed):
-            wait_read(sock.fileno(), timeout=delay, timeout_exc=_Elapsed)
-    readable, _, _ = select.select([sock.fileno()], [], [], 0)
-    if readable:
         try:
-            if not sock.recv(1, socket.MSG_PEEK):
-                raise ClientGone
-        except ConnectionError:
-            raise ClientGone from None
+            wait_read(sock.fileno(), timeout=delay, timeout_exc=_Elapsed)
+        except _Elapsed:
+            return  # nothing stirred on the socket, so the peer is still there
+    else:
+        poller = select.poll()  # not select.select: descriptors past 1024 are common under load
+        poller.register(sock.fileno(), select.POLLIN)
+        if not poller.poll(0):
+            return
+    try:
+        if sock.recv(1, socket.MSG_PEEK):
+            gevent.sleep(delay)  # bytes, not a hang-up: keep the pace
+            return
+    except ConnectionError:
+        pass
+    raise ClientGone
 
 
 def serve(host="127.0.0.1", port=8090, ready=None):
