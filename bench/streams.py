@@ -1,6 +1,6 @@
 """Benchmark: N concurrent chat streams through ONE gunicorn gevent worker vs. straight to the emulator.
 
-    python bench/streams.py [--streams 1000] [--words 100] [--delay-ms 50]
+    python bench/streams.py [--streams 1000] [--words 100] [--delay-ms 100]
 
 Both runs stream the same scripted reply in the same session of this script, so the ratios
 compare like with like on a shared, noisy machine. Prints completed/failed streams, time to
@@ -132,7 +132,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--streams", type=int, default=1000)
     parser.add_argument("--words", type=int, default=100, help="content deltas per stream")
-    parser.add_argument("--delay-ms", type=int, default=50, help="emulator pause between deltas")
+    parser.add_argument("--delay-ms", type=int, default=100, help="emulator pause between deltas")
     args = parser.parse_args()
     text = f"[[emulator words={args.words} delay_ms={args.delay_ms}]]"
     chat = {"messages": [{"role": "user", "content": [{"text": text}]}], "modelId": MODEL, "region": "us-west-2"}
