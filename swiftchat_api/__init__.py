@@ -14,22 +14,28 @@ class Resources:
     keys: object
     clients: object
     ticker: object
+    models_cache: object
+    releases_cache: object
+    http: object
 
 
 def create_app(config=None):
     """Build the Flask app: config → clients → key source → blueprints → error handlers."""
     # Imported here so that gunicorn's gevent worker has patched sockets before boto3 loads.
+    import urllib3
     from flask import Flask
 
     from . import errors
     from .auth import ParameterStoreKey, StaticKey
     from .aws import Clients
-    from .blueprints import converse
+    from .blueprints import converse, image, models, token, upgrade
+    from .cache import TTLCache
     from .config import Config
     from .relay import Ticker
 
     config = config or Config.from_env()
     app = Flask(__name__)
+    app.json.sort_keys = False  # answer in the order the apps' original server used
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     clients = Clients(config)
     clients.warm()
@@ -38,10 +44,22 @@ def create_app(config=None):
     else:
         keys = StaticKey(config.api_key)
     ticker = Ticker(period=min(1.0, config.keepalive_seconds / 2))
-    app.extensions["swiftchat"] = Resources(config, keys, clients, ticker)
-    for module in (converse,):
+    app.extensions["swiftchat"] = Resources(
+        config,
+        keys,
+        clients,
+        ticker,
+        models_cache=TTLCache(config.models_cache_seconds),
+        releases_cache=TTLCache(config.upgrade_cache_seconds),
+        http=urllib3.PoolManager(num_pools=4, maxsize=8),
+    )
+    for module in (converse, image, models, upgrade, token):
         app.register_blueprint(module.bp)
     errors.register(app)
+    if not logging.getLogger().handlers:
+        logging.basicConfig(
+            level=logging.INFO, format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s"
+        )
     if config.emulator:
         log.warning("SERVING FROM THE BUILT-IN BEDROCK EMULATOR: answers are canned, not from Amazon Bedrock.")
     return app

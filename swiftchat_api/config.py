@@ -40,6 +40,12 @@ class Config:
     bedrock_connect_timeout: float = 5.0
     bedrock_read_timeout: float = 300.0
     bedrock_max_attempts: int = 3
+    image_helper_model_id: str | None = None
+    models_cache_seconds: float = 300.0
+    upgrade_tags_url: str = "https://api.github.com/repos/aws-samples/swift-chat/tags"
+    upgrade_download_url: str = "https://github.com/aws-samples/swift-chat/releases/download"
+    upgrade_cache_seconds: float = 120.0
+    upgrade_timeout_seconds: float = 5.0
 
     @classmethod
     def from_env(cls, env=None):
@@ -60,6 +66,12 @@ class Config:
             bedrock_connect_timeout=_number(env, "BEDROCK_CONNECT_TIMEOUT", cls.bedrock_connect_timeout, minimum=0.1),
             bedrock_read_timeout=_number(env, "BEDROCK_READ_TIMEOUT", cls.bedrock_read_timeout, minimum=1),
             bedrock_max_attempts=_number(env, "BEDROCK_MAX_ATTEMPTS", cls.bedrock_max_attempts, int, minimum=1),
+            image_helper_model_id=env.get("IMAGE_HELPER_MODEL_ID") or None,
+            models_cache_seconds=_number(env, "MODELS_CACHE_SECONDS", cls.models_cache_seconds),
+            upgrade_tags_url=env.get("UPGRADE_TAGS_URL") or cls.upgrade_tags_url,
+            upgrade_download_url=env.get("UPGRADE_DOWNLOAD_URL") or cls.upgrade_download_url,
+            upgrade_cache_seconds=_number(env, "UPGRADE_CACHE_SECONDS", cls.upgrade_cache_seconds),
+            upgrade_timeout_seconds=_number(env, "UPGRADE_TIMEOUT_SECONDS", cls.upgrade_timeout_seconds, minimum=0.1),
         )
         config.check()
         return config

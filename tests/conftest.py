@@ -132,15 +132,24 @@ def server(emulator):
     live.stop()
 
 
-def stream_record(emulator_url, tag):
-    """What the emulator saw of the stream tagged ``tag`` (events written, final state)."""
+def _emulator_get(emulator_url, path):
     parts = urlsplit(emulator_url)
     connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
-    connection.request("GET", f"/_emulator/streams/{tag}")
+    connection.request("GET", path)
     response = connection.getresponse()
     data = response.read()
     connection.close()
     return json.loads(data) if response.status == 200 else None
+
+
+def stream_record(emulator_url, tag):
+    """What the emulator saw of the stream tagged ``tag`` (events written, final state)."""
+    return _emulator_get(emulator_url, f"/_emulator/streams/{tag}")
+
+
+def emulator_calls(emulator_url):
+    """The emulator's latest non-streaming calls, oldest first."""
+    return _emulator_get(emulator_url, "/_emulator/calls")
 
 
 def chat(text, model="anthropic.claude-3-5-sonnet-20240620-v1:0", **extra):

@@ -8,17 +8,13 @@ from ..schemas import ConverseRequest
 from ..services import converse
 from .common import body, require_key, state
 
-bp = Blueprint("converse", __name__, url_prefix="/api/converse")
+bp = Blueprint("converse", __name__)
 _schema = ConverseRequest()
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
-@bp.before_request
-def _authenticate():
-    require_key()
-
-
 def _stream(dialect):
+    require_key()
     chat = body(_schema)
     app = state()
     client = app.clients.get("bedrock-runtime", chat["region"], streaming=True)
@@ -36,19 +32,19 @@ def _stream(dialect):
     return Response(relay, content_type="text/event-stream", headers=STREAM_HEADERS, direct_passthrough=True)
 
 
-@bp.post("")
+@bp.post("/api/converse")
 def converse_v1():
     """Stream the reply as plain text, then the token usage."""
     return _stream("v1")
 
 
-@bp.post("/v2")
+@bp.post("/api/converse/v2")
 def converse_v2():
     """Stream every Bedrock event as JSON, back to back."""
     return _stream("v2")
 
 
-@bp.post("/v3")
+@bp.post("/api/converse/v3")
 def converse_v3():
     """Stream every Bedrock event as JSON followed by a blank line, with keep-alives."""
     return _stream("v3")

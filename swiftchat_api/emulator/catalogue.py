@@ -59,6 +59,12 @@ _PROFILED = [
 ]
 
 
+# Regions where the emulator answers differently on purpose, so every branch of /api/models runs.
+DENIED_REGIONS = "me-"  # ListFoundationModels is refused (AccessDeniedException)
+NO_PROFILE_REGIONS = "eu-south-"  # ListInferenceProfiles is refused
+EMPTY_REGIONS = "af-"  # no models at all
+
+
 def geography(region):
     """The inference-profile prefix Bedrock uses for a region."""
     if region.startswith("ap-"):
@@ -68,6 +74,8 @@ def geography(region):
 
 def foundation_models(region):
     """ListFoundationModels summaries for a region."""
+    if region.startswith(EMPTY_REGIONS):
+        return []
     return [dict(m, modelArn=m["modelArn"].format(region=region)) for m in _MODELS]
 
 

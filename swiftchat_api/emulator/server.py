@@ -9,6 +9,7 @@ both ``AWS_ENDPOINT_URL_BEDROCK_RUNTIME`` and ``AWS_ENDPOINT_URL_BEDROCK`` can p
 import json
 import select
 import socket
+from collections import deque
 from urllib.parse import unquote, urlsplit
 
 import gevent
@@ -38,6 +39,7 @@ class Emulator:
 
     def __init__(self):
         self.streams = {}
+        self.calls = deque(maxlen=50)
 
     def handle(self, sock, _address):
         """Serve requests on one connection until the peer closes it."""
@@ -75,22 +77,31 @@ class Emulator:
         except ValueError:
             return _refusal(400, "ValidationException", "Request body is not JSON.")
         if method == "GET" and path == "/foundation-models":
+            self.calls.append({"operation": "ListFoundationModels", "region": region})
+            if region.startswith(catalogue.DENIED_REGIONS):
+                return _refusal(403, "AccessDeniedException", f"The emulator denies ListFoundationModels in {region}.")
             return 200, {"modelSummaries": catalogue.foundation_models(region)}, []
         if method == "GET" and path == "/inference-profiles":
+            if region.startswith(catalogue.NO_PROFILE_REGIONS):
+                return _refusal(403, "AccessDeniedException", f"The emulator denies ListInferenceProfiles in {region}.")
             return 200, {"inferenceProfileSummaries": catalogue.inference_profiles(region)}, []
+        if method == "GET" and path == "/_emulator/calls":
+            return 200, list(self.calls), []
         if method == "GET" and path.startswith("/_emulator/streams/"):
             tag = path.rsplit("/", 1)[1]
             return (200, self.streams[tag], []) if tag in self.streams else (404, {"message": "no such stream"}, [])
         if method == "POST" and path.startswith("/model/"):
             model_id, _, action = unquote(path[len("/model/") :]).rpartition("/")
+            self.calls.append({"operation": action, "modelId": model_id, "region": region, "body": body})
             if action == "converse":
+                analysis = images.analysis_reply(body)
+                if analysis:
+                    return 200, analysis, []
                 try:
                     script = read_script(model_id, body)
                 except DirectiveError as error:
                     return _refusal(400, "ValidationException", str(error))
-                if script.error:
-                    return _refused(script)
-                return 200, images.analysis_reply(body) or converse_output(script), []
+                return _refused(script) if script.error else (200, converse_output(script), [])
             if action == "invoke":
                 return images.invoke(model_id, body)
         return _refusal(404, "UnknownOperationException", f"The emulator does not serve {method} {path}.")
