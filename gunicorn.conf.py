@@ -1,6 +1,10 @@
 """gunicorn settings for swiftchat-api; every one can be overridden from the environment."""
 
 import os
+import shutil
+import tempfile
+
+from swiftchat_api.logs import gunicorn_logconfig
 
 bind = os.environ.get("GUNICORN_BIND") or f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8080')}"
 worker_class = "gevent"
@@ -13,16 +17,20 @@ graceful_timeout = int(os.environ.get("GRACEFUL_TIMEOUT", "120"))
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "60"))
 # Off, so each gevent worker patches sockets before the app (and boto3) is imported.
 preload_app = False
-accesslog = os.environ.get("ACCESS_LOG", "-") or None
+# The app writes one JSON access line per request itself (after a stream's last byte);
+# ACCESS_LOG=1 adds gunicorn's own access line.
 loglevel = os.environ.get("LOG_LEVEL", "info")
+logconfig_dict = gunicorn_logconfig(access_log=bool(os.environ.get("ACCESS_LOG")), level=loglevel)
 control_socket_disable = os.environ.get("GUNICORN_CONTROL_SOCKET", "") == ""
 control_socket = os.environ.get("GUNICORN_CONTROL_SOCKET") or None
 
 _emulator = None
+_metrics_dir = None
 
 
 def on_starting(server):
-    """Start the emulator if asked, then refuse (once, clearly) a configuration that cannot work."""
+    """Prepare metrics, start the emulator if asked, refuse (once, clearly) a configuration that cannot work."""
+    _prepare_metrics_dir()
     if os.environ.get("SWIFTCHAT_EMULATOR", "").lower() in ("1", "true", "yes", "on"):
         _start_emulator(server)
     from swiftchat_api.config import Config, ConfigError
@@ -55,7 +63,29 @@ def _start_emulator(server):
     server.log.warning(banner)
 
 
+def _prepare_metrics_dir():
+    """Give the workers an empty directory in which prometheus_client sums their metrics."""
+    global _metrics_dir
+    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if given:
+        os.makedirs(given, exist_ok=True)
+        for name in os.listdir(given):  # counts from an earlier run would be added to this one's
+            if name.endswith(".db"):
+                os.remove(os.path.join(given, name))
+    else:
+        _metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="swiftchat-metrics-")
+
+
+def child_exit(server, worker):
+    """Drop a dead worker's live gauges (open streams) from the sums."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
 def on_exit(server):
-    """Stop the emulator this master started, if any."""
+    """Stop the emulator and remove the metrics directory this master made."""
     if _emulator is not None:
         _emulator.terminate()
+    if _metrics_dir is not None:
+        shutil.rmtree(_metrics_dir, ignore_errors=True)

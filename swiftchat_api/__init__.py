@@ -23,14 +23,15 @@ def create_app(config=None):
     """Build the Flask app: config → clients → key source → blueprints → error handlers."""
     # Imported here so that gunicorn's gevent worker has patched sockets before boto3 loads.
     import urllib3
-    from flask import Flask
+    from flask import Flask, request
 
-    from . import errors
+    from . import errors, logs
     from .auth import ParameterStoreKey, StaticKey
     from .aws import Clients
-    from .blueprints import converse, image, models, token, upgrade
+    from .blueprints import converse, image, models, ops, token, upgrade
     from .cache import TTLCache
     from .config import Config
+    from .observe import UNMATCHED, Observer
     from .relay import Ticker
 
     config = config or Config.from_env()
@@ -53,13 +54,17 @@ def create_app(config=None):
         releases_cache=TTLCache(config.upgrade_cache_seconds),
         http=urllib3.PoolManager(num_pools=4, maxsize=8),
     )
-    for module in (converse, image, models, upgrade, token):
+    for module in (converse, image, models, upgrade, token, ops):
         app.register_blueprint(module.bp)
+    app.register_blueprint(ops.docs)
     errors.register(app)
-    if not logging.getLogger().handlers:
-        logging.basicConfig(
-            level=logging.INFO, format="[%(asctime)s] [%(process)d] [%(levelname)s] %(name)s: %(message)s"
-        )
+
+    @app.before_request
+    def _name_the_route():
+        request.environ["swiftchat.route"] = request.url_rule.rule if request.url_rule else UNMATCHED
+
+    app.wsgi_app = Observer(app.wsgi_app)
+    logs.configure()
     if config.emulator:
         log.warning("SERVING FROM THE BUILT-IN BEDROCK EMULATOR: answers are canned, not from Amazon Bedrock.")
     return app

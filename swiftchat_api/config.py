@@ -32,6 +32,7 @@ class Config:
     api_key: str | None = None
     api_key_name: str | None = None
     client_role_arn: str | None = None
+    metrics_token: str | None = None
     emulator: bool = False
     keepalive_seconds: float = 5.0
     first_byte_timeout: float = 40.0
@@ -56,6 +57,7 @@ class Config:
             api_key=env.get("API_KEY") or (DEMO_API_KEY if emulator and not env.get("API_KEY_NAME") else None),
             api_key_name=env.get("API_KEY_NAME") or None,
             client_role_arn=env.get("CLIENT_ROLE_ARN") or None,
+            metrics_token=env.get("METRICS_TOKEN") or None,
             emulator=emulator,
             keepalive_seconds=_number(env, "SWIFTCHAT_KEEPALIVE_SECONDS", cls.keepalive_seconds, minimum=0.05),
             first_byte_timeout=_number(env, "SWIFTCHAT_FIRST_BYTE_TIMEOUT", cls.first_byte_timeout, minimum=1),

@@ -7,6 +7,8 @@ from flask import jsonify
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 
+from . import telemetry
+
 log = logging.getLogger(__name__)
 
 # Bedrock's error codes → the HTTP status a refused chat call is answered with.
@@ -41,6 +43,7 @@ class StreamRefused(Exception):
 
 def refused(error):
     """Turn a botocore error raised before any event into StreamRefused with the fitting status."""
+    telemetry.upstream_error(error)
     if isinstance(error, ClientError):
         status = BEDROCK_STATUS.get(error.response.get("Error", {}).get("Code"), 502)
     else:

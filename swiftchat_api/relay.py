@@ -48,7 +48,9 @@ class Ticker:
 
 
 class Relay:
-    def __init__(self, events, encode, ticker, idle_timeout, keepalive=None, interval=None, client=None):
+    """Relays one stream; afterwards it tells on_done(relay) what happened (see the public attributes)."""
+
+    def __init__(self, events, encode, ticker, idle_timeout, keepalive=None, interval=None, client=None, on_done=None):
         self._events = events
         self._encode = encode
         self._ticker = ticker
@@ -56,10 +58,17 @@ class Relay:
         self._keepalive = keepalive
         self._interval = interval
         self._client = client
+        self._on_done = on_done
         self._pending = []
         self._ready = Event()
         self._finished = False
-        self._client_gone = False
+        self._completed = False
+        self._reported = False
+        self.client_gone = False
+        self.first_event_at = None
+        self.finished_at = None
+        self.usage = None
+        self.upstream_error = None
         self._keepalive_due = False
         self._silenced = False
         self._last_write = self._last_upstream = time.monotonic()
@@ -91,7 +100,7 @@ class Relay:
             self._watcher = gevent.spawn(self._watch)
         self._ticker.add(self)
         try:
-            while not self._client_gone:
+            while not self.client_gone:
                 if self._pending:
                     chunk = b"".join(self._pending)
                     self._pending.clear()
@@ -99,6 +108,7 @@ class Relay:
                     yield chunk
                     self._last_write = time.monotonic()
                 elif self._finished:
+                    self._completed = True
                     return
                 elif self._keepalive_due:
                     self._keepalive_due = False
@@ -114,11 +124,17 @@ class Relay:
         try:
             for event in self._events:
                 self._last_upstream = time.monotonic()
+                if self.first_event_at is None:
+                    self.first_event_at = self._last_upstream
+                metadata = event.get("metadata")
+                if metadata:
+                    self.usage = metadata.get("usage")
                 data = self._encode(event)
                 if data:
                     self._pending.append(data)
                     self._ready.set()
         except Exception as error:  # after the first byte, failures travel in-band
+            self.upstream_error = error
             self._pending.append(b"Error: " + str(error).encode())
         finally:
             self._finished = True
@@ -132,7 +148,7 @@ class Relay:
                 return  # the next pipelined request, not a hang-up
         except OSError:
             pass
-        self._client_gone = True
+        self.client_gone = True
         self._stop()
         self._ready.set()
 
@@ -144,3 +160,9 @@ class Relay:
             self._reader.kill()
         if self._watcher is not None and self._watcher is not gevent.getcurrent():
             self._watcher.kill()
+        if not self._reported:
+            self._reported = True
+            self.finished_at = time.monotonic()
+            self.client_gone = self.client_gone or not self._completed
+            if self._on_done is not None:
+                self._on_done(self)

@@ -70,7 +70,7 @@ class Server:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "-w", str(workers), "wsgi:app"],
             cwd=ROOT,
-            env={**os.environ, "GUNICORN_BIND": f"127.0.0.1:{self.port}", "ACCESS_LOG": "-", **env},
+            env={**os.environ, "GUNICORN_BIND": f"127.0.0.1:{self.port}", **env},
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )

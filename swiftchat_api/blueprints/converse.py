@@ -2,7 +2,7 @@
 
 from flask import Blueprint, Response, request
 
-from .. import wire
+from .. import telemetry, wire
 from ..relay import Relay
 from ..schemas import ConverseRequest
 from ..services import converse
@@ -17,9 +17,19 @@ def _stream(dialect):
     require_key()
     chat = body(_schema)
     app = state()
+    environ = request.environ
+    environ["swiftchat.model"] = chat["modelId"]
     client = app.clients.get("bedrock-runtime", chat["region"], streaming=True)
     events = converse.open_stream(client, converse.command(chat), app.config.first_byte_timeout)
     encode, keepalive = wire.DIALECTS[dialect]
+    route = environ["swiftchat.route"]
+
+    def finished(relay):
+        telemetry.OPEN_STREAMS.dec()
+        telemetry.stream_finished(route, chat["modelId"], environ["swiftchat.started"], relay)
+        environ["swiftchat.usage"] = relay.usage
+        environ["swiftchat.disconnected"] = relay.client_gone
+
     relay = Relay(
         events,
         encode,
@@ -27,8 +37,10 @@ def _stream(dialect):
         idle_timeout=app.config.bedrock_read_timeout,
         keepalive=keepalive,
         interval=app.config.keepalive_seconds,
-        client=request.environ.get("gunicorn.socket"),
+        client=environ.get("gunicorn.socket"),
+        on_done=finished,
     )
+    telemetry.OPEN_STREAMS.inc()
     return Response(relay, content_type="text/event-stream", headers=STREAM_HEADERS, direct_passthrough=True)
 
 

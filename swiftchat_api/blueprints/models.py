@@ -3,6 +3,7 @@
 from botocore.exceptions import BotoCoreError, ClientError
 from flask import Blueprint, jsonify
 
+from .. import telemetry
 from ..schemas import RegionRequest
 from ..services.catalogue import catalogue
 from .common import body, require_key, state
@@ -20,5 +21,6 @@ def list_models():
     try:
         models = app.models_cache.get(region, lambda: catalogue(app.clients.get("bedrock", region), region))
     except (ClientError, BotoCoreError) as error:
+        telemetry.upstream_error(error)
         return {"error": str(error)}
     return jsonify(models)

@@ -2,6 +2,8 @@
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from .. import telemetry
+
 SESSION_SECONDS = 3600
 
 
@@ -12,6 +14,7 @@ def temporary_credentials(sts, role_arn):
     try:
         issued = sts.assume_role(RoleArn=role_arn, RoleSessionName="swiftchat-app", DurationSeconds=SESSION_SECONDS)
     except (ClientError, BotoCoreError) as error:
+        telemetry.upstream_error(error)
         return {"error": str(error)}
     credentials = issued["Credentials"]
     return {

@@ -11,6 +11,7 @@ import re
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from .. import telemetry
 from ..errors import ApiError
 from .catalogue import geography
 
@@ -216,6 +217,7 @@ def generate(client, helper, request):
         )
         result = json.loads(answer["body"].read())
     except (ClientError, BotoCoreError) as error:
+        telemetry.upstream_error(error)
         return {"error": str(error)}
     if result.get("error"):
         return {"error": str(result["error"])}

@@ -1,0 +1,83 @@
+"""WSGI middleware that gives every request an ID, a JSON access line and request metrics.
+
+It wraps the whole app so that a streamed response is logged when its last byte has gone,
+with the tokens Bedrock reported, not when the view returned.
+"""
+
+import logging
+import re
+import time
+import uuid
+
+from . import telemetry
+
+access = logging.getLogger("swiftchat_api.access")
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+UNMATCHED = "<unmatched>"
+
+
+class Observer:
+    def __init__(self, app):
+        self.app = app
+
+    def __call__(self, environ, start_response):
+        started = time.monotonic()
+        given = environ.get("HTTP_X_REQUEST_ID", "")
+        request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
+        environ["swiftchat.request_id"] = request_id
+        environ["swiftchat.started"] = started
+        response = {}
+
+        def start(status, headers, exc_info=None):
+            response["status"] = int(status.split(" ", 1)[0])
+            response["started"] = time.monotonic()
+            headers.append(("X-Request-ID", request_id))
+            return start_response(status, headers, exc_info)
+
+        body = self.app(environ, start)
+        return _Observed(body, lambda sent: _finish(environ, response, started, sent))
+
+
+class _Observed:
+    """The response body, counted on its way out; reports once it is closed."""
+
+    def __init__(self, body, finish):
+        self._body = body
+        self._finish = finish
+        self._sent = 0
+
+    def __iter__(self):
+        for chunk in self._body:
+            self._sent += len(chunk)
+            yield chunk
+
+    def close(self):
+        try:
+            if hasattr(self._body, "close"):
+                self._body.close()
+        finally:
+            self._finish(self._sent)
+
+
+def _finish(environ, response, started, sent):
+    route = environ.get("swiftchat.route", UNMATCHED)
+    status = response.get("status", 500)
+    ended = time.monotonic()
+    telemetry.REQUESTS.labels(route, environ.get("REQUEST_METHOD", ""), str(status)).inc()
+    telemetry.REQUEST_SECONDS.labels(route).observe(response.get("started", ended) - started)
+    usage = environ.get("swiftchat.usage") or {}
+    fields = {
+        "request_id": environ["swiftchat.request_id"],
+        "remote": environ.get("REMOTE_ADDR"),
+        "method": environ.get("REQUEST_METHOD"),
+        "route": route,
+        "status": status,
+        "duration_ms": round((ended - started) * 1000, 1),
+        "bytes": sent,
+        "model": environ.get("swiftchat.model"),
+        "input_tokens": usage.get("inputTokens"),
+        "output_tokens": usage.get("outputTokens"),
+    }
+    if environ.get("swiftchat.disconnected"):
+        fields["client_disconnected"] = True
+    access.info("request", extra={"fields": fields})

@@ -1,0 +1,173 @@
+"""The OpenAPI 3 document, generated from the request schemas with apispec."""
+
+from functools import cache
+
+from apispec import APISpec
+from apispec.ext.marshmallow import MarshmallowPlugin
+from marshmallow import Schema, fields
+
+from . import schemas
+
+_AUTH = [{"bearer": []}, {"apiKey": []}]
+_TEXT_ERROR = {"text/plain": {"schema": {"type": "string", "example": "Error: An error occurred (...)"}}}
+
+
+class Detail(Schema):
+    detail = fields.String(required=True, metadata={"description": "Shown to the user as-is."})
+
+
+class ValidationItem(Schema):
+    loc = fields.List(fields.Raw(), required=True, metadata={"example": ["body", "modelId"]})
+    msg = fields.String(required=True)
+    type = fields.String(required=True, metadata={"example": "missing"})
+
+
+class ValidationFailure(Schema):
+    detail = fields.List(fields.Nested(ValidationItem), required=True)
+
+
+class ImageAnswer(Schema):
+    image = fields.String(metadata={"description": "Base64 image (PNG or JPEG)."})
+    error = fields.String(metadata={"description": "Why Bedrock made no image."})
+
+
+class ModelEntry(Schema):
+    modelId = fields.String(required=True)
+    modelName = fields.String(required=True)
+
+
+class ModelsAnswer(Schema):
+    textModel = fields.List(fields.Nested(ModelEntry))
+    imageModel = fields.List(fields.Nested(ModelEntry))
+    error = fields.String(metadata={"description": "Bedrock's refusal; an empty catalogue is []."})
+
+
+class UpgradeAnswer(Schema):
+    needUpgrade = fields.Boolean(required=True)
+    version = fields.String(required=True, metadata={"example": "2.4.0"})
+    url = fields.String(required=True)
+
+
+class TokenAnswer(Schema):
+    accessKeyId = fields.String()
+    secretAccessKey = fields.String()
+    sessionToken = fields.String()
+    expiration = fields.String(metadata={"format": "date-time"})
+    error = fields.String()
+
+
+class Status(Schema):
+    status = fields.String(required=True)
+    detail = fields.String()
+
+
+def _json(schema):
+    return {"application/json": {"schema": schema}}
+
+
+def _api(summary, body, ok, extra=None):
+    responses = {
+        "200": ok,
+        "401": {"description": "Wrong key, or the key store cannot be read.", "content": _json("Detail")},
+        "403": {"description": "No key, or not a Bearer key.", "content": _json("Detail")},
+        "422": {"description": "The body is not valid.", "content": _json("ValidationFailure")},
+        **(extra or {}),
+    }
+    return {
+        "post": {
+            "summary": summary,
+            "security": _AUTH,
+            "requestBody": {"required": True, "content": _json(body)},
+            "responses": responses,
+        }
+    }
+
+
+def _stream(summary, framing):
+    refused = {
+        str(status): {"description": f"Bedrock refused the call before streaming ({why}).", "content": _TEXT_ERROR}
+        for status, why in (
+            (400, "validation"),
+            (404, "unknown model"),
+            (429, "throttled"),
+            (502, "other upstream failure"),
+            (503, "unavailable"),
+            (504, "no answer in time"),
+        )
+    }
+    ok = {
+        "description": f"Streamed as Bedrock answers: {framing} A failure after the first byte is written "
+        "as `Error: <message>` and ends the stream.",
+        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+    }
+    return _api(summary, "ConverseRequest", ok, refused)
+
+
+def _get(summary, description, content, secured=False):
+    operation = {"summary": summary, "responses": {"200": {"description": description, "content": content}}}
+    if secured:
+        operation["security"] = _AUTH
+    return {"get": operation}
+
+
+@cache
+def document():
+    """The OpenAPI document as a dict (built once)."""
+    spec = APISpec(
+        title="swiftchat-api",
+        version="1.0.0",
+        openapi_version="3.0.3",
+        info={"description": "A drop-in server for the SwiftChat apps, in front of Amazon Bedrock."},
+        plugins=[MarshmallowPlugin()],
+    )
+    spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
+    spec.components.security_scheme("apiKey", {"type": "apiKey", "in": "header", "name": "x-api-key"})
+    for name, schema in (
+        ("ConverseRequest", schemas.ConverseRequest),
+        ("ImageRequest", schemas.ImageRequest),
+        ("RegionRequest", schemas.RegionRequest),
+        ("UpgradeRequest", schemas.UpgradeRequest),
+        ("Detail", Detail),
+        ("ValidationFailure", ValidationFailure),
+        ("ImageAnswer", ImageAnswer),
+        ("ModelsAnswer", ModelsAnswer),
+        ("UpgradeAnswer", UpgradeAnswer),
+        ("TokenAnswer", TokenAnswer),
+        ("Status", Status),
+    ):
+        spec.components.schema(name, schema=schema)
+    paths = {
+        "/api/converse": _stream("Chat, first app generation", "each delta's text, then a newline and the usage JSON."),
+        "/api/converse/v2": _stream("Chat, second generation", "every Bedrock event as JSON, back to back."),
+        "/api/converse/v3": _stream("Chat, current generation", "every event as JSON plus a blank line."),
+        "/api/image": _api(
+            "Generate or edit an image",
+            "ImageRequest",
+            {"description": "The image, or Bedrock's refusal as `error`.", "content": _json("ImageAnswer")},
+            {"400": {"description": "The request matches no image operation.", "content": _json("Detail")}},
+        ),
+        "/api/models": _api(
+            "Models offered in a region",
+            "RegionRequest",
+            {"description": "The catalogue, `[]`, or `error`.", "content": _json("ModelsAnswer")},
+        ),
+        "/api/upgrade": _api(
+            "App update check (re-reads the API key)",
+            "UpgradeRequest",
+            {"description": "Whether a newer release exists.", "content": _json("UpgradeAnswer")},
+        ),
+        "/api/token": _api(
+            "Temporary AWS credentials",
+            "RegionRequest",
+            {"description": "Credentials for an hour, or `error`.", "content": _json("TokenAnswer")},
+        ),
+        "/healthz": _get("Liveness", "The process is up.", _json("Status")),
+        "/readyz": _get("Readiness", "The API key source is readable (503 otherwise).", _json("Status")),
+        "/metrics": _get(
+            "Prometheus metrics", "Text exposition format.", {"text/plain": {"schema": {"type": "string"}}}, True
+        ),
+        "/openapi.json": _get("This document", "OpenAPI 3.", {"application/json": {"schema": {"type": "object"}}}),
+    }
+    for path, operations in paths.items():
+        spec.path(path=path, operations=operations)
+    return spec.to_dict()

@@ -1,0 +1,62 @@
+"""Prometheus metrics. Under gunicorn they are shared by all workers through files in
+PROMETHEUS_MULTIPROC_DIR (gunicorn.conf.py sets it before any worker imports this module)."""
+
+import os
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
+
+_SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600)
+
+REQUESTS = Counter("swiftchat_requests", "HTTP requests answered.", ["route", "method", "status"])
+REQUEST_SECONDS = Histogram(
+    "swiftchat_request_duration_seconds", "Time until the response started.", ["route"], buckets=_SECONDS
+)
+STREAM_SECONDS = Histogram(
+    "swiftchat_stream_duration_seconds", "Chat streams, from request to last byte.", ["route"], buckets=_SECONDS
+)
+FIRST_EVENT_SECONDS = Histogram(
+    "swiftchat_time_to_first_event_seconds", "From request to Bedrock's first event.", ["route"], buckets=_SECONDS
+)
+OPEN_STREAMS = Gauge("swiftchat_open_streams", "Chat streams open now.", multiprocess_mode="livesum")
+TOKENS = Counter("swiftchat_bedrock_tokens", "Tokens Bedrock reported.", ["model", "direction"])
+UPSTREAM_ERRORS = Counter("swiftchat_upstream_errors", "Bedrock failures, by error code.", ["type"])
+DISCONNECTS = Counter("swiftchat_client_disconnects", "Clients that left before their stream ended.", ["route"])
+
+
+def upstream_error(error):
+    """Count a Bedrock failure under its AWS error code (or exception class)."""
+    response = getattr(error, "response", None) or {}
+    UPSTREAM_ERRORS.labels(response.get("Error", {}).get("Code") or type(error).__name__).inc()
+
+
+def stream_finished(route, model, started, relay):
+    """Record what one finished chat stream did."""
+    STREAM_SECONDS.labels(route).observe(relay.finished_at - started)
+    if relay.first_event_at is not None:
+        FIRST_EVENT_SECONDS.labels(route).observe(relay.first_event_at - started)
+    if relay.usage:
+        TOKENS.labels(model, "input").inc(relay.usage.get("inputTokens", 0))
+        TOKENS.labels(model, "output").inc(relay.usage.get("outputTokens", 0))
+    if relay.upstream_error is not None:
+        upstream_error(relay.upstream_error)
+    if relay.client_gone:
+        DISCONNECTS.labels(route).inc()
+
+
+def exposition():
+    """(body, content type) of every worker's metrics, summed."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        registry = REGISTRY
+    return generate_latest(registry), CONTENT_TYPE_LATEST

@@ -1,0 +1,280 @@
+"""What an operator sees: OpenAPI and docs, health, metrics over two workers, JSON logs, shutdown."""
+
+import base64
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from conftest import TEST_KEY, Server, chat, emulator_env, stream_record
+from openapi_spec_validator import validate
+
+from swiftchat_api import create_app
+from swiftchat_api.config import Config
+
+
+def _json(body):
+    return json.loads(body)
+
+
+def _access_lines(server):
+    lines = [json.loads(line) for line in server.output().splitlines() if line.startswith("{")]
+    return [line for line in lines if line.get("logger") == "swiftchat_api.access"]
+
+
+def test_openapi_describes_every_route(server):
+    status, headers, body = server.request("/openapi.json", method="GET", key=None)
+    assert status == 200 and headers["content-type"] == "application/json"
+    spec = _json(body)
+    validate(spec)
+    app = create_app(Config(api_key="unused"))
+    routes = {
+        (rule.rule, method.lower())
+        for rule in app.url_map.iter_rules()
+        for method in rule.methods - {"HEAD", "OPTIONS"}
+        if rule.endpoint != "static" and not rule.rule.startswith("/docs")
+    }
+    documented = {(path, method) for path, operations in spec["paths"].items() for method in operations}
+    assert routes == documented
+    assert set(spec["components"]["securitySchemes"]) == {"bearer", "apiKey"}
+    v3 = spec["paths"]["/api/converse/v3"]["post"]
+    assert "text/event-stream" in v3["responses"]["200"]["content"]
+    assert v3["requestBody"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/ConverseRequest"
+    }
+    assert {"messages", "modelId", "region", "enableThinking", "system"} <= set(
+        spec["components"]["schemas"]["ConverseRequest"]["properties"]
+    )
+    assert "422" in v3["responses"] and "429" in v3["responses"]
+
+
+def _chromium():
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(not _chromium() and not os.environ.get("CI"), reason="Debian's chromium is not installed")
+def test_docs_page_renders_the_routes_in_a_real_browser(server):
+    status, _, page = server.request("/docs/", method="GET", key=None)
+    assert status == 200
+    assert not re.findall(rb'(?:src|href)="(?:https?:)?//', page), "the docs page must load nothing from the internet"
+    with tempfile.TemporaryDirectory() as profile:
+        result = subprocess.run(
+            [
+                _chromium(),
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                f"--user-data-dir={profile}",
+                "--virtual-time-budget=15000",
+                "--dump-dom",
+                f"http://127.0.0.1:{server.port}/docs/",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    dom = result.stdout
+    assert "swiftchat-api" in dom
+    for path in ("/api/converse/v3", "/api/image", "/api/models", "/api/upgrade", "/api/token", "/healthz"):
+        assert path in dom, f"{path} is not on the rendered docs page"
+
+
+def test_healthz_needs_no_key(server):
+    assert server.request("/healthz", method="GET", key=None)[::2] == (200, b'{"status":"ok"}\n')
+
+
+def test_readyz_tells_whether_the_key_source_is_readable(server, emulator, moto_url):
+    assert server.request("/readyz", method="GET", key=None)[::2] == (200, b'{"status":"ready"}\n')
+    broken = Server({**emulator_env(emulator), "API_KEY_NAME": "/swiftchat/missing", "AWS_ENDPOINT_URL_SSM": moto_url})
+    try:
+        status, _, body = broken.request("/readyz", method="GET", key=None)
+    finally:
+        broken.stop()
+    assert status == 503
+    assert _json(body)["status"] == "unavailable" and "ParameterNotFound" in _json(body)["detail"]
+
+
+def test_metrics_need_the_api_key(server):
+    assert server.request("/metrics", method="GET", key=None)[0] == 403
+    status, headers, body = server.request("/metrics", method="GET")
+    assert status == 200 and headers["content-type"].startswith("text/plain")
+    assert b"swiftchat_requests_total" in body
+
+
+def test_metrics_token_replaces_the_api_key(emulator):
+    live = Server({**emulator_env(emulator), "API_KEY": TEST_KEY, "METRICS_TOKEN": "scrape-me"})
+    try:
+        assert live.request("/metrics", method="GET")[0] == 401
+        assert live.request("/metrics", method="GET", key="scrape-me")[0] == 200
+    finally:
+        live.stop()
+
+
+def _metric(text, name, **labels):
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            found = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}")[0])) if "{" in line else {}
+            if all(found.get(k) == v for k, v in labels.items()):
+                total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+@pytest.fixture(scope="module")
+def two_workers(emulator):
+    live = Server({**emulator_env(emulator), "API_KEY": TEST_KEY, "BEDROCK_MAX_ATTEMPTS": "1"}, workers=2)
+    yield live
+    live.stop()
+
+
+def test_metrics_sum_over_two_workers(two_workers):
+    body = chat("[[emulator words=10 delay_ms=30]]")
+    with ThreadPoolExecutor(max_workers=40) as pool:
+        results = list(pool.map(lambda _: two_workers.request("/api/converse/v3", body), range(40)))
+    assert all(status == 200 for status, _, _ in results)
+    assert two_workers.request("/api/converse/v3", chat("[[emulator error=throttling]]"))[0] == 429
+    served_by = {line["pid"] for line in _access_lines(two_workers) if line["route"] == "/api/converse/v3"}
+    assert len(served_by) == 2, "both workers should have served streams"
+    for _ in range(4):  # whichever worker answers, it reports the sum
+        text = two_workers.request("/metrics", method="GET")[2].decode()
+        assert _metric(text, "swiftchat_requests_total", route="/api/converse/v3", status="200") == 40
+        assert _metric(text, "swiftchat_requests_total", route="/api/converse/v3", status="429") == 1
+        assert _metric(text, "swiftchat_bedrock_tokens_total", direction="output") == 40 * 10
+        assert _metric(text, "swiftchat_time_to_first_event_seconds_count", route="/api/converse/v3") == 40
+        assert _metric(text, "swiftchat_stream_duration_seconds_count", route="/api/converse/v3") == 40
+        assert _metric(text, "swiftchat_upstream_errors_total", type="ThrottlingException") == 1
+        assert _metric(text, "swiftchat_open_streams") == 0
+
+
+def test_disconnects_and_mid_stream_errors_are_counted(server):
+    before = server.request("/metrics", method="GET")[2].decode()
+    sock = socket.create_connection(("127.0.0.1", server.port))
+    data = json.dumps(chat("[[emulator words=200 delay_ms=20]]")).encode()
+    sock.sendall(
+        b"POST /api/converse/v3 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Length: %d\r\n\r\n%s"
+        % (TEST_KEY.encode(), len(data), data)
+    )
+    sock.recv(65536)
+    sock.close()
+    server.request("/api/converse/v3", chat("[[emulator fail_after=2]]"))
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        after = server.request("/metrics", method="GET")[2].decode()
+        if _metric(after, "swiftchat_client_disconnects_total") > _metric(before, "swiftchat_client_disconnects_total"):
+            break
+        time.sleep(0.1)
+    assert (
+        _metric(after, "swiftchat_client_disconnects_total")
+        == _metric(before, "swiftchat_client_disconnects_total") + 1
+    )
+    errors = "swiftchat_upstream_errors_total"
+    code = "modelStreamErrorException"
+    assert _metric(after, errors, type=code) == _metric(before, errors, type=code) + 1
+
+
+def test_access_line_per_request_with_request_id(server):
+    status, headers, _ = server.request(
+        "/api/converse/v3", chat('[[emulator reply="one two"]]'), headers={"X-Request-ID": "req-42"}
+    )
+    assert status == 200 and headers["x-request-id"] == "req-42"
+    _, generated, _ = server.request("/api/converse", chat("hi"), headers={"X-Request-ID": "bad id\twith spaces"})
+    assert re.fullmatch(r"[0-9a-f]{32}", generated["x-request-id"])
+    time.sleep(0.2)
+    line = next(line for line in _access_lines(server) if line["request_id"] == "req-42")
+    assert line["route"] == "/api/converse/v3" and line["status"] == 200 and line["method"] == "POST"
+    assert line["model"] == "anthropic.claude-3-5-sonnet-20240620-v1:0"
+    assert (line["input_tokens"], line["output_tokens"]) == (1, 2)
+    assert line["bytes"] > 0 and line["duration_ms"] >= 0
+    assert any(line["request_id"] == generated["x-request-id"] for line in _access_lines(server))
+
+
+def test_logs_never_hold_the_key_text_or_images(server):
+    secret = "purple-elephant-diary"
+    image = base64.b64encode(b"\x89PNG-private-picture-bytes").decode()
+    content = [
+        {"text": f"{secret} [[emulator fail_after=1]]"},
+        {"image": {"format": "png", "source": {"bytes": image}}},
+    ]
+    payload = {"messages": [{"role": "user", "content": content}], "modelId": "m", "region": "us-west-2"}
+    server.request("/api/converse/v3", payload)
+    server.request("/api/converse/v3", {**payload, "region": 7})
+    server.request(
+        "/api/image",
+        {"prompt": secret, "modelId": "amazon.nova-canvas-v1:0", "region": "us-west-2", "width": 1, "height": 1},
+    )
+    server.request("/api/converse", payload, key=TEST_KEY + "-wrong")
+    time.sleep(0.2)
+    log = server.output()
+    for private in (TEST_KEY, secret, image):
+        assert private not in log
+
+
+def _stream_in_background(server, body, received):
+    def run():
+        sock = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+        data = json.dumps(body).encode()
+        sock.sendall(
+            b"POST /api/converse/v3 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Length: %d\r\n\r\n%s"
+            % (TEST_KEY.encode(), len(data), data)
+        )
+        while chunk := sock.recv(65536):
+            received.append(chunk)
+        sock.close()
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    while not received:
+        time.sleep(0.02)
+    return thread
+
+
+def test_sigterm_lets_open_streams_finish_and_refuses_new_ones(emulator):
+    live = Server({**emulator_env(emulator), "API_KEY": TEST_KEY, "GRACEFUL_TIMEOUT": "20", "GUNICORN_KEEPALIVE": "1"})
+    received = []
+    try:
+        thread = _stream_in_background(live, chat("[[emulator words=40 delay_ms=100]]"), received)
+        live.process.send_signal(signal.SIGTERM)
+        time.sleep(1.5)  # a gevent worker looks at its stop flag once a second
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", live.port), timeout=2).close()
+        assert live.process.poll() is None, "the open stream should keep the server up"
+        thread.join(30)
+        assert live.process.wait(30) == 0
+    finally:
+        live.stop()
+    body = b"".join(received)
+    assert body.count(b'{"contentBlockDelta"') == 40
+    assert b'{"metadata"' in body
+
+
+def test_grace_period_ends_with_upstream_closed(emulator):
+    live = Server({**emulator_env(emulator), "API_KEY": TEST_KEY, "GRACEFUL_TIMEOUT": "1", "GUNICORN_KEEPALIVE": "1"})
+    received = []
+    try:
+        thread = _stream_in_background(live, chat("[[emulator id=shutdown-cut words=300 delay_ms=50]]"), received)
+        started = time.monotonic()
+        live.process.send_signal(signal.SIGTERM)
+        live.process.wait(30)
+        thread.join(30)
+        assert time.monotonic() - started < 10
+    finally:
+        live.stop()
+    record = stream_record(emulator, "shutdown-cut")
+    deadline = time.monotonic() + 5
+    while record["state"] == "streaming" and time.monotonic() < deadline:
+        time.sleep(0.1)
+        record = stream_record(emulator, "shutdown-cut")
+    assert record["state"] == "cancelled" and record["events"] < 300
