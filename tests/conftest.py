@@ -98,6 +98,17 @@ class Server:
                 self.process.kill()
         self._log.close()
 
+    def open_stream(self, path, body):
+        """Send a chat request on a raw socket and return the socket, response unread."""
+        sock = socket.create_connection(("127.0.0.1", self.port), timeout=30)
+        data = json.dumps(body).encode()
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TEST_KEY}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
+        )
+        sock.sendall(head.encode() + data)
+        return sock
+
     def request(self, path, body=None, headers=None, key=TEST_KEY, method="POST", raw=None):
         """Send one request; return (status, headers, body bytes)."""
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)

@@ -1,23 +1,10 @@
 """Walking away cancels the upstream stream; one worker holds hundreds of streams at once."""
 
-import json
-import socket
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from conftest import TEST_KEY, Server, chat, emulator_env, stream_record
-
-
-def _open_stream(server, path, body):
-    sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
-    data = json.dumps(body).encode()
-    head = (
-        f"POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TEST_KEY}\r\n"
-        f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
-    )
-    sock.sendall(head.encode() + data)
-    return sock
 
 
 def _wait_for_state(emulator, tag, deadline=10):
@@ -33,7 +20,7 @@ def _wait_for_state(emulator, tag, deadline=10):
 @pytest.mark.parametrize("path", ["/api/converse", "/api/converse/v2", "/api/converse/v3"])
 def test_disconnect_closes_upstream_stream(server, emulator, path):
     tag = f"walk-away-{path.rsplit('/', 1)[-1]}"
-    sock = _open_stream(server, path, chat(f"[[emulator id={tag} words=500 delay_ms=20]]"))
+    sock = server.open_stream(path, chat(f"[[emulator id={tag} words=500 delay_ms=20]]"))
     received = b""
     while b"brown" not in received:  # three words in, the user walks away
         received += sock.recv(65536)
@@ -46,7 +33,7 @@ def test_disconnect_closes_upstream_stream(server, emulator, path):
 
 
 def test_disconnect_during_a_long_silence_closes_upstream(server, emulator):
-    sock = _open_stream(server, "/api/converse/v2", chat("[[emulator id=silent-walk first_delay_ms=30000]]"))
+    sock = server.open_stream("/api/converse/v2", chat("[[emulator id=silent-walk first_delay_ms=30000]]"))
     assert sock.recv(65536).startswith(b"HTTP/1.1 200")
     sock.close()
     record = _wait_for_state(emulator, "silent-walk", deadline=8)

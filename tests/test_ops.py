@@ -161,12 +161,7 @@ def test_metrics_sum_over_two_workers(two_workers):
 
 def test_disconnects_and_mid_stream_errors_are_counted(server):
     before = server.request("/metrics", method="GET")[2].decode()
-    sock = socket.create_connection(("127.0.0.1", server.port))
-    data = json.dumps(chat("[[emulator words=200 delay_ms=20]]")).encode()
-    sock.sendall(
-        b"POST /api/converse/v3 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Length: %d\r\n\r\n%s"
-        % (TEST_KEY.encode(), len(data), data)
-    )
+    sock = server.open_stream("/api/converse/v3", chat("[[emulator words=200 delay_ms=20]]"))
     sock.recv(65536)
     sock.close()
     server.request("/api/converse/v3", chat("[[emulator fail_after=2]]"))
@@ -224,12 +219,7 @@ def test_logs_never_hold_the_key_text_or_images(server):
 
 def _stream_in_background(server, body, received):
     def run():
-        sock = socket.create_connection(("127.0.0.1", server.port), timeout=30)
-        data = json.dumps(body).encode()
-        sock.sendall(
-            b"POST /api/converse/v3 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer %s\r\nContent-Length: %d\r\n\r\n%s"
-            % (TEST_KEY.encode(), len(data), data)
-        )
+        sock = server.open_stream("/api/converse/v3", body)
         while chunk := sock.recv(65536):
             received.append(chunk)
         sock.close()
