@@ -5,6 +5,7 @@ from marshmallow import ValidationError
 
 from swiftchat_api.schemas import ConverseRequest
 from swiftchat_api.services.converse import command
+from swiftchat_api.services.images import helper_model
 
 schema = ConverseRequest()
 
@@ -79,3 +80,17 @@ def test_real_region_names_pass(region):
 def test_unreal_region_names_fail(region):
     with pytest.raises(ValidationError):
         _load(region=region)
+
+
+@pytest.mark.parametrize(
+    ("region", "configured", "helper"),
+    [
+        ("us-east-1", None, "us.amazon.nova-lite-v1:0"),
+        ("eu-west-3", None, "eu.amazon.nova-lite-v1:0"),
+        ("ap-southeast-2", None, "apac.amazon.nova-lite-v1:0"),
+        ("ca-central-1", None, "amazon.nova-lite-v1:0"),
+        ("eu-west-3", "eu.anthropic.claude-3-haiku-20240307-v1:0", "eu.anthropic.claude-3-haiku-20240307-v1:0"),
+    ],
+)
+def test_image_helper_model_fits_the_region_or_the_setting(region, configured, helper):
+    assert helper_model(region, configured) == helper

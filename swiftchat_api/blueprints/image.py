@@ -1,7 +1,6 @@
 """POST /api/image: generate or edit an image."""
 
-from flask import Blueprint
-from flask import request as flask_request
+from flask import Blueprint, request
 
 from ..schemas import ImageRequest
 from ..services import images
@@ -15,8 +14,8 @@ _schema = ImageRequest()
 def generate_image():
     """Generate an image with a Titan, Nova Canvas or Stability model."""
     require_key()
-    request = body(_schema)
-    flask_request.environ["swiftchat.model"] = request["modelId"]
+    wanted = body(_schema)
+    request.environ["swiftchat.model"] = wanted["modelId"]
     app = state()
-    helper = images.helper_model(request["region"], app.config.image_helper_model_id)
-    return images.generate(app.clients.get("bedrock-runtime", request["region"]), helper, request)
+    helper = images.helper_model(wanted["region"], app.config.image_helper_model_id)
+    return images.generate(app.clients.get("bedrock-runtime", wanted["region"]), helper, wanted)
