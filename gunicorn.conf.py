@@ -29,8 +29,7 @@ _metrics_dir = None
 
 
 def on_starting(server):
-    """Prepare metrics, start the emulator if asked, refuse (once, clearly) a configuration that cannot work."""
-    _prepare_metrics_dir()
+    """Start the emulator if asked, refuse (once, clearly) a configuration that cannot work, prepare metrics."""
     if os.environ.get("SWIFTCHAT_EMULATOR", "").lower() in ("1", "true", "yes", "on"):
         _start_emulator(server)
     from swiftchat_api.config import Config, ConfigError
@@ -39,7 +38,9 @@ def on_starting(server):
         Config.from_env()
     except ConfigError as error:
         server.log.error("swiftchat-api cannot start: %s", error)
+        on_exit(server)
         raise SystemExit(1) from None
+    _prepare_metrics_dir()
 
 
 def _start_emulator(server):
