@@ -45,7 +45,9 @@ def refused(error):
     """Turn a botocore error raised before any event into StreamRefused with the fitting status."""
     telemetry.upstream_error(error)
     if isinstance(error, ClientError):
-        status = BEDROCK_STATUS.get(error.response.get("Error", {}).get("Code"), 502)
+        code = error.response.get("Error", {}).get("Code") or ""
+        # In-stream exceptions are spelt throttlingException, refusals ThrottlingException.
+        status = BEDROCK_STATUS.get(code[:1].upper() + code[1:], 502)
     else:
         status = 400 if isinstance(error, ParamValidationError) else 502
     return StreamRefused(status, str(error))

@@ -183,3 +183,25 @@ def test_refused_call_gets_a_real_status(server, path, error, status, code):
     assert headers["content-type"].startswith("text/plain")
     assert body.startswith(f"Error: An error occurred ({code}) when calling the ConverseStream operation".encode())
     assert body.endswith(f"The emulator refused the call ({error}).".encode())
+
+
+@pytest.mark.parametrize(
+    ("exception", "status"),
+    [
+        ("throttlingException", 429),
+        ("validationException", 400),
+        ("serviceUnavailableException", 503),
+        ("modelStreamErrorException", 502),
+    ],
+)
+def test_refusal_as_the_first_frame_gets_a_real_status(server, exception, status):
+    got, headers, body = server.request("/api/converse/v3", chat(f"[[emulator fail_after=0 fail_with={exception}]]"))
+    assert got == status
+    assert headers["content-type"].startswith("text/plain")
+    assert (
+        body
+        == (
+            f"Error: An error occurred ({exception}) when calling the ConverseStream operation: "
+            "The emulator failed the stream as asked."
+        ).encode()
+    )

@@ -63,6 +63,7 @@ class Script:
     first_delay: float = 0.0
     header_delay: float = 0.0
     fail_after: int | None = None
+    fail_with: str = "modelStreamErrorException"
     error: str | None = None
     chunk: int = 1
     tag: str | None = None
@@ -108,6 +109,7 @@ def _from_options(model_id, body, said, options):
         "first_delay_ms",
         "header_delay_ms",
         "fail_after",
+        "fail_with",
         "error",
         "chunk",
         "id",
@@ -132,6 +134,7 @@ def _from_options(model_id, body, said, options):
         first_delay=int(options.get("first_delay_ms", 0)) / 1000,
         header_delay=int(options.get("header_delay_ms", 0)) / 1000,
         fail_after=int(options["fail_after"]) if "fail_after" in options else None,
+        fail_with=options.get("fail_with", Script.fail_with),
         error=options.get("error"),
         chunk=max(1, int(options.get("chunk", 1))),
         tag=options.get("id"),

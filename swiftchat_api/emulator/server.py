@@ -123,7 +123,7 @@ class Emulator:
             sock.sendall((head + ("" if keep_alive else "Connection: close\r\n") + "\r\n").encode())
             for delay, data in stream_frames(script):
                 if script.fail_after is not None and record["events"] >= script.fail_after:
-                    data = frames.exception("modelStreamErrorException", "The emulator failed the stream as asked.")
+                    data = frames.exception(script.fail_with, "The emulator failed the stream as asked.")
                     record["state"] = "failed"
                 _pause(sock, delay)
                 sock.sendall(b"%X\r\n%s\r\n" % (len(data), data))
