@@ -62,6 +62,7 @@ def _chromium():
 
 @pytest.mark.skipif(not _chromium() and not os.environ.get("CI"), reason="Debian's chromium is not installed")
 def test_docs_page_renders_the_routes_in_a_real_browser(server):
+    assert _chromium(), "CI needs Debian's chromium for this test: apt-get install chromium"
     status, _, page = server.request("/docs/", method="GET", key=None)
     assert status == 200
     assert not re.findall(rb'(?:src|href)="(?:https?:)?//', page), "the docs page must load nothing from the internet"
