@@ -143,19 +143,19 @@ def two_workers(emulator):
 
 def test_metrics_sum_over_two_workers(two_workers):
     body = chat("[[emulator words=10 delay_ms=30]]")
-    with ThreadPoolExecutor(max_workers=40) as pool:
-        results = list(pool.map(lambda _: two_workers.request("/api/converse/v3", body), range(40)))
+    with ThreadPoolExecutor(max_workers=60) as pool:
+        results = list(pool.map(lambda _: two_workers.request("/api/converse/v3", body), range(60)))
     assert all(status == 200 for status, _, _ in results)
     assert two_workers.request("/api/converse/v3", chat("[[emulator error=throttling]]"))[0] == 429
     served_by = {line["pid"] for line in _access_lines(two_workers) if line["route"] == "/api/converse/v3"}
     assert len(served_by) == 2, "both workers should have served streams"
     for _ in range(4):  # whichever worker answers, it reports the sum
         text = two_workers.request("/metrics", method="GET")[2].decode()
-        assert _metric(text, "swiftchat_requests_total", route="/api/converse/v3", status="200") == 40
+        assert _metric(text, "swiftchat_requests_total", route="/api/converse/v3", status="200") == 60
         assert _metric(text, "swiftchat_requests_total", route="/api/converse/v3", status="429") == 1
-        assert _metric(text, "swiftchat_bedrock_tokens_total", direction="output") == 40 * 10
-        assert _metric(text, "swiftchat_time_to_first_event_seconds_count", route="/api/converse/v3") == 40
-        assert _metric(text, "swiftchat_stream_duration_seconds_count", route="/api/converse/v3") == 40
+        assert _metric(text, "swiftchat_bedrock_tokens_total", direction="output") == 60 * 10
+        assert _metric(text, "swiftchat_time_to_first_event_seconds_count", route="/api/converse/v3") == 60
+        assert _metric(text, "swiftchat_stream_duration_seconds_count", route="/api/converse/v3") == 60
         assert _metric(text, "swiftchat_upstream_errors_total", type="ThrottlingException") == 1
         assert _metric(text, "swiftchat_open_streams") == 0
 
