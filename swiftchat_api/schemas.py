@@ -19,7 +19,8 @@ class _Body(Schema):
 def _decode_media(block, where):
     """Return a content block whose image/video/document bytes are decoded from base64."""
     for kind in _MEDIA:
-        source = block.get(kind, {}).get("source") if isinstance(block.get(kind), dict) else None
+        media = block.get(kind)
+        source = media.get("source") if isinstance(media, dict) else None
         if not isinstance(source, dict) or "bytes" not in source:
             continue
         data = source["bytes"]
@@ -29,7 +30,7 @@ def _decode_media(block, where):
             decoded = base64.b64decode(data, validate=True)
         except (binascii.Error, ValueError):
             raise ValidationError({kind: {"source": {"bytes": [f"Invalid base64 data in the {where}."]}}}) from None
-        block = {**block, kind: {**block[kind], "source": {**source, "bytes": decoded}}}
+        block = {**block, kind: {**media, "source": {**source, "bytes": decoded}}}
     return block
 
 

@@ -47,7 +47,7 @@ class Emulator:
         try:
             while self._serve_one(sock, rfile):
                 pass
-        except (ConnectionError, ClientGone, OSError):
+        except (ClientGone, OSError, ValueError):  # gone, or not speaking HTTP
             pass
         finally:
             rfile.close()
