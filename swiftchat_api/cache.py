@@ -11,8 +11,8 @@ class TTLCache:
         self._locks = {}
         self._guard = threading.Lock()
 
-    def get(self, key, compute, cache_if=lambda value: True):
-        """The cached value for key, or compute() (stored for ttl seconds when cache_if(value))."""
+    def get(self, key, compute):
+        """The cached value for key, or compute() stored for ttl seconds (an exception is not stored)."""
         entry = self._entries.get(key)
         if entry and entry[0] > time.monotonic():
             return entry[1]
@@ -23,6 +23,5 @@ class TTLCache:
             if entry and entry[0] > time.monotonic():
                 return entry[1]
             value = compute()
-            if cache_if(value):
-                self._entries[key] = (time.monotonic() + self.ttl, value)
+            self._entries[key] = (time.monotonic() + self.ttl, value)
             return value

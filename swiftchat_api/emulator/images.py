@@ -13,6 +13,9 @@ import json
 import re
 import struct
 import zlib
+from functools import partial
+
+from .script import refusal
 
 # A 16x16 JPEG: Stability models answer in JPEG and the emulator has no encoder for it.
 TINY_JPEG = base64.b64decode(
@@ -114,8 +117,7 @@ def _split(run):
     return words
 
 
-def _refuse(message, status=400, code="ValidationException"):
-    return status, {"message": message}, [f"x-amzn-ErrorType: {code}"]
+_invalid = partial(refusal, 400, "ValidationException")
 
 
 def _is_base64(value):
@@ -140,32 +142,32 @@ _TASKS = {
 def _amazon(model_id, body):
     task = body.get("taskType")
     if task not in _TASKS or (task == "VIRTUAL_TRY_ON" and "nova-canvas" not in model_id):
-        return _refuse(f"taskType {task!r} is not supported by {model_id}.")
+        return _invalid(f"taskType {task!r} is not supported by {model_id}.")
     params_name, required = _TASKS[task]
     params = body.get(params_name)
     if not isinstance(params, dict) or any(key not in params for key in required):
-        return _refuse(f"{params_name} must hold {', '.join(required)}.")
+        return _invalid(f"{params_name} must hold {', '.join(required)}.")
     for key in ("image", "conditionImage", "sourceImage", "referenceImage"):
         if key in params and not _is_base64(params[key]):
-            return _refuse(f"{params_name}.{key} is not base64 image data.")
+            return _invalid(f"{params_name}.{key} is not base64 image data.")
     if "[[emulator error=" in params.get("text", ""):
-        return _refuse("This request has been blocked by our content filters.")
+        return _invalid("This request has been blocked by our content filters.")
     config = body.get("imageGenerationConfig") or {}
     width, height = config.get("width", 64), config.get("height", 64)
     if not (isinstance(width, int) and isinstance(height, int) and 64 <= width <= 4096 and 64 <= height <= 4096):
-        return _refuse("imageGenerationConfig width and height must be integers.")
+        return _invalid("imageGenerationConfig width and height must be integers.")
     seed_text = json.dumps(params, sort_keys=True)[:2000]
     return 200, {"images": [base64.b64encode(png(width, height, seed_text)).decode()], "error": None}, []
 
 
 def _stability(model_id, body):
     if not isinstance(body.get("prompt"), str) or not body["prompt"]:
-        return _refuse("prompt is required.")
+        return _invalid("prompt is required.")
     mode = body.get("mode", "text-to-image")
     if mode == "image-to-image" and not (_is_base64(body.get("image")) and "strength" in body):
-        return _refuse("image-to-image needs image and strength.")
+        return _invalid("image-to-image needs image and strength.")
     if mode == "image-to-image" and "aspect_ratio" in body:
-        return _refuse("aspect_ratio is not allowed with image-to-image.")
+        return _invalid("aspect_ratio is not allowed with image-to-image.")
     return 200, {"seeds": [42], "finish_reasons": [None], "images": [base64.b64encode(TINY_JPEG).decode()]}, []
 
 
@@ -175,4 +177,4 @@ def invoke(model_id, body):
         return _amazon(model_id, body)
     if model_id.startswith("stability."):
         return _stability(model_id, body)
-    return _refuse(f"The emulator has no model {model_id}.", 404, "ResourceNotFoundException")
+    return refusal(404, "ResourceNotFoundException", f"The emulator has no model {model_id}.")

@@ -50,6 +50,11 @@ REFUSALS = {
 }
 
 
+def refusal(status, code, message):
+    """(status, body, headers) of a refused call, as Bedrock's REST JSON errors look."""
+    return status, {"message": message}, [f"x-amzn-ErrorType: {code}"]
+
+
 class DirectiveError(ValueError):
     """A directive the emulator cannot follow."""
 

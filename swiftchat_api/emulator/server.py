@@ -17,7 +17,7 @@ from gevent.server import StreamServer
 from gevent.socket import wait_read
 
 from . import catalogue, frames, images
-from .script import REFUSALS, DirectiveError, converse_output, read_script, stream_frames
+from .script import REFUSALS, DirectiveError, converse_output, read_script, refusal, stream_frames
 
 _REASONS = {
     200: "OK",
@@ -75,15 +75,15 @@ class Emulator:
         try:
             body = json.loads(raw or b"{}")
         except ValueError:
-            return _refusal(400, "ValidationException", "Request body is not JSON.")
+            return refusal(400, "ValidationException", "Request body is not JSON.")
         if method == "GET" and path == "/foundation-models":
             self.calls.append({"operation": "ListFoundationModels", "region": region})
             if region.startswith(catalogue.DENIED_REGIONS):
-                return _refusal(403, "AccessDeniedException", f"The emulator denies ListFoundationModels in {region}.")
+                return refusal(403, "AccessDeniedException", f"The emulator denies ListFoundationModels in {region}.")
             return 200, {"modelSummaries": catalogue.foundation_models(region)}, []
         if method == "GET" and path == "/inference-profiles":
             if region.startswith(catalogue.NO_PROFILE_REGIONS):
-                return _refusal(403, "AccessDeniedException", f"The emulator denies ListInferenceProfiles in {region}.")
+                return refusal(403, "AccessDeniedException", f"The emulator denies ListInferenceProfiles in {region}.")
             return 200, {"inferenceProfileSummaries": catalogue.inference_profiles(region)}, []
         if method == "GET" and path == "/_emulator/calls":
             return 200, list(self.calls), []
@@ -100,18 +100,18 @@ class Emulator:
                 try:
                     script = read_script(model_id, body)
                 except DirectiveError as error:
-                    return _refusal(400, "ValidationException", str(error))
+                    return refusal(400, "ValidationException", str(error))
                 return _refused(script) if script.error else (200, converse_output(script), [])
             if action == "invoke":
                 return images.invoke(model_id, body)
-        return _refusal(404, "UnknownOperationException", f"The emulator does not serve {method} {path}.")
+        return refusal(404, "UnknownOperationException", f"The emulator does not serve {method} {path}.")
 
     def _converse_stream(self, sock, model_id, raw, keep_alive):
         try:
             request = json.loads(raw or b"{}")
             script = read_script(model_id, request)
         except (ValueError, DirectiveError) as error:
-            return self._send_json(sock, *_refusal(400, "ValidationException", str(error)), keep_alive)
+            return self._send_json(sock, *refusal(400, "ValidationException", str(error)), keep_alive)
         if script.error:
             return self._send_json(sock, *_refused(script), keep_alive)
         record = {"events": 0, "state": "streaming", "modelId": model_id, "request": request}
@@ -151,10 +151,6 @@ class Emulator:
         return keep_alive
 
 
-def _refusal(status, code, message):
-    return status, {"message": message}, [f"x-amzn-ErrorType: {code}"]
-
-
 def _region(headers):
     """The region boto3 signed for (the emulator serves every region on one port)."""
     scope = headers.get("authorization", "").partition("Credential=")[2].split("/")
@@ -162,7 +158,7 @@ def _region(headers):
 
 
 def _refused(script):
-    return _refusal(*REFUSALS[script.error], f"The emulator refused the call ({script.error}).")
+    return refusal(*REFUSALS[script.error], f"The emulator refused the call ({script.error}).")
 
 
 class _Elapsed(Exception):
