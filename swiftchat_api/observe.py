@@ -8,12 +8,29 @@ import logging
 import re
 import time
 import uuid
+from dataclasses import dataclass
 
 from . import telemetry
 
 access = logging.getLogger("swiftchat_api.access")
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 UNMATCHED = "<unmatched>"
+FACTS = "swiftchat.facts"  # the environ key of a request's RequestFacts
+# Any other method string is counted as "other", so junk methods cannot grow the metrics.
+_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
+
+
+@dataclass
+class RequestFacts:
+    """What one request did, filled in as it goes; logged and counted when its last byte has left."""
+
+    request_id: str
+    started: float
+    route: str = UNMATCHED
+    model: str | None = None
+    key_name: str | None = None
+    usage: dict | None = None
+    disconnected: bool = False
 
 
 class Observer:
@@ -24,8 +41,7 @@ class Observer:
         started = time.monotonic()
         given = environ.get("HTTP_X_REQUEST_ID", "")
         request_id = given if _REQUEST_ID.fullmatch(given) else uuid.uuid4().hex
-        environ["swiftchat.request_id"] = request_id
-        environ["swiftchat.started"] = started
+        facts = environ[FACTS] = RequestFacts(request_id, started)
         response = {}
 
         def start(status, headers, exc_info=None):
@@ -35,7 +51,7 @@ class Observer:
             return start_response(status, headers, exc_info)
 
         body = self.app(environ, start)
-        return _Observed(body, lambda sent: _finish(environ, response, started, sent))
+        return _Observed(body, lambda sent: _finish(environ, facts, response, sent))
 
 
 class _Observed:
@@ -59,25 +75,26 @@ class _Observed:
             self._finish(self._sent)
 
 
-def _finish(environ, response, started, sent):
-    route = environ.get("swiftchat.route", UNMATCHED)
+def _finish(environ, facts, response, sent):
     status = response.get("status", 500)
     ended = time.monotonic()
-    telemetry.REQUESTS.labels(route, environ.get("REQUEST_METHOD", ""), str(status)).inc()
-    telemetry.REQUEST_SECONDS.labels(route).observe(response.get("started", ended) - started)
-    usage = environ.get("swiftchat.usage") or {}
+    method = environ.get("REQUEST_METHOD", "")
+    telemetry.REQUESTS.labels(facts.route, method if method in _METHODS else "other", str(status)).inc()
+    telemetry.REQUEST_SECONDS.labels(facts.route).observe(response.get("started", ended) - facts.started)
+    usage = facts.usage or {}
     fields = {
-        "request_id": environ["swiftchat.request_id"],
+        "request_id": facts.request_id,
         "remote": environ.get("REMOTE_ADDR"),
-        "method": environ.get("REQUEST_METHOD"),
-        "route": route,
+        "method": method if method in _METHODS else "other",
+        "route": facts.route,
         "status": status,
-        "duration_ms": round((ended - started) * 1000, 1),
+        "duration_ms": round((ended - facts.started) * 1000, 1),
         "bytes": sent,
-        "model": environ.get("swiftchat.model"),
+        "model": facts.model,
+        "key": facts.key_name,
         "input_tokens": usage.get("inputTokens"),
         "output_tokens": usage.get("outputTokens"),
     }
-    if environ.get("swiftchat.disconnected"):
+    if facts.disconnected:
         fields["client_disconnected"] = True
     access.info("request", extra={"fields": fields})

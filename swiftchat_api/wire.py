@@ -1,12 +1,16 @@
-"""The bytes each app generation parses: one small encoder per dialect, event dict → bytes.
+"""The bytes each client generation parses: one dialect object per wire format.
 
-An encoder returns the bytes for one boto3 ``converse_stream`` event (possibly empty). The
-relay may join the bytes of several events into one write, but never splits one.
+A dialect owns all of its framing — one boto3 ``converse_stream`` event → bytes (possibly
+empty), the keep-alive, the in-band error, the end of the stream and the largest write —
+so the relay writes no bytes of its own. The relay may join the bytes of several events
+into one write of at most ``max_write`` bytes, but never splits one.
 """
 
 import base64
 import json
 import re
+
+from .exceptions import describe
 
 KEEPALIVE = b"\n\n"
 
@@ -67,5 +71,25 @@ def v3(event):
     return dumps(event).encode() + b"\n\n"
 
 
-# dialect → (encoder, keep-alive bytes or None). v1 and v2 have no byte the apps would ignore.
-DIALECTS = {"v1": (v1, None), "v2": (v2, None), "v3": (v3, KEEPALIVE)}
+class Dialect:
+    """A wire format: how events, keep-alives, an in-band error and the end of a stream look."""
+
+    # Android's reader takes at most 8 KiB and never crosses an HTTP chunk; events already
+    # waiting share a write up to this size (a bigger event goes alone), so no read ends mid-event.
+    max_write = 4096
+
+    def __init__(self, encode, keepalive=None):
+        self.event = encode
+        self.keepalive = keepalive
+
+    def error(self, error):
+        """The in-band error after the last event; the relay writes it alone (the apps need that)."""
+        return b"Error: " + describe(error).encode()
+
+    def end(self):
+        """Bytes that close a stream that ended normally."""
+        return b""
+
+
+# v1 and v2 have no byte the apps would ignore, so they have no keep-alive.
+DIALECTS = {"v1": Dialect(v1), "v2": Dialect(v2), "v3": Dialect(v3, KEEPALIVE)}

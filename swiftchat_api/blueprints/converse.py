@@ -1,47 +1,22 @@
 """POST /api/converse, /api/converse/v2 and /api/converse/v3: chat, streamed as Bedrock answers."""
 
-from flask import Blueprint, Response, request
+from flask import Blueprint
 
-from .. import telemetry, wire
-from ..relay import Relay
+from .. import wire
 from ..schemas import ConverseRequest
 from ..services import converse
-from .common import body, require_key, state
+from .common import body, require_key, resources
+from .streaming import stream_response
 
 bp = Blueprint("converse", __name__)
 _schema = ConverseRequest()
-STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 def _stream(dialect):
     require_key()
     chat = body(_schema)
-    app = state()
-    environ = request.environ
-    environ["swiftchat.model"] = chat["modelId"]
-    client = app.clients.get("bedrock-runtime", chat["region"], streaming=True)
-    events = converse.open_stream(client, converse.command(chat), app.config.first_byte_timeout)
-    encode, keepalive = wire.DIALECTS[dialect]
-    route = environ["swiftchat.route"]
-
-    def finished(relay):
-        telemetry.OPEN_STREAMS.dec()
-        telemetry.stream_finished(route, chat["modelId"], environ["swiftchat.started"], relay)
-        environ["swiftchat.usage"] = relay.usage
-        environ["swiftchat.disconnected"] = relay.client_gone
-
-    relay = Relay(
-        events,
-        encode,
-        app.ticker,
-        idle_timeout=app.config.bedrock_read_timeout,
-        keepalive=keepalive,
-        interval=app.config.keepalive_seconds,
-        client=environ.get("gunicorn.socket"),
-        on_done=finished,
-    )
-    telemetry.OPEN_STREAMS.inc()
-    return Response(relay, content_type="text/event-stream", headers=STREAM_HEADERS, direct_passthrough=True)
+    client = resources().clients.get("bedrock-runtime", chat["region"], streaming=True)
+    return stream_response(client, converse.command(chat), wire.DIALECTS[dialect])
 
 
 @bp.post("/api/converse")

@@ -3,7 +3,7 @@
 import gevent
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ..errors import StreamRefused, refused
+from ..exceptions import StreamRefused, refused
 
 DEFAULT_MAX_TOKENS = 4096
 
@@ -41,44 +41,21 @@ def command(request):
     return args
 
 
-class Upstream:
-    """A started ConverseStream whose first event has already arrived."""
-
-    def __init__(self, stream, events, first):
-        self._stream = stream
-        self._events = events
-        self._first = first
-
-    def __iter__(self):
-        yield self._first
-        yield from self._events
-
-    def close(self):
-        self._stream.close()
-
-
 def open_stream(client, args, timeout):
-    """Start the call and wait for its first event; StreamRefused if Bedrock says no, or not in time.
+    """Start the call and return boto3's event stream; StreamRefused if Bedrock refuses it or not in time.
 
-    Waiting for the first event lets a refusal that Bedrock sends as the stream's first frame
-    (throttling, validation) still be answered with a real HTTP status.
+    Bedrock answers the call itself with its HTTP status before any event, so a refusal
+    (after botocore's bounded retries) always gets a real status; ``timeout`` bounds that
+    wait, retries included, well inside the apps' own 60 s.
     """
     # gevent.Timeout is a BaseException, so botocore's retry loop cannot swallow it.
     deadline = gevent.Timeout(timeout)
-    stream = None
     try:
         with deadline:
-            stream = client.converse_stream(**args)["stream"]
-            events = iter(stream)
-            return Upstream(stream, events, next(events))
+            return client.converse_stream(**args)["stream"]
     except gevent.Timeout as expired:
         if expired is not deadline:
             raise
-        failure = StreamRefused(504, f"Bedrock did not start answering within {timeout:g} s.")
+        raise StreamRefused(504, f"Bedrock did not start answering within {timeout:g} s.") from None
     except (ClientError, BotoCoreError) as error:
-        failure = refused(error)
-    except StopIteration:
-        failure = StreamRefused(502, "Bedrock ended the stream before its first event.")
-    if stream is not None:
-        stream.close()
-    raise failure
+        raise refused(error) from None

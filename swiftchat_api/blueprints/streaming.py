@@ -1,0 +1,40 @@
+"""The one way a view answers with a Bedrock stream, whatever its wire dialect."""
+
+from flask import Response, request
+
+from .. import telemetry
+from ..exceptions import refused
+from ..relay import Relay
+from ..services import converse
+from .common import facts, resources
+
+STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def stream_response(client, args, dialect, content_type="text/event-stream"):
+    """Open a ConverseStream call and answer with its events in ``dialect``.
+
+    Refusals before the first event raise StreamRefused (rendered with a real status by the
+    error handlers); the response headers go out once Bedrock's first event arrives, or after
+    the configured window, whichever is first; after that, failures travel in-band.
+    """
+    app = resources()
+    record = facts()
+    stream = converse.open_stream(client, args, app.config.first_byte_timeout)
+    relay = Relay(stream, dialect, app.ticker, app.relay_limits, client=request.environ.get("gunicorn.socket"))
+    relay.start()
+    try:
+        relay.wait_for_first_event(app.config.first_event_window)
+    except Exception as error:
+        raise refused(error) from None
+    record.model = args["modelId"]
+
+    def finished(relay):
+        telemetry.OPEN_STREAMS.dec()
+        telemetry.stream_finished(record.route, record.model, record.started, relay)
+        record.usage = relay.usage
+        record.disconnected = relay.client_gone
+
+    relay.on_done = finished
+    telemetry.OPEN_STREAMS.inc()
+    return Response(relay, content_type=content_type, headers=STREAM_HEADERS, direct_passthrough=True)
