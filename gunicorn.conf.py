@@ -2,25 +2,34 @@
 
 import os
 import shutil
+import sys
 import tempfile
 
+from swiftchat_api.config import ConfigError, flag, number
 from swiftchat_api.logs import gunicorn_logconfig
 
-bind = os.environ.get("GUNICORN_BIND") or f"{os.environ.get('HOST', '0.0.0.0')}:{os.environ.get('PORT', '8080')}"
+_env = os.environ
+try:
+    bind = _env.get("GUNICORN_BIND") or f"{_env.get('HOST', '0.0.0.0')}:{number(_env, 'PORT', 8080, int, minimum=1)}"
+    workers = number(_env, "WEB_CONCURRENCY", os.cpu_count() or 1, int, minimum=1)
+    # Each open chat stream holds one connection; the gevent worker serves this many at once.
+    worker_connections = number(_env, "WORKER_CONNECTIONS", 4096, int, minimum=1)
+    backlog = number(_env, "GUNICORN_BACKLOG", 4096, int, minimum=1)
+    keepalive = number(_env, "GUNICORN_KEEPALIVE", 75, int)
+    graceful_timeout = number(_env, "GRACEFUL_TIMEOUT", 120, int)
+    timeout = number(_env, "GUNICORN_TIMEOUT", 60, int, minimum=1)
+    # The app writes one JSON access line per request itself (after a stream's last byte);
+    # ACCESS_LOG=1 adds gunicorn's own access line.
+    access_log = flag(_env, "ACCESS_LOG")
+    loglevel = _env.get("LOG_LEVEL", "info").lower()
+    if loglevel not in ("debug", "info", "warning", "error", "critical"):
+        raise ConfigError(f"LOG_LEVEL must be debug, info, warning, error or critical, got {loglevel!r}")
+except ConfigError as error:
+    sys.exit(f"swiftchat-api cannot start: {error}")
 worker_class = "gevent"
-workers = int(os.environ.get("WEB_CONCURRENCY", os.cpu_count() or 1))
-# Each open chat stream holds one connection; the gevent worker serves this many at once.
-worker_connections = int(os.environ.get("WORKER_CONNECTIONS", "4096"))
-backlog = int(os.environ.get("GUNICORN_BACKLOG", "4096"))
-keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "75"))
-graceful_timeout = int(os.environ.get("GRACEFUL_TIMEOUT", "120"))
-timeout = int(os.environ.get("GUNICORN_TIMEOUT", "60"))
 # Off, so each gevent worker patches sockets before the app (and boto3) is imported.
 preload_app = False
-# The app writes one JSON access line per request itself (after a stream's last byte);
-# ACCESS_LOG=1 adds gunicorn's own access line.
-loglevel = os.environ.get("LOG_LEVEL", "info")
-logconfig_dict = gunicorn_logconfig(access_log=bool(os.environ.get("ACCESS_LOG")), level=loglevel)
+logconfig_dict = gunicorn_logconfig(access_log=access_log, level=loglevel)
 control_socket_disable = os.environ.get("GUNICORN_CONTROL_SOCKET", "") == ""
 control_socket = os.environ.get("GUNICORN_CONTROL_SOCKET") or None
 

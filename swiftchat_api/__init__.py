@@ -14,34 +14,45 @@ class Resources:
     keys: object
     clients: object
     ticker: object
+    relay_limits: object
     models_cache: object
     releases_cache: object
     http: object
+    store: object = None
 
 
 def create_app(config=None):
     """Build the Flask app: config → clients → key source → blueprints → error handlers."""
     # Imported here so that gunicorn's gevent worker has patched sockets before boto3 loads.
+    import os
+
     import urllib3
     from flask import Flask, request
 
-    from . import errors, logs
-    from .auth import ParameterStoreKey, StaticKey
+    from . import cli, errors, logs
+    from .auth import PARAMETER_STORE, ParameterStoreKey, StaticKey
     from .aws import Clients
     from .blueprints import converse, image, models, ops, token, upgrade
     from .cache import TTLCache
     from .config import Config
-    from .observe import UNMATCHED, Observer
-    from .relay import Ticker
+    from .observe import FACTS, Observer
+    from .relay import Limits, Ticker
+    from .store import open_store
 
     config = config or Config.from_env()
     app = Flask(__name__)
     app.json.sort_keys = False  # answer in the order the apps' original server used
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     clients = Clients(config)
-    clients.warm()
+    if not os.environ.get("FLASK_RUN_FROM_CLI"):  # `flask keys ...` needs the store, not AWS
+        clients.warm()
     if config.api_key_name:
-        keys = ParameterStoreKey(lambda: clients.get("ssm"), config.api_key_name)
+        keys = ParameterStoreKey(
+            lambda: clients.get("ssm", config=PARAMETER_STORE),
+            config.api_key_name,
+            refresh_interval=config.key_refresh_seconds,
+            failure_ttl=config.key_refresh_seconds,
+        )
     else:
         keys = StaticKey(config.api_key)
     ticker = Ticker(period=min(1.0, config.keepalive_seconds / 2))
@@ -50,18 +61,27 @@ def create_app(config=None):
         keys,
         clients,
         ticker,
+        relay_limits=Limits(
+            idle_timeout=config.bedrock_read_timeout,
+            keepalive_interval=config.keepalive_seconds,
+            client_timeout=config.client_timeout,
+            max_buffer=config.stream_buffer_bytes,
+        ),
         models_cache=TTLCache(config.models_cache_seconds),
         releases_cache=TTLCache(config.upgrade_cache_seconds),
         http=urllib3.PoolManager(num_pools=4, maxsize=8),
+        store=open_store(config.store_url, pepper=config.key_pepper, timeout=config.store_timeout),
     )
     for module in (converse, image, models, upgrade, token, ops):
         app.register_blueprint(module.bp)
     app.register_blueprint(ops.docs)
     errors.register(app)
+    app.cli.add_command(cli.keys)
 
     @app.before_request
     def _name_the_route():
-        request.environ["swiftchat.route"] = request.url_rule.rule if request.url_rule else UNMATCHED
+        if request.url_rule:
+            request.environ[FACTS].route = request.url_rule.rule
 
     app.wsgi_app = Observer(app.wsgi_app)
     logs.configure()

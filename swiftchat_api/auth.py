@@ -1,9 +1,18 @@
 """API key sources and the check every /api route makes before it reads the body."""
 
 import hmac
-import threading
+import logging
+import time
 
-from .errors import ApiError
+import gevent
+from botocore.config import Config as BotoConfig
+from gevent.event import AsyncResult
+
+from .exceptions import ApiError, describe
+
+log = logging.getLogger(__name__)
+# A slow or unreachable Parameter Store must fail requests fast, not hold them.
+PARAMETER_STORE = BotoConfig(connect_timeout=2, read_timeout=3, retries={"mode": "standard", "total_max_attempts": 2})
 
 
 class StaticKey:
@@ -17,26 +26,53 @@ class StaticKey:
 
 
 class ParameterStoreKey:
-    """A key held in an SSM Parameter Store SecureString, cached until refreshed."""
+    """A key held in an SSM Parameter Store SecureString, cached until refreshed.
 
-    def __init__(self, ssm, name):
+    One read at a time: callers that arrive while Parameter Store is being read wait for that
+    read instead of queueing their own. A failed read is remembered for ``failure_ttl`` s, so
+    an outage answers every caller at once rather than one slow time-out each; a refresh
+    (``/api/upgrade``) re-reads at most every ``refresh_interval`` s, whoever asks.
+    """
+
+    def __init__(self, ssm, name, refresh_interval=5.0, failure_ttl=5.0):
         self._ssm = ssm
         self._name = name
+        self._refresh_interval = refresh_interval
+        self._failure_ttl = failure_ttl
         self._key = None
-        self._lock = threading.Lock()
+        self._read_at = float("-inf")
+        self._failure = None
+        self._failed_at = float("-inf")
+        self._reading = None
 
     def get(self, refresh=False):
-        """Return the key, reading it from SSM when not cached or when asked to refresh."""
-        if self._key is not None and not refresh:
+        """Return the key, reading it from SSM when not cached or when a refresh is due."""
+        now = time.monotonic()
+        if self._key is not None and not (refresh and now - self._read_at >= self._refresh_interval):
             return self._key
-        with self._lock:
-            if self._key is None or refresh:
-                try:
-                    answer = self._ssm().get_parameter(Name=self._name, WithDecryption=True)
-                except Exception as error:  # any failure to read the store is the caller's 401
-                    raise ApiError(401, f"Error: Please create your API Key in Parameter Store, {error}") from None
-                self._key = answer["Parameter"]["Value"]
-        return self._key
+        if now - self._failed_at < self._failure_ttl:
+            raise self._failure
+        if self._reading is None:
+            self._reading = AsyncResult()
+            gevent.spawn(self._read, self._reading)
+        return self._reading.get()
+
+    def _read(self, result):
+        try:
+            answer = self._ssm().get_parameter(Name=self._name, WithDecryption=True)
+            self._key = answer["Parameter"]["Value"]
+            self._read_at = time.monotonic()
+            result.set(self._key)
+        except Exception as error:  # any failure to read the store is the caller's 401
+            reason = getattr(error, "response", {}).get("Error", {}).get("Code") or type(error).__name__
+            log.warning("cannot read the API key from Parameter Store: %s", describe(error))
+            self._failure = ApiError(
+                401, f"Error: Please create your API Key in Parameter Store, it could not be read ({reason})."
+            )
+            self._failed_at = time.monotonic()
+            result.set_exception(self._failure)
+        finally:
+            self._reading = None
 
 
 def presented_key(headers):

@@ -1,5 +1,6 @@
 """Configuration, read from environment variables only (the README's table)."""
 
+import math
 import os
 from dataclasses import dataclass
 
@@ -10,12 +11,15 @@ class ConfigError(Exception):
     """The environment does not describe a server that can run."""
 
 
-def _number(env, name, default, kind=float, minimum=0):
+def number(env, name, default, kind=float, minimum=0):
+    """The named setting as a number (default when unset); ConfigError naming it when it is not one."""
     raw = env.get(name)
     if raw in (None, ""):
         return default
     try:
         value = kind(raw)
+        if not math.isfinite(value):
+            raise ValueError(raw)
     except ValueError:
         raise ConfigError(f"{name} must be a number, got {raw!r}") from None
     if value < minimum:
@@ -23,8 +27,14 @@ def _number(env, name, default, kind=float, minimum=0):
     return value
 
 
-def _flag(env, name):
-    return env.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+def flag(env, name):
+    """The named on/off setting; ConfigError naming it for anything but 1/0, true/false, yes/no, on/off."""
+    raw = env.get(name, "").strip().lower()
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("", "0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be 1 or 0 (true/false, yes/no, on/off), got {env.get(name)!r}")
 
 
 @dataclass(frozen=True)
@@ -32,11 +42,17 @@ class Config:
     api_key: str | None = None
     api_key_name: str | None = None
     client_role_arn: str | None = None
+    aws_region: str | None = None
     metrics_token: str | None = None
     emulator: bool = False
     keepalive_seconds: float = 5.0
-    first_byte_timeout: float = 40.0
+    first_byte_timeout: float = 15.0
+    first_event_window: float = 3.0
+    client_timeout: float = 60.0
+    key_refresh_seconds: float = 5.0
+    stream_buffer_bytes: int = 64 * 1024
     max_body_bytes: int = 64 * 1024 * 1024
+    body_timeout: float = 30.0
     bedrock_max_pool_connections: int = 4096
     bedrock_connect_timeout: float = 5.0
     bedrock_read_timeout: float = 300.0
@@ -47,33 +63,46 @@ class Config:
     upgrade_download_url: str = "https://github.com/aws-samples/swift-chat/releases/download"
     upgrade_cache_seconds: float = 120.0
     upgrade_timeout_seconds: float = 5.0
+    store_url: str = "sqlite:///swiftchat.db"
+    store_timeout: float = 1.0
+    key_pepper: str | None = None
 
     @classmethod
     def from_env(cls, env=None):
         """Read and check every setting; raise ConfigError naming the first bad one."""
         env = os.environ if env is None else env
-        emulator = _flag(env, "SWIFTCHAT_EMULATOR")
+        emulator = flag(env, "SWIFTCHAT_EMULATOR")
         config = cls(
             api_key=env.get("API_KEY") or (DEMO_API_KEY if emulator and not env.get("API_KEY_NAME") else None),
             api_key_name=env.get("API_KEY_NAME") or None,
             client_role_arn=env.get("CLIENT_ROLE_ARN") or None,
+            # boto3 reads only AWS_DEFAULT_REGION; operators (and the README's unit) set AWS_REGION.
+            aws_region=env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or None,
             metrics_token=env.get("METRICS_TOKEN") or None,
             emulator=emulator,
-            keepalive_seconds=_number(env, "SWIFTCHAT_KEEPALIVE_SECONDS", cls.keepalive_seconds, minimum=0.05),
-            first_byte_timeout=_number(env, "SWIFTCHAT_FIRST_BYTE_TIMEOUT", cls.first_byte_timeout, minimum=1),
-            max_body_bytes=int(_number(env, "SWIFTCHAT_MAX_BODY_MB", 64, minimum=1) * 1024 * 1024),
-            bedrock_max_pool_connections=_number(
+            keepalive_seconds=number(env, "SWIFTCHAT_KEEPALIVE_SECONDS", cls.keepalive_seconds, minimum=0.05),
+            first_byte_timeout=number(env, "SWIFTCHAT_FIRST_BYTE_TIMEOUT", cls.first_byte_timeout, minimum=1),
+            first_event_window=number(env, "SWIFTCHAT_FIRST_EVENT_WINDOW", cls.first_event_window),
+            client_timeout=number(env, "SWIFTCHAT_CLIENT_TIMEOUT", cls.client_timeout, minimum=1),
+            key_refresh_seconds=number(env, "SWIFTCHAT_KEY_REFRESH_SECONDS", cls.key_refresh_seconds),
+            stream_buffer_bytes=int(number(env, "SWIFTCHAT_STREAM_BUFFER_KB", 64, minimum=4) * 1024),
+            max_body_bytes=int(number(env, "SWIFTCHAT_MAX_BODY_MB", 64, minimum=1) * 1024 * 1024),
+            body_timeout=number(env, "SWIFTCHAT_BODY_TIMEOUT", cls.body_timeout, minimum=1),
+            bedrock_max_pool_connections=number(
                 env, "BEDROCK_MAX_POOL_CONNECTIONS", cls.bedrock_max_pool_connections, int, minimum=1
             ),
-            bedrock_connect_timeout=_number(env, "BEDROCK_CONNECT_TIMEOUT", cls.bedrock_connect_timeout, minimum=0.1),
-            bedrock_read_timeout=_number(env, "BEDROCK_READ_TIMEOUT", cls.bedrock_read_timeout, minimum=1),
-            bedrock_max_attempts=_number(env, "BEDROCK_MAX_ATTEMPTS", cls.bedrock_max_attempts, int, minimum=1),
+            bedrock_connect_timeout=number(env, "BEDROCK_CONNECT_TIMEOUT", cls.bedrock_connect_timeout, minimum=0.1),
+            bedrock_read_timeout=number(env, "BEDROCK_READ_TIMEOUT", cls.bedrock_read_timeout, minimum=1),
+            bedrock_max_attempts=number(env, "BEDROCK_MAX_ATTEMPTS", cls.bedrock_max_attempts, int, minimum=1),
             image_helper_model_id=env.get("IMAGE_HELPER_MODEL_ID") or None,
-            models_cache_seconds=_number(env, "MODELS_CACHE_SECONDS", cls.models_cache_seconds),
+            models_cache_seconds=number(env, "MODELS_CACHE_SECONDS", cls.models_cache_seconds),
             upgrade_tags_url=env.get("UPGRADE_TAGS_URL") or cls.upgrade_tags_url,
             upgrade_download_url=env.get("UPGRADE_DOWNLOAD_URL") or cls.upgrade_download_url,
-            upgrade_cache_seconds=_number(env, "UPGRADE_CACHE_SECONDS", cls.upgrade_cache_seconds),
-            upgrade_timeout_seconds=_number(env, "UPGRADE_TIMEOUT_SECONDS", cls.upgrade_timeout_seconds, minimum=0.1),
+            upgrade_cache_seconds=number(env, "UPGRADE_CACHE_SECONDS", cls.upgrade_cache_seconds),
+            upgrade_timeout_seconds=number(env, "UPGRADE_TIMEOUT_SECONDS", cls.upgrade_timeout_seconds, minimum=0.1),
+            store_url=env.get("SWIFTCHAT_STORE") or cls.store_url,
+            store_timeout=number(env, "SWIFTCHAT_STORE_TIMEOUT", cls.store_timeout, minimum=0.05),
+            key_pepper=env.get("SWIFTCHAT_KEY_PEPPER") or None,
         )
         config.check()
         return config
@@ -87,3 +116,6 @@ class Config:
                 "No API key configured: set API_KEY (a literal key) or API_KEY_NAME (an SSM Parameter Store "
                 "SecureString holding the key). Refusing to serve without authentication."
             )
+        if not self.store_url.startswith(("sqlite:///", "redis://", "rediss://", "unix://")):
+            # Not echoed: a Redis URL can carry a password.
+            raise ConfigError("SWIFTCHAT_STORE must be sqlite:///<file> or redis://<host>:<port>/<db>.")

@@ -1,56 +1,18 @@
-"""Every error the API can answer with, and the one place that renders them."""
+"""The one place that renders every error as an answer the apps can show."""
 
 import logging
+import traceback
+from itertools import islice
 
-from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
+from botocore.exceptions import BotoCoreError, ClientError
 from flask import jsonify
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 
-from . import telemetry
+from .exceptions import ApiError, StreamRefused, describe, refused  # noqa: F401 (re-exported for views)
 
 log = logging.getLogger(__name__)
-
-# Bedrock's error codes → the HTTP status a refused chat call is answered with.
-BEDROCK_STATUS = {
-    "ValidationException": 400,
-    "AccessDeniedException": 403,
-    "UnrecognizedClientException": 403,
-    "ResourceNotFoundException": 404,
-    "ThrottlingException": 429,
-    "ServiceQuotaExceededException": 429,
-    "ServiceUnavailableException": 503,
-    "ModelNotReadyException": 503,
-}
-
-
-class ApiError(Exception):
-    """An error answered as ``{"detail": ...}`` with an HTTP status."""
-
-    def __init__(self, status, detail):
-        super().__init__(detail)
-        self.status = status
-        self.detail = detail
-
-
-class StreamRefused(Exception):
-    """Bedrock refused a chat call before its stream began; answered as text/plain ``Error: ...``."""
-
-    def __init__(self, status, message):
-        super().__init__(message)
-        self.status = status
-
-
-def refused(error):
-    """Turn a botocore error raised before any event into StreamRefused with the fitting status."""
-    telemetry.upstream_error(error)
-    if isinstance(error, ClientError):
-        code = error.response.get("Error", {}).get("Code") or ""
-        # In-stream exceptions are spelt throttlingException, refusals ThrottlingException.
-        status = BEDROCK_STATUS.get(code[:1].upper() + code[1:], 502)
-    else:
-        status = 400 if isinstance(error, ParamValidationError) else 502
-    return StreamRefused(status, str(error))
+MAX_DETAIL_ITEMS = 20  # a body with thousands of faults gets a short answer all the same
 
 
 def _validation_items(messages, loc):
@@ -67,8 +29,13 @@ def _validation_items(messages, loc):
 
 
 def validation_detail(error):
-    """FastAPI-style ``detail`` items from a marshmallow error (never the offending input)."""
-    return list(_validation_items(error.messages, ["body"]))
+    """FastAPI-style ``detail`` items from a marshmallow error (never the offending input), at most 20."""
+    items = list(islice(_validation_items(error.messages, ["body"]), MAX_DETAIL_ITEMS + 1))
+    if len(items) > MAX_DETAIL_ITEMS:
+        items[MAX_DETAIL_ITEMS:] = [
+            {"loc": ["body"], "msg": "More problems were found; fix these first.", "type": "value_error"}
+        ]
+    return items
 
 
 def register(app):
@@ -76,11 +43,11 @@ def register(app):
 
     @app.errorhandler(ApiError)
     def api_error(error):
-        return jsonify(detail=error.detail), error.status
+        return jsonify(detail=error.detail), error.status, error.headers
 
     @app.errorhandler(StreamRefused)
     def stream_refused(error):
-        return f"Error: {error}", error.status, {"Content-Type": "text/plain; charset=utf-8"}
+        return f"Error: {error}", error.status, {**error.headers, "Content-Type": "text/plain; charset=utf-8"}
 
     @app.errorhandler(ValidationError)
     def invalid_body(error):
@@ -88,15 +55,19 @@ def register(app):
 
     @app.errorhandler(HTTPException)
     def http_error(error):
-        return jsonify(detail=error.name), error.code
+        headers = [(name, value) for name, value in error.get_headers() if name.lower() != "content-type"]
+        return jsonify(detail=error.name), error.code, headers  # keeps Allow on a 405
 
     @app.errorhandler(ClientError)
     @app.errorhandler(BotoCoreError)
     def upstream_error(error):
-        log.warning("upstream error: %s", error)
-        return jsonify(detail=f"Error: {error}"), 502
+        message = describe(error)
+        log.warning("upstream error: %s", message)
+        return jsonify(detail=f"Error: {message}"), 502
 
     @app.errorhandler(Exception)
     def unexpected(error):
-        log.exception("unhandled error")
+        # The exception's own message may quote what the caller sent: log its type and where it happened.
+        frames = "".join(traceback.format_tb(error.__traceback__))
+        log.error("unhandled %s", type(error).__name__, extra={"fields": {"traceback": frames}})
         return jsonify(detail="Internal Server Error"), 500

@@ -103,7 +103,7 @@ def test_too_large_a_body_is_a_413(server):
     payload = chat("x" * (65 * 1024 * 1024))
     status, _, body = server.request("/api/converse", payload)
     assert status == 413
-    assert _detail(body) == "Request Entity Too Large"
+    assert _detail(body) == "The request body is larger than 64 MB."
 
 
 @pytest.mark.parametrize(

@@ -150,6 +150,7 @@ def test_upgrade_rereads_a_rotated_key(emulator, moto_url, releases):
             **emulator_env(emulator),
             "API_KEY_NAME": "/swiftchat/rotated",
             "AWS_ENDPOINT_URL_SSM": moto_url,
+            "SWIFTCHAT_KEY_REFRESH_SECONDS": "0.5",
             **_settings(releases.url),
         }
     )
@@ -158,6 +159,7 @@ def test_upgrade_rereads_a_rotated_key(emulator, moto_url, releases):
         assert live.request("/api/converse", hello, key="key-one")[0] == 200
         ssm.put_parameter(Name="/swiftchat/rotated", Value="key-two", Type="SecureString", Overwrite=True)
         assert live.request("/api/converse", hello, key="key-two")[0] == 401  # the cached key still rules
+        time.sleep(0.6)  # a refresh re-reads the store at most every SWIFTCHAT_KEY_REFRESH_SECONDS
         assert _upgrade(live, "android", "2.0.0", key="key-two")[0] == 200
         assert live.request("/api/converse", hello, key="key-two")[0] == 200
         assert live.request("/api/converse", hello, key="key-one")[0] == 401

@@ -47,6 +47,9 @@ REFUSALS = {
     "throttling": (429, "ThrottlingException"),
     "internal": (500, "InternalServerException"),
     "unavailable": (503, "ServiceUnavailableException"),
+    "unrecognized": (403, "UnrecognizedClientException"),
+    "quota": (429, "ServiceQuotaExceededException"),
+    "notready": (503, "ModelNotReadyException"),
 }
 
 
@@ -67,6 +70,7 @@ class Script:
     delay: float = 0.0
     first_delay: float = 0.0
     header_delay: float = 0.0
+    start_delay: float = 0.0
     fail_after: int | None = None
     fail_with: str = "modelStreamErrorException"
     error: str | None = None
@@ -113,6 +117,7 @@ def _from_options(model_id, body, said, options):
         "delay_ms",
         "first_delay_ms",
         "header_delay_ms",
+        "start_delay_ms",
         "fail_after",
         "fail_with",
         "error",
@@ -138,6 +143,7 @@ def _from_options(model_id, body, said, options):
         delay=int(options.get("delay_ms", 0)) / 1000,
         first_delay=int(options.get("first_delay_ms", 0)) / 1000,
         header_delay=int(options.get("header_delay_ms", 0)) / 1000,
+        start_delay=int(options.get("start_delay_ms", 0)) / 1000,
         fail_after=int(options["fail_after"]) if "fail_after" in options else None,
         fail_with=options.get("fail_with", Script.fail_with),
         error=options.get("error"),
@@ -154,7 +160,7 @@ def _pieces(text, chunk):
 def stream_frames(script):
     """Yield (delay before it, frame bytes) for a ConverseStream reply."""
     index = 0
-    yield 0.0, frames.event("messageStart", {"role": "assistant"})
+    yield script.start_delay, frames.event("messageStart", {"role": "assistant"})
     first = script.first_delay
     if script.reasoning or script.redacted:
         for piece in _pieces(script.reasoning, script.chunk):

@@ -1,0 +1,126 @@
+"""Reading a request body as JSON within bounds, before anything is built from it.
+
+The API key ships inside every app, so any body may be hostile: a few megabytes of ``{},``
+become a million objects, deep nesting exhausts the stack of every recursive consumer
+(the JSON parser, marshmallow, botocore's serialiser), and text that is not Unicode breaks
+whatever encodes it later. The checks here are linear and mostly run at C speed on the raw
+bytes, so a hostile body is refused in milliseconds with a short answer.
+"""
+
+import json
+import math
+import re
+
+import gevent
+from marshmallow import ValidationError
+
+MAX_DEPTH = 64  # objects and lists inside each other
+MAX_CONTAINERS = 10_000  # objects and lists in one body
+MAX_VALUES = 100_000  # members and items in one body
+
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+_NOT_BRACKETS = bytes(set(range(256)) - set(b"[]{}"))
+_OPENING = frozenset(b"[{")
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+class BodyStalled(Exception):
+    """The client stopped sending a body it announced (an Exception, so gunicorn closes the connection)."""
+
+
+class BodyTooLarge(Exception):
+    """The body is larger than the configured limit."""
+
+
+def read(stream, limit, stall_timeout, announced=None):
+    """The whole body from a WSGI input stream; BodyTooLarge past ``limit`` bytes (chunked bodies included),
+    BodyStalled when no byte arrives for ``stall_timeout`` seconds."""
+    if announced is not None and announced > limit:
+        raise BodyTooLarge
+    parts = []
+    size = 0
+    while True:
+        want = 65536 if announced is None else min(65536, announced - size)
+        if want <= 0:
+            break
+        with gevent.Timeout(stall_timeout, BodyStalled):
+            data = stream.read(want)
+        if not data:
+            break
+        size += len(data)
+        if size > limit:
+            raise BodyTooLarge
+        parts.append(data)
+    return b"".join(parts)
+
+
+def _invalid(message):
+    return ValidationError({"_schema": [message]})
+
+
+def _check_structure(raw):
+    """Count and measure the body's objects and lists with its strings cut out (C-speed passes)."""
+    skeleton = _STRING.sub(b'""', raw)
+    containers = skeleton.count(b"{") + skeleton.count(b"[")
+    if containers > MAX_CONTAINERS or containers + skeleton.count(b",") > MAX_VALUES:
+        raise _invalid(
+            f"The body holds too many values (at most {MAX_CONTAINERS:,} objects and lists and "
+            f"{MAX_VALUES:,} values in all)."
+        )
+    depth = 0
+    for byte in skeleton.translate(None, _NOT_BRACKETS):
+        depth = depth + 1 if byte in _OPENING else depth - 1
+        if depth > MAX_DEPTH:
+            raise _invalid(f"The body is nested too deeply (at most {MAX_DEPTH} levels).")
+
+
+def _finite(text):
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError("non-finite number")
+    return number
+
+
+def _no_constant(name):
+    raise ValueError("non-finite number")
+
+
+def _lone_surrogate(value):
+    """True if any string (or key) in a parsed body holds half of a UTF-16 surrogate pair."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if not item.isascii():
+                try:
+                    item.encode("utf-8")
+                except UnicodeEncodeError:
+                    return True
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
+
+
+def loads(raw):
+    """Parse a body as JSON within the bounds above; ValidationError (never quoting the body) otherwise."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _invalid("The body is not valid UTF-8 text.") from None
+    if not text.strip():
+        return {}
+    _check_structure(raw)
+    try:
+        value = json.loads(text, parse_float=_finite, parse_constant=_no_constant)
+    except json.JSONDecodeError as error:
+        raise _invalid(f"JSON decode error: {error.msg} at position {error.pos}.") from None
+    except ValueError:  # a non-finite number, or an integer past Python's digit limit
+        raise _invalid("The body holds a number that is too large or not finite.") from None
+    except RecursionError:
+        raise _invalid(f"The body is nested too deeply (at most {MAX_DEPTH} levels).") from None
+    if _SURROGATE_ESCAPE.search(raw) and _lone_surrogate(value):
+        raise _invalid("The body holds text that is not valid Unicode (an unpaired surrogate escape).")
+    return value
