@@ -28,7 +28,9 @@ class ValidationFailure(Schema):
 
 class ImageAnswer(Schema):
     image = fields.String(metadata={"description": "Base64 image (PNG or JPEG)."})
-    error = fields.String(metadata={"description": "Why Bedrock made no image."})
+    error = fields.String(
+        metadata={"description": "Why no image was made: the chosen model cannot draw the request, or Bedrock refused."}
+    )
 
 
 class ModelEntry(Schema):
@@ -143,8 +145,11 @@ def document():
         "/api/image": _api(
             "Generate or edit an image",
             "ImageRequest",
-            {"description": "The image, or Bedrock's refusal as `error`.", "content": _json("ImageAnswer")},
-            {"400": {"description": "The request matches no image operation.", "content": _json("Detail")}},
+            {
+                "description": "The image, or as `error` why none was made (what the model cannot draw, Bedrock's "
+                "refusal).",
+                "content": _json("ImageAnswer"),
+            },
         ),
         "/api/models": _api(
             "Models offered in a region",

@@ -3,9 +3,7 @@
 import base64
 import binascii
 
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
-
-from .services.images import size_problem
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, pre_load, validate
 
 _REGION = validate.Regexp(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$", error="Not a valid AWS region name.")
 _MEDIA = ("image", "video", "document")
@@ -85,29 +83,35 @@ class ImageSource(_Body):
 
 
 class ReferenceImage(_Body):
-    format = fields.String(required=True, validate=validate.OneOf(["png", "jpeg", "jpg", "webp"]))
+    # Which formats a model takes is the image service's answer (200 {"error"}), not a 422.
+    format = fields.String(required=True, validate=validate.Length(min=1, max=32))
     source = fields.Nested(ImageSource, required=True)
 
 
 class ImageRequest(_Body):
-    prompt = fields.String(required=True, validate=validate.Length(min=1, max=10000))
-    refImages = fields.List(fields.Nested(ReferenceImage), load_default=None, allow_none=True)
-    modelId = fields.String(required=True)
-    region = fields.String(required=True, validate=_REGION)
-    width = fields.Integer(required=True, validate=validate.Range(min=1, max=4096))
-    height = fields.Integer(required=True, validate=validate.Range(min=1, max=4096))
+    """The apps' image body. What the chosen model cannot draw (reference count or format, size, an empty
+    or over-long prompt) is the image service's readable 200 answer; only other shapes are a 422."""
 
-    @validates_schema(skip_on_field_errors=True)
-    def _fits_the_model(self, data, **kwargs):
-        model, references = data["modelId"], data.get("refImages") or []
-        if not model.startswith(("amazon.", "stability.")):
-            raise ValidationError("Not an image model this server drives (amazon.* or stability.*).", "modelId")
-        most = 1 if model.startswith("stability.") else 2
-        if len(references) > most:
-            raise ValidationError(f"{model} takes at most {most} reference image(s).", "refImages")
-        problem = size_problem(model, data["width"], data["height"])
-        if problem:
-            raise ValidationError(problem, "width")
+    _MOST_REFERENCES = 8  # apps send at most two; a longer list is refused before its entries are read
+
+    prompt = fields.String(required=True)
+    refImages = fields.List(
+        fields.Nested(ReferenceImage),
+        load_default=None,
+        allow_none=True,
+        validate=validate.Length(max=_MOST_REFERENCES),  # documents the limit; _few_references enforces it early
+    )
+    modelId = fields.String(required=True, validate=validate.Length(min=1, max=256))
+    region = fields.String(required=True, validate=_REGION)
+    width = fields.Integer(required=True)
+    height = fields.Integer(required=True)
+
+    @pre_load
+    def _few_references(self, data, **kwargs):
+        references = data.get("refImages") if isinstance(data, dict) else None
+        if isinstance(references, list) and len(references) > self._MOST_REFERENCES:
+            raise ValidationError(f"At most {self._MOST_REFERENCES} reference images.", "refImages")
+        return data
 
 
 class RegionRequest(_Body):

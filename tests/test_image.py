@@ -11,13 +11,23 @@ from swiftchat_api.emulator.images import png
 
 PICTURE = base64.b64encode(png(64, 64, "reference")).decode()
 PERSON = base64.b64encode(png(64, 96, "person")).decode()
+GIF = base64.b64encode(b"GIF89a\x01\x00\x01\x00\x80\x00\x00\xff\xff\xff\x00\x00\x00;").decode()
+WEBP = base64.b64encode(
+    b"RIFF\x1a\x00\x00\x00WEBPVP8L\x0d\x00\x00\x00/\x00\x00\x00\x10\x07\x10\x11\x11\x88\x88"
+).decode()
 NOVA = "amazon.nova-canvas-v1:0"
+TITAN = "amazon.titan-image-generator-v2:0"
+STABILITY = "stability.sd3-5-large-v1:0"
+OPERATIONS = ("BACKGROUND_REMOVAL", "TEXT_IMAGE", "COLOR_GUIDED_GENERATION", "IMAGE_VARIATION", "INPAINTING")
 
 
-def _image(prompt, model=NOVA, refs=None, width=1024, height=1024, region="us-west-2"):
+def _image(prompt, model=NOVA, refs=None, width=1024, height=1024, region="us-west-2", formats=None):
     body = {"prompt": prompt, "modelId": model, "region": region, "width": str(width), "height": str(height)}
     if refs is not None:
-        body["refImages"] = [{"format": "png", "source": {"bytes": data}} for data in refs]
+        kinds = formats or ["png"] * len(refs)
+        body["refImages"] = [
+            {"format": kind, "source": {"bytes": data}} for kind, data in zip(kinds, refs, strict=True)
+        ]
     return body
 
 
@@ -30,13 +40,33 @@ def _last(emulator, operation):
     return [call for call in emulator_calls(emulator) if call["operation"] == operation][-1]
 
 
-@pytest.mark.parametrize(
-    ("model", "width", "height"), [(NOVA, 1280, 720), ("amazon.titan-image-generator-v2:0", 768, 1152)]
-)
+def _drawn(server, body):
+    """The image bytes of a request that must succeed."""
+    status, headers, answer = server.request("/api/image", body)
+    assert status == 200 and headers["content-type"] == "application/json"
+    return base64.b64decode(json.loads(answer)["image"])
+
+
+def _refused(server, emulator, body, calls=("converse", "invoke")):
+    """The readable error of a request the apps must be able to show; no Bedrock call of the given kinds."""
+    before = len(emulator_calls(emulator))
+    status, headers, answer = server.request("/api/image", body)
+    assert status == 200 and headers["content-type"] == "application/json"
+    error = json.loads(answer)
+    assert list(error) == ["error"]
+    # Apps 2.2+ call .endsWith on it; every app replaces a message holding "http" with "Unable to resolve host".
+    assert isinstance(error["error"], str) and error["error"] and "http" not in error["error"]
+    made = [call["operation"] for call in emulator_calls(emulator)[before:]]
+    assert not set(made) & set(calls), made
+    return error["error"]
+
+
+@pytest.mark.parametrize(("model", "width", "height"), [(NOVA, 1280, 720), (NOVA, 2048, 2048), (TITAN, 768, 1152)])
 def test_amazon_text_to_image_returns_the_image(server, emulator, model, width, height):
-    status, _, body = server.request("/api/image", _image("A lighthouse at dawn", model, width=width, height=height))
-    assert status == 200
-    assert _png_size(base64.b64decode(json.loads(body)["image"])) == (width, height)
+    assert _png_size(_drawn(server, _image("A lighthouse at dawn", model, width=width, height=height))) == (
+        width,
+        height,
+    )
     sent = _last(emulator, "invoke")
     assert sent["modelId"] == model
     config = sent["body"]["imageGenerationConfig"]
@@ -47,8 +77,7 @@ def test_amazon_text_to_image_returns_the_image(server, emulator, model, width, 
 
 
 def test_cjk_prompt_is_translated_first(server, emulator):
-    status, _, body = server.request("/api/image", _image("一只猫在山上"))
-    assert status == 200 and "image" in json.loads(body)
+    assert _drawn(server, _image("一只猫在山上"))
     helper = _last(emulator, "converse")
     assert helper["modelId"] == "us.amazon.nova-lite-v1:0"
     assert helper["body"]["messages"][0]["content"] == [{"text": "一只猫在山上"}]
@@ -76,9 +105,7 @@ def test_helper_model_follows_the_callers_geography(server, emulator):
     ],
 )
 def test_one_reference_image_runs_the_analysed_operation(server, emulator, prompt, task, params):
-    status, _, body = server.request("/api/image", _image(prompt, refs=[PICTURE]))
-    assert status == 200
-    assert _png_size(base64.b64decode(json.loads(body)["image"]))
+    assert _png_size(_drawn(server, _image(prompt, refs=[PICTURE])))
     analysis = _last(emulator, "converse")["body"]
     assert analysis["messages"][0]["content"][0] == {"text": prompt}
     assert analysis["messages"][0]["content"][1]["image"]["source"]["bytes"] == PICTURE
@@ -98,20 +125,44 @@ def test_one_reference_image_runs_the_analysed_operation(server, emulator, promp
 
 
 def test_analysis_wrapped_in_a_code_fence_is_understood(server, emulator):
-    status, _, body = server.request(
-        "/api/image", _image("Remove the background [[emulator analysis=fenced]]", refs=[PICTURE])
-    )
-    assert status == 200 and "image" in json.loads(body)
+    assert _drawn(server, _image("Remove the background [[emulator analysis=fenced]]", refs=[PICTURE]))
     assert _last(emulator, "invoke")["body"]["taskType"] == "BACKGROUND_REMOVAL"
 
 
-@pytest.mark.parametrize("prompt", ["Make it sing a song", "[[emulator analysis=garbage]]"])
-def test_unusable_analysis_is_a_400_naming_the_operations(server, prompt):
-    status, _, body = server.request("/api/image", _image(prompt, refs=[PICTURE]))
-    assert status == 400
-    detail = json.loads(body)["detail"]
-    assert detail.startswith("Error: ")
-    assert all(op in detail for op in ("BACKGROUND_REMOVAL", "INPAINTING", "OUTPAINTING", "IMAGE_VARIATION"))
+@pytest.mark.parametrize(
+    "prompt",
+    [
+        "Make it sing a song",  # the helper says NONE
+        "[[emulator analysis=garbage]]",  # prose
+        "Remove the background [[emulator analysis=deep]]",  # JSON nested 1,100 deep
+        "Remove the background [[emulator analysis=list]]",  # a JSON list, not an object
+        "Remove the background [[emulator analysis=wrong-types]]",  # a number for operation, ...
+        "Remove the background [[emulator analysis=huge]]",  # the JSON after 1.4 MB of prose
+        "Remove the background [[emulator analysis=empty]]",  # no content blocks at all
+    ],
+)
+def test_unusable_analysis_is_a_readable_error_naming_the_operations(server, emulator, prompt):
+    error = _refused(server, emulator, _image(prompt, refs=[PICTURE]), calls=("invoke",))
+    assert error.startswith("The image request ")
+    assert all(operation in error for operation in OPERATIONS)
+
+
+def test_colour_edit_without_usable_colours_is_a_readable_error(server, emulator):
+    error = _refused(
+        server, emulator, _image("Use the palette [[emulator analysis=colors-number]]", refs=[PICTURE]), ("invoke",)
+    )
+    assert "COLOR_GUIDED_GENERATION needs one to four hex colours" in error
+
+
+def test_a_wordy_helper_is_cut_to_what_the_model_takes(server, emulator):
+    assert _drawn(server, _image("Make a variation of this [[emulator analysis=long-prompt]]", refs=[PICTURE]))
+    text = _last(emulator, "invoke")["body"]["imageVariationParams"]["text"]
+    assert len(text) == 1024 and text.startswith("a castle on a hill")
+
+
+def test_titan_size_is_not_checked_for_an_edit_that_keeps_the_images_size(server, emulator):
+    assert _png_size(_drawn(server, _image("Replace the dog with a cat", TITAN, [PICTURE], 2048, 2048))) == (64, 64)
+    assert _last(emulator, "invoke")["body"]["taskType"] == "INPAINTING"
 
 
 @pytest.mark.parametrize(
@@ -120,11 +171,14 @@ def test_unusable_analysis_is_a_400_naming_the_operations(server, prompt):
         ("Try these sneakers on me", "FOOTWEAR"),
         ("Wear this shirt", "UPPER_BODY"),
         ("[[emulator analysis=garbage]]", "FULL_BODY"),
+        ("Wear this shirt [[emulator analysis=deep]]", "FULL_BODY"),
+        ("Wear this shirt [[emulator analysis=wrong-types]]", "FULL_BODY"),
+        ("Wear this shirt [[emulator analysis=list]]", "FULL_BODY"),
+        ("Wear this shirt [[emulator analysis=empty]]", "FULL_BODY"),
     ],
 )
 def test_two_reference_images_are_a_virtual_try_on(server, emulator, prompt, garment):
-    status, _, body = server.request("/api/image", _image(prompt, refs=[PERSON, PICTURE]))
-    assert status == 200 and "image" in json.loads(body)
+    assert _drawn(server, _image(prompt, refs=[PERSON, PICTURE]))
     sent = _last(emulator, "invoke")["body"]
     assert sent["taskType"] == "VIRTUAL_TRY_ON"
     assert sent["virtualTryOnParams"] == {
@@ -135,10 +189,13 @@ def test_two_reference_images_are_a_virtual_try_on(server, emulator, prompt, gar
     }
 
 
+def test_an_empty_translation_keeps_the_users_prompt(server, emulator):
+    assert _drawn(server, _image("一只猫 [[emulator analysis=empty]]"))
+    assert _last(emulator, "invoke")["body"]["textToImageParams"]["text"] == "一只猫 [[emulator analysis=empty]]"
+
+
 def test_stability_text_to_image(server, emulator):
-    status, _, body = server.request("/api/image", _image("日落", model="stability.stable-image-core-v1:1"))
-    assert status == 200
-    image = base64.b64decode(json.loads(body)["image"])
+    image = _drawn(server, _image("日落", model="stability.stable-image-core-v1:1"))
     assert image[:2] == b"\xff\xd8" and image[-2:] == b"\xff\xd9"
     assert _last(emulator, "invoke")["body"] == {
         "prompt": "An image of sunset",
@@ -148,52 +205,155 @@ def test_stability_text_to_image(server, emulator):
     }
 
 
-def test_stability_image_to_image(server, emulator):
-    status, _, body = server.request(
-        "/api/image", _image("Make it snowy", "stability.sd3-5-large-v1:0", refs=[PICTURE])
-    )
-    assert status == 200 and "image" in json.loads(body)
+@pytest.mark.parametrize(
+    ("refs", "formats"),
+    [([PICTURE], ["png"]), ([PICTURE, PERSON], ["png", "png"]), ([PICTURE, GIF], ["png", "gif"]), ([WEBP], ["webp"])],
+    ids=["one photo", "two photos", "a gif after the first", "webp"],
+)
+def test_stability_draws_from_the_first_reference_image(server, emulator, refs, formats):
+    assert _drawn(server, _image("Make it snowy", STABILITY, refs, 2048, 2048, formats=formats))
     assert _last(emulator, "invoke")["body"] == {
         "prompt": "Make it snowy",
         "output_format": "jpeg",
         "mode": "image-to-image",
-        "image": PICTURE,
+        "image": refs[0],
         "strength": 0.5,
     }
 
 
-def test_bedrock_refusal_is_a_200_with_error(server):
-    status, _, body = server.request("/api/image", _image("A riot [[emulator error=validation]]"))
+@pytest.mark.parametrize(
+    ("model", "refs", "formats", "expected"),
+    [
+        (NOVA, [GIF], ["gif"], "Nova Canvas takes PNG or JPEG reference images, not GIF ones."),
+        (NOVA, [PICTURE, WEBP], ["png", "webp"], "Nova Canvas takes PNG or JPEG reference images, not WEBP ones."),
+        (TITAN, [PICTURE], ["heic"], "Titan Image Generator takes PNG or JPEG reference images, not HEIC ones."),
+        (STABILITY, [GIF, PICTURE], ["gif", "png"], "This Stability AI model takes PNG, JPEG or WEBP reference"),
+        (NOVA, [PICTURE], ["x" * 30], "not other ones"),
+    ],
+)
+def test_a_reference_format_the_model_does_not_take_is_a_readable_error(
+    server, emulator, model, refs, formats, expected
+):
+    body = _image("Make it snowy", model, refs, formats=formats)
+    assert expected in _refused(server, emulator, body)
+
+
+def test_jpg_and_capitals_are_jpeg(server, emulator):
+    assert _drawn(server, _image("Remove the background", refs=[PICTURE], formats=["JPG"]))
+    assert _last(emulator, "converse")["body"]["messages"][0]["content"][1]["image"]["format"] == "jpeg"
+
+
+@pytest.mark.parametrize(
+    ("model", "refs", "expected"),
+    [
+        (NOVA, [PICTURE] * 3, "Nova Canvas takes at most 2 reference images"),
+        (TITAN, [PERSON, PICTURE], "Titan Image Generator takes one reference image"),
+    ],
+)
+def test_more_reference_images_than_the_model_takes_is_a_readable_error(server, emulator, model, refs, expected):
+    assert expected in _refused(server, emulator, _image("Wear this shirt", model, refs))
+
+
+@pytest.mark.parametrize(
+    ("model", "width", "height", "expected"),
+    [
+        (TITAN, 2048, 2048, "Titan Image Generator cannot draw this size."),
+        (TITAN, 1000, 1000, "Settings > Image Size"),
+        ("us.amazon.nova-canvas-v1:0", 1000, 1000, "multiple of 16"),
+        (NOVA, 4096, 512, "aspect ratio"),
+        (NOVA, 0, 1024, "Nova Canvas cannot draw this size"),
+    ],
+)
+def test_a_size_the_model_does_not_draw_is_a_readable_error(server, emulator, model, width, height, expected):
+    error = _refused(server, emulator, _image("一只猫", model, width=width, height=height))
+    assert expected in error
+    assert f"{width} x {height}" not in error and f"{width}x{height}" not in error
+
+
+@pytest.mark.parametrize(
+    ("change", "expected"),
+    [
+        ({"modelId": "anthropic.claude-3-haiku-20240307-v1:0"}, "cannot draw with the chosen image model"),
+        ({"modelId": "us.amazon.nova-reel-v1:0"}, "cannot draw with the chosen image model"),
+        ({"prompt": ""}, "Please describe the image you want."),
+        ({"prompt": "   "}, "Please describe the image you want."),
+        ({"prompt": "a" * 10001}, "at most 10,000 characters"),
+        ({"prompt": "a" * 1025}, "Nova Canvas takes descriptions of at most 1,024 characters."),
+    ],
+)
+def test_other_requests_that_cannot_be_drawn_are_readable_errors(server, emulator, change, expected):
+    assert expected in _refused(server, emulator, {**_image("A cat"), **change})
+
+
+@pytest.mark.parametrize(
+    "model", ["us.stability.stable-image-ultra-v1:1", "us.amazon.nova-canvas-v1:0", "global.stability.sd3-5-large-v1:0"]
+)
+def _bedrock_refusal(answer, message):
+    """Whether an answer is Bedrock's refusal with this message, as botocore words it."""
+    error = json.loads(answer)["error"]
+    return error.startswith("An error occurred (ValidationException) when calling the InvokeModel operation") and (
+        error.endswith(f": {message}")
+    )
+
+
+@pytest.mark.parametrize(
+    "model", ["us.stability.stable-image-ultra-v1:1", "us.amazon.nova-canvas-v1:0", "global.stability.sd3-5-large-v1:0"]
+)
+def test_inference_profile_ids_are_accepted(server, emulator, model):
+    status, _, answer = server.request("/api/image", _image("A cat", model))
     assert status == 200
-    assert json.loads(body) == {
-        "error": "An error occurred (ValidationException) when calling the InvokeModel operation: "
-        "This request has been blocked by our content filters."
-    }
+    assert _last(emulator, "invoke")["modelId"] == model
+    if model.startswith("global."):  # the region lists no such profile: Bedrock's own refusal, still readable
+        assert _bedrock_refusal(answer, "The provided model identifier is invalid.")
+    else:
+        assert "image" in json.loads(answer)
+
+
+def test_a_profile_only_model_called_by_its_bare_id_is_bedrocks_readable_refusal(server):
+    status, _, answer = server.request("/api/image", _image("A cat", "stability.stable-image-ultra-v1:1"))
+    assert status == 200
+    assert "with on-demand throughput isn't supported" in json.loads(answer)["error"]
+
+
+def test_bedrock_refusal_is_a_200_with_error(server):
+    status, _, answer = server.request("/api/image", _image("A riot [[emulator error=validation]]"))
+    assert status == 200
+    assert _bedrock_refusal(answer, "This request has been blocked by our content filters.")
 
 
 @pytest.mark.parametrize(
     ("change", "loc"),
     [
-        ({"width": "1000", "height": "1000"}, "width"),
-        ({"width": "4096", "height": "512"}, "width"),
-        ({"modelId": "amazon.titan-image-generator-v2:0", "width": "1000"}, "width"),
         ({"width": "wide"}, "width"),
-        ({"modelId": "anthropic.claude-3-haiku-20240307-v1:0"}, "modelId"),
+        ({"height": [1024]}, "height"),
+        ({"prompt": 7}, "prompt"),
+        ({"modelId": None}, "modelId"),
+        ({"region": "moon"}, "region"),
+        ({"refImages": "a picture"}, "refImages"),
         ({"refImages": [{"format": "png", "source": {"bytes": "%%%"}}]}, "refImages"),
-        ({"refImages": [{"format": "png", "source": {"bytes": PICTURE}}] * 3}, "refImages"),
-        (
-            {
-                "modelId": "stability.sd3-5-large-v1:0",
-                "refImages": [{"format": "png", "source": {"bytes": PICTURE}}] * 2,
-            },
-            "refImages",
-        ),
-        ({"refImages": [{"format": "tiff", "source": {"bytes": PICTURE}}]}, "refImages"),
-        ({"prompt": ""}, "prompt"),
+        ({"refImages": [{"format": 5, "source": {"bytes": PICTURE}}]}, "refImages"),
+        ({"refImages": [{"format": "png"}]}, "refImages"),
+        ({"refImages": [{"format": "png", "source": {"bytes": PICTURE}}] * 9}, "refImages"),
     ],
 )
-def test_invalid_image_requests_are_a_422(server, change, loc):
+def test_bodies_that_are_not_the_apps_shape_are_a_422(server, change, loc):
     status, _, body = server.request("/api/image", {**_image("A cat"), **change})
     assert status == 422
     assert json.loads(body)["detail"][0]["loc"][:2] == ["body", loc]
     assert PICTURE.encode() not in body
+
+
+@pytest.mark.parametrize("missing", ["prompt", "modelId", "region", "width"])
+def test_a_missing_field_is_a_422(server, missing):
+    body = _image("A cat")
+    del body[missing]
+    status, _, answer = server.request("/api/image", body)
+    assert status == 422
+    detail = json.loads(answer)["detail"]
+    assert [(item["loc"], item["type"]) for item in detail] == [(["body", missing], "missing")]
+
+
+def test_a_body_that_is_not_json_is_a_422(server):
+    status, _, answer = server.request("/api/image", raw=b"prompt=a cat")
+    assert status == 422
+    assert isinstance(json.loads(answer)["detail"], list)

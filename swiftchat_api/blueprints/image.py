@@ -1,10 +1,10 @@
 """POST /api/image: generate or edit an image."""
 
-from flask import Blueprint, request
+from flask import Blueprint
 
 from ..schemas import ImageRequest
 from ..services import images
-from .common import body, require_key, state
+from .common import body, facts, require_key, resources
 
 bp = Blueprint("image", __name__)
 _schema = ImageRequest()
@@ -12,10 +12,10 @@ _schema = ImageRequest()
 
 @bp.post("/api/image")
 def generate_image():
-    """Generate an image with a Titan, Nova Canvas or Stability model."""
+    """Generate an image with a Titan, Nova Canvas or Stability model (a readable ``error`` if it cannot)."""
     require_key()
     wanted = body(_schema)
-    request.environ["swiftchat.model"] = wanted["modelId"]
-    app = state()
-    helper = images.helper_model(wanted["region"], app.config.image_helper_model_id)
-    return images.generate(app.clients.get("bedrock-runtime", wanted["region"]), helper, wanted)
+    facts().model = wanted["modelId"]
+    shared = resources()
+    helper = images.helper_model(wanted["region"], shared.config.image_helper_model_id)
+    return images.generate(shared.clients.get("bedrock-runtime", wanted["region"]), helper, wanted)

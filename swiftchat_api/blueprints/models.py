@@ -4,9 +4,10 @@ from botocore.exceptions import BotoCoreError, ClientError
 from flask import Blueprint, jsonify
 
 from .. import telemetry
+from ..exceptions import describe
 from ..schemas import RegionRequest
 from ..services.catalogue import catalogue
-from .common import body, require_key, state
+from .common import body, require_key, resources
 
 bp = Blueprint("models", __name__)
 _schema = RegionRequest()
@@ -17,10 +18,10 @@ def list_models():
     """List the streaming text models and the image models callable in a region."""
     require_key()
     region = body(_schema)["region"]
-    app = state()
+    shared = resources()
     try:
-        models = app.models_cache.get(region, lambda: catalogue(app.clients.get("bedrock", region), region))
+        models = shared.models_cache.get(region, lambda: catalogue(shared.clients.get("bedrock", region), region))
     except (ClientError, BotoCoreError) as error:
         telemetry.upstream_error(error)
-        return {"error": str(error)}
+        return {"error": describe(error)}
     return jsonify(models)

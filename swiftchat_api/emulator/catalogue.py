@@ -1,4 +1,12 @@
-"""The emulator's model catalogue: small, but it trips every filter rule of /api/models."""
+"""The emulator's model catalogue: small, but it trips every filter rule of /api/models.
+
+Like Bedrock, it lists cross-region inference profiles per geography (``us.``, ``eu.``,
+``apac.``, and ``global.`` for a few models), and InvokeModel refuses a bare id for a model
+that has no on-demand throughput, or a profile id the caller's region does not list.
+"""
+
+_BOTH = ("ON_DEMAND", "INFERENCE_PROFILE")
+_PROFILE_ONLY = ("INFERENCE_PROFILE",)
 
 
 def _model(model_id, name, provider, output="TEXT", streaming=True, inference=("ON_DEMAND",), status="ACTIVE"):
@@ -16,52 +24,65 @@ def _model(model_id, name, provider, output="TEXT", streaming=True, inference=("
     }
 
 
+def _image(model_id, name, provider, inference=("ON_DEMAND",)):
+    return _model(model_id, name, provider, output="IMAGE", streaming=False, inference=inference)
+
+
 _MODELS = [
-    _model("anthropic.claude-3-5-sonnet-20240620-v1:0", "Claude 3.5 Sonnet", "Anthropic"),
+    _model("anthropic.claude-3-5-sonnet-20240620-v1:0", "Claude 3.5 Sonnet", "Anthropic", inference=_BOTH),
     _model(
         "anthropic.claude-3-5-sonnet-20240620-v1:0:200k", "Claude 3.5 Sonnet", "Anthropic", inference=("PROVISIONED",)
     ),
-    _model("anthropic.claude-3-haiku-20240307-v1:0", "Claude 3 Haiku", "Anthropic"),
+    _model("anthropic.claude-3-haiku-20240307-v1:0", "Claude 3 Haiku", "Anthropic", inference=_BOTH),
     _model("anthropic.claude-3-haiku-20240307-v1:0:48k", "Claude 3 Haiku 48k", "Anthropic"),
-    _model(
-        "anthropic.claude-3-7-sonnet-20250219-v1:0", "Claude 3.7 Sonnet", "Anthropic", inference=("INFERENCE_PROFILE",)
-    ),
-    _model("anthropic.claude-sonnet-4-20250514-v1:0", "Claude Sonnet 4", "Anthropic", inference=("INFERENCE_PROFILE",)),
+    _model("anthropic.claude-3-7-sonnet-20250219-v1:0", "Claude 3.7 Sonnet", "Anthropic", inference=_PROFILE_ONLY),
+    _model("anthropic.claude-sonnet-4-20250514-v1:0", "Claude Sonnet 4", "Anthropic", inference=_PROFILE_ONLY),
     _model("anthropic.claude-v2", "Claude", "Anthropic", status="LEGACY"),
-    _model("amazon.nova-pro-v1:0", "Nova Pro", "Amazon", inference=("ON_DEMAND", "INFERENCE_PROFILE")),
-    _model("amazon.nova-lite-v1:0", "Nova Lite", "Amazon", inference=("ON_DEMAND", "INFERENCE_PROFILE")),
+    _model("amazon.nova-pro-v1:0", "Nova Pro", "Amazon", inference=_BOTH),
+    _model("amazon.nova-lite-v1:0", "Nova Lite", "Amazon", inference=_BOTH),
     _model("amazon.titan-embed-text-v2:0", "Titan Text Embeddings V2", "Amazon", output="EMBEDDING", streaming=False),
-    _model("meta.llama3-1-70b-instruct-v1:0", "Llama 3.1 70B Instruct", "Meta", inference=("INFERENCE_PROFILE",)),
-    _model("meta.llama3-1-70b-instruct-v1:1", "Llama 3.1 70B Instruct", "Meta", inference=("INFERENCE_PROFILE",)),
-    _model("deepseek.r1-v1:0", "DeepSeek-R1", "DeepSeek", inference=("INFERENCE_PROFILE",)),
+    _model("meta.llama3-1-70b-instruct-v1:0", "Llama 3.1 70B Instruct", "Meta", inference=_BOTH),
+    _model("meta.llama3-1-70b-instruct-v1:1", "Llama 3.1 70B Instruct", "Meta", inference=_BOTH),
+    _model("meta.llama3-1-8b-instruct-v1:0", "Llama 3.1 8B Instruct", "Meta", inference=_BOTH),
+    _model("meta.llama3-2-11b-instruct-v1:0", "Llama 3.2 11B Instruct", "Meta", inference=_PROFILE_ONLY),
+    _model("deepseek.r1-v1:0", "DeepSeek-R1", "DeepSeek", inference=_PROFILE_ONLY),
     _model("cohere.command-r-v1:0", "Command R", "Cohere", streaming=False),
     _model("mistral.mistral-large-2402-v1:0", "Mistral Large", "Mistral AI", inference=("PROVISIONED",)),
-    _model(
-        "amazon.titan-image-generator-v2:0", "Titan Image Generator G1 v2", "Amazon", output="IMAGE", streaming=False
-    ),
-    _model("amazon.nova-canvas-v1:0", "Nova Canvas", "Amazon", output="IMAGE", streaming=False),
-    _model(
-        "stability.stable-image-core-v1:1", "Stable Image Core 1.0", "Stability AI", output="IMAGE", streaming=False
-    ),
-    _model("stability.sd3-5-large-v1:0", "Stable Diffusion 3.5 Large", "Stability AI", output="IMAGE", streaming=False),
+    _image("amazon.titan-image-generator-v2:0", "Titan Image Generator G1 v2", "Amazon"),
+    _image("amazon.nova-canvas-v1:0", "Nova Canvas", "Amazon", inference=_BOTH),
+    _image("stability.stable-image-core-v1:1", "Stable Image Core 1.0", "Stability AI"),
+    _image("stability.sd3-5-large-v1:0", "Stable Diffusion 3.5 Large", "Stability AI"),
+    _image("stability.stable-image-ultra-v1:1", "Stable Image Ultra 1.0", "Stability AI", inference=_PROFILE_ONLY),
 ]
+_BY_ID = {model["modelId"]: model for model in _MODELS}
 
-# Models that have a system-defined cross-region inference profile in every geography.
-_PROFILED = [
-    "anthropic.claude-3-5-sonnet-20240620-v1:0",
-    "anthropic.claude-3-haiku-20240307-v1:0",
-    "anthropic.claude-3-7-sonnet-20250219-v1:0",
-    "anthropic.claude-sonnet-4-20250514-v1:0",
-    "amazon.nova-pro-v1:0",
-    "amazon.nova-lite-v1:0",
-    "meta.llama3-1-70b-instruct-v1:0",
-    "deepseek.r1-v1:0",
-]
-
+_EVERYWHERE = ("us", "eu", "apac")
+# The geographies in which each model has a system-defined cross-region inference profile.
+_PROFILES = {
+    "anthropic.claude-3-5-sonnet-20240620-v1:0": _EVERYWHERE,
+    "anthropic.claude-3-haiku-20240307-v1:0": _EVERYWHERE,
+    "anthropic.claude-3-7-sonnet-20250219-v1:0": _EVERYWHERE,
+    "anthropic.claude-sonnet-4-20250514-v1:0": (*_EVERYWHERE, "global"),
+    "amazon.nova-pro-v1:0": _EVERYWHERE,
+    "amazon.nova-lite-v1:0": _EVERYWHERE,
+    "meta.llama3-1-70b-instruct-v1:0": _EVERYWHERE,
+    "meta.llama3-1-8b-instruct-v1:0": ("us",),
+    "meta.llama3-2-11b-instruct-v1:0": ("us",),
+    "deepseek.r1-v1:0": ("us", "eu"),
+    "amazon.nova-canvas-v1:0": _EVERYWHERE,
+    "stability.stable-image-ultra-v1:1": ("us",),
+}
+# The regions each geography's profiles route to (what a profile's "models" list names).
+_ROUTES = {
+    "us": ("us-east-1", "us-east-2", "us-west-2"),
+    "eu": ("eu-central-1", "eu-west-1", "eu-west-3"),
+    "apac": ("ap-northeast-1", "ap-southeast-1", "ap-southeast-2"),
+    "global": ("us-east-1", "eu-west-1", "ap-northeast-1"),
+}
 
 # Regions where the emulator answers differently on purpose, so every branch of /api/models runs.
 DENIED_REGIONS = "me-"  # ListFoundationModels is refused (AccessDeniedException)
-NO_PROFILE_REGIONS = "eu-south-"  # ListInferenceProfiles is refused
+NO_PROFILE_REGIONS = "eu-south-"  # ListInferenceProfiles is refused (the profiles still work)
 EMPTY_REGIONS = "af-"  # no models at all
 
 
@@ -80,17 +101,41 @@ def foundation_models(region):
 
 
 def inference_profiles(region):
-    """ListInferenceProfiles summaries (system-defined) for a region."""
-    prefix = geography(region)
-    return [
-        {
-            "inferenceProfileName": f"{prefix.upper()} {model_id}",
-            "inferenceProfileArn": f"arn:aws:bedrock:{region}::inference-profile/{prefix}.{model_id}",
-            "inferenceProfileId": f"{prefix}.{model_id}",
-            "models": [{"modelArn": f"arn:aws:bedrock:{region}::foundation-model/{model_id}"}],
-            "status": "ACTIVE",
-            "type": "SYSTEM_DEFINED",
-        }
-        for model_id in _PROFILED
-        if not (prefix == "apac" and model_id.startswith("deepseek"))
-    ]
+    """ListInferenceProfiles summaries (system-defined) for a region: its geography's, then global ones."""
+    if region.startswith(EMPTY_REGIONS):
+        return []
+    listed = []
+    for prefix in (geography(region), "global"):
+        for model_id, geographies in _PROFILES.items():
+            if prefix not in geographies:
+                continue
+            listed.append(
+                {
+                    "inferenceProfileName": f"{prefix.upper()} {_BY_ID[model_id]['modelName']}",
+                    "inferenceProfileArn": f"arn:aws:bedrock:{region}::inference-profile/{prefix}.{model_id}",
+                    "inferenceProfileId": f"{prefix}.{model_id}",
+                    "models": [
+                        {"modelArn": f"arn:aws:bedrock:{routed}::foundation-model/{model_id}"}
+                        for routed in _ROUTES[prefix]
+                    ],
+                    "status": "ACTIVE",
+                    "type": "SYSTEM_DEFINED",
+                }
+            )
+    return listed
+
+
+def invocable(model_id, region):
+    """``(foundation model id, None)`` for an id InvokeModel takes in a region, else ``(None, Bedrock's message)``."""
+    for profile in inference_profiles(region):
+        if profile["inferenceProfileId"] == model_id:
+            return profile["models"][0]["modelArn"].rsplit("/", 1)[-1], None
+    model = _BY_ID.get(model_id) if not region.startswith(EMPTY_REGIONS) else None
+    if model is None:
+        return None, "The provided model identifier is invalid."
+    if "ON_DEMAND" not in model["inferenceTypesSupported"]:
+        return None, (
+            f"Invocation of model ID {model_id} with on-demand throughput isn't supported. Retry your request "
+            "with the ID or ARN of an inference profile that contains this model."
+        )
+    return model_id, None

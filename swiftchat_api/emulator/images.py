@@ -15,6 +15,7 @@ import struct
 import zlib
 from functools import partial
 
+from .catalogue import invocable
 from .script import refusal
 
 # A 16x16 JPEG: Stability models answer in JPEG and the emulator has no encoder for it.
@@ -78,30 +79,58 @@ def _converse_answer(text):
     }
 
 
+_ANALYSIS = re.compile(r"analysis=([a-z-]+)")
+
+
+def _odd_answer(kind, said, normal):
+    """The helper's answer text when the request asks for an odd one (``analysis=<kind>``), else None."""
+    if kind == "garbage":
+        return "Sure! I would love to help you with that picture."
+    if kind == "fenced":
+        return "```json\n" + normal + "\n```"
+    if kind == "deep":
+        return '{"operation": "INPAINTING", "prompt": ' + "[" * 1100 + "]" * 1100 + "}"
+    if kind == "list":
+        return '["BACKGROUND_REMOVAL", "#FF0000"]'
+    if kind == "wrong-types":
+        return json.dumps(
+            {"operation": 7, "prompt": {"a": 1}, "maskPrompt": [1], "colors": "#FF0000", "garmentClass": 3}
+        )
+    if kind == "colors-number":
+        return json.dumps({"operation": "COLOR_GUIDED_GENERATION", "prompt": said, "maskPrompt": "", "colors": 5})
+    if kind == "huge":
+        return "Let me think. " * 100_000 + normal
+    if kind == "long-prompt":
+        long = "a castle on a hill " * 300  # past what a model takes, within what the server reads
+        return json.dumps({**json.loads(normal), "prompt": long}) if normal.startswith("{") else long
+    return None
+
+
 def analysis_reply(body):
     """A Converse answer for an image-analysis prompt, or None for ordinary chat."""
     system = " ".join(block.get("text", "") for block in body.get("system") or []).lower()
     said = _user_text(body)
     lowered = said.lower()
-    if "[[emulator analysis=garbage]]" in said:
-        return _converse_answer("Sure! I would love to help you with that picture.")
     if "translate" in system and "image" in system:
         english = _CJK.sub(lambda m: " ".join(_GLOSSARY.get(ch, "something") for ch in _split(m.group())), said)
-        return _converse_answer(" ".join(f"An image of {english.strip()}".split()))
-    if "garmentclass" in system:
+        normal = " ".join(f"An image of {english.strip()}".split())
+    elif "garmentclass" in system:
         garment = next((cls for words, cls in _GARMENTS if any(w in lowered for w in words)), "FULL_BODY")
-        return _converse_answer(json.dumps({"garmentClass": garment}))
-    if "operation" in system and "maskprompt" in system:
+        normal = json.dumps({"garmentClass": garment})
+    elif "operation" in system and "maskprompt" in system:
         operation = next((op for words, op in _INTENTS if any(w in lowered for w in words)), "NONE")
         answer = {"operation": operation, "prompt": said.strip(), "maskPrompt": "", "colors": []}
         if operation in ("INPAINTING", "OUTPAINTING"):
             answer["maskPrompt"] = "the main subject"
         if operation == "COLOR_GUIDED_GENERATION":
             answer["colors"] = _HEX.findall(said)[:4] or ["#FF8800"]
-        return _converse_answer(
-            "```json\n" + json.dumps(answer) + "\n```" if "analysis=fenced" in said else json.dumps(answer)
-        )
-    return None
+        normal = json.dumps(answer)
+    else:
+        return None
+    kind = match.group(1) if (match := _ANALYSIS.search(said)) else ""
+    if kind == "empty":
+        return {**_converse_answer(""), "output": {"message": {"role": "assistant", "content": []}}}
+    return _converse_answer(_odd_answer(kind, said, normal) or normal)
 
 
 def _split(run):
@@ -139,6 +168,17 @@ _TASKS = {
 }
 
 
+# The leading bytes of each image format the emulator recognises in base64-decoded input.
+_SIGNATURES = {"png": (b"\x89PNG\r\n\x1a\n",), "jpeg": (b"\xff\xd8\xff",), "gif": (b"GIF87a", b"GIF89a")}
+
+
+def _image_format(value):
+    head = base64.b64decode(value[:24], validate=False)
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp"
+    return next((kind for kind, signs in _SIGNATURES.items() if head.startswith(signs)), "unknown")
+
+
 def _amazon(model_id, body):
     task = body.get("taskType")
     if task not in _TASKS or (task == "VIRTUAL_TRY_ON" and "nova-canvas" not in model_id):
@@ -150,6 +190,12 @@ def _amazon(model_id, body):
     for key in ("image", "conditionImage", "sourceImage", "referenceImage"):
         if key in params and not _is_base64(params[key]):
             return _invalid(f"{params_name}.{key} is not base64 image data.")
+        if key in params and _image_format(params[key]) not in ("png", "jpeg"):
+            return _invalid(f"{params_name}.{key}: the image must be in PNG or JPEG format.")
+    most = 512 if "titan" in model_id else 1024
+    for key in ("text", "maskPrompt"):
+        if len(params.get(key) or "") > most:
+            return _invalid(f"{params_name}.{key} must be at most {most} characters.")
     if "[[emulator error=" in params.get("text", ""):
         return _invalid("This request has been blocked by our content filters.")
     config = body.get("imageGenerationConfig") or {}
@@ -166,15 +212,20 @@ def _stability(model_id, body):
     mode = body.get("mode", "text-to-image")
     if mode == "image-to-image" and not (_is_base64(body.get("image")) and "strength" in body):
         return _invalid("image-to-image needs image and strength.")
+    if mode == "image-to-image" and _image_format(body["image"]) not in ("png", "jpeg", "webp"):
+        return _invalid("image: supported formats are jpeg, png and webp.")
     if mode == "image-to-image" and "aspect_ratio" in body:
         return _invalid("aspect_ratio is not allowed with image-to-image.")
     return 200, {"seeds": [42], "finish_reasons": [None], "images": [base64.b64encode(TINY_JPEG).decode()]}, []
 
 
-def invoke(model_id, body):
-    """Answer InvokeModel for an image model."""
-    if model_id.startswith(("amazon.titan-image", "amazon.nova-canvas")):
-        return _amazon(model_id, body)
-    if model_id.startswith("stability."):
-        return _stability(model_id, body)
-    return refusal(404, "ResourceNotFoundException", f"The emulator has no model {model_id}.")
+def invoke(model_id, body, region="us-east-1"):
+    """Answer InvokeModel for an image model, called by a bare id or an inference-profile id."""
+    model, problem = invocable(model_id, region)
+    if problem:
+        return _invalid(problem)
+    if model.startswith(("amazon.titan-image", "amazon.nova-canvas")):
+        return _amazon(model, body)
+    if model.startswith("stability."):
+        return _stability(model, body)
+    return _invalid(f"{model} does not generate images.")

@@ -103,7 +103,7 @@ class Emulator:
                     return refusal(400, "ValidationException", str(error))
                 return _refused(script) if script.error else (200, converse_output(script), [])
             if action == "invoke":
-                return images.invoke(model_id, body)
+                return images.invoke(model_id, body, region)
         return refusal(404, "UnknownOperationException", f"The emulator does not serve {method} {path}.")
 
     def _converse_stream(self, sock, model_id, raw, keep_alive):

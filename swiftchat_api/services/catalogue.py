@@ -3,6 +3,8 @@
 from botocore.exceptions import BotoCoreError, ClientError
 
 _USABLE = {"ON_DEMAND", "INFERENCE_PROFILE"}
+_GUESSABLE = ("us", "eu", "apac")  # geographies whose profile prefix is safe to guess
+_MAX_PROFILE_PAGES = 20  # a listing that never ends must not hold the request for ever
 
 
 def geography(region):
@@ -14,27 +16,49 @@ def _profiles(bedrock):
     """model id → [profile ids], or None when the profiles cannot be listed."""
     found = {}
     try:
-        for page in bedrock.get_paginator("list_inference_profiles").paginate(typeEquals="SYSTEM_DEFINED"):
+        pages = bedrock.get_paginator("list_inference_profiles").paginate(typeEquals="SYSTEM_DEFINED")
+        for page, _ in zip(pages, range(_MAX_PROFILE_PAGES), strict=False):
             for profile in page.get("inferenceProfileSummaries", []):
                 for model in profile.get("models", []):
                     model_id = model.get("modelArn", "").rsplit("/", 1)[-1]
-                    found.setdefault(model_id, []).append(profile["inferenceProfileId"])
+                    ids = found.setdefault(model_id, [])
+                    if profile["inferenceProfileId"] not in ids:
+                        ids.append(profile["inferenceProfileId"])
     except (ClientError, BotoCoreError):
         return None
     return found
 
 
-def _offered_id(summary, profiles, region):
-    """The id an app should call the model by, or None when it cannot be called in this region."""
-    model_id = summary["modelId"]
-    if "ON_DEMAND" in summary.get("inferenceTypesSupported", []):
-        return model_id
-    geo = geography(region)
-    if profiles is None:
-        return f"{geo}.{model_id}" if geo in ("us", "eu", "apac") else None
+def _regional_profile(model_id, profiles, region):
+    """The profile the region lists for a model, its own geography's first, or None."""
     candidates = profiles.get(model_id, [])
-    preferred = [p for p in candidates if p.startswith(f"{geo}.")] or [p for p in candidates if "." in p]
-    return preferred[0] if preferred else None
+    geo = geography(region)
+    ranked = [p for p in candidates if p.startswith(f"{geo}.")] + [p for p in candidates if p.startswith("global.")]
+    ranked += [p for p in candidates if p not in ranked]
+    return ranked[0] if ranked else None
+
+
+def _text_id(summary, profiles, region):
+    """A text model's id: its profile whenever it has one (as the original server did), else the bare id."""
+    model_id, kinds = summary["modelId"], summary.get("inferenceTypesSupported", [])
+    if "INFERENCE_PROFILE" in kinds:
+        if profiles is not None:
+            profile = _regional_profile(model_id, profiles, region)
+            if profile:
+                return profile
+        elif geography(region) in _GUESSABLE:
+            return f"{geography(region)}.{model_id}"
+    return model_id if "ON_DEMAND" in kinds else None
+
+
+def _image_id(summary, profiles, region):
+    """An image model's id: bare when callable on demand, else the region's listed profile (never guessed)."""
+    model_id, kinds = summary["modelId"], summary.get("inferenceTypesSupported", [])
+    if "ON_DEMAND" in kinds:
+        return model_id
+    if "INFERENCE_PROFILE" in kinds and profiles is not None:
+        return _regional_profile(model_id, profiles, region)
+    return None
 
 
 def catalogue(bedrock, region):
@@ -49,12 +73,11 @@ def catalogue(bedrock, region):
             continue
         outputs = summary.get("outputModalities", [])
         if "TEXT" in outputs and summary.get("responseStreamingSupported"):
-            kind = text
+            kind, offered = text, _text_id(summary, profiles, region)
         elif "IMAGE" in outputs:
-            kind = image
+            kind, offered = image, _image_id(summary, profiles, region)
         else:
             continue
-        offered = _offered_id(summary, profiles, region)
         if offered is None or summary.get("modelName") in names:
             continue
         names.add(summary.get("modelName"))
