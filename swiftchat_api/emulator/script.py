@@ -6,11 +6,12 @@ Everything is deterministic: the same request always gets the same reply.
 """
 
 import base64
+import json
 import re
 import shlex
 from dataclasses import dataclass
 
-from . import frames
+from . import frames, tools
 
 _DIRECTIVE = re.compile(r"\[\[emulator([^\]]*)\]\]")
 _TOKEN = re.compile(r"\s*\S+")
@@ -77,6 +78,11 @@ class Script:
     chunk: int = 1
     tag: str | None = None
     input_tokens: int = 0
+    tool_calls: tuple = ()  # (toolUseId, name, input as JSON text) of each call, after the text
+    arg_chunk: int = 8  # characters of tool input per delta
+    stop_reason: str | None = None
+    cache_read: int = 0
+    cache_write: int = 0
 
 
 def _texts(message):
@@ -89,6 +95,9 @@ def _words(count, offset=0):
 
 def read_script(model_id, body):
     """Build the script for a Converse or ConverseStream request body."""
+    refused = tools.problem(body)
+    if refused:
+        raise DirectiveError(refused)
     messages = body.get("messages") or []
     user = next((m for m in reversed(messages) if m.get("role") == "user"), {})
     said = " ".join(_texts(user))
@@ -123,17 +132,31 @@ def _from_options(model_id, body, said, options):
         "error",
         "chunk",
         "id",
+        "tools",
+        "args",
+        "arg_chunk",
+        "stop_reason",
+        "cache_read",
+        "cache_write",
     }
     if unknown:
         raise ValueError(f"unknown keys {sorted(unknown)}")
     if "error" in options and options["error"] not in REFUSALS:
         raise ValueError(f"error must be one of {sorted(REFUSALS)}")
+    if options.get("stop_reason", "end_turn") not in tools.STOP_REASONS:
+        raise ValueError(f"stop_reason must be one of {list(tools.STOP_REASONS)}")
+    calls = tools.plan(options, body, said)
     if "reply" in options:
         reply = options["reply"]
     elif "words" in options:
         reply = _words(int(options["words"]))
+    elif calls:
+        reply = ""  # a reply that goes straight to its tool calls
     else:
-        reply = f"Hello from the SwiftChat Bedrock emulator ({model_id}). You said: {said or 'nothing'}"
+        reply = (
+            tools.results_reply(body)
+            or f"Hello from the SwiftChat Bedrock emulator ({model_id}). You said: {said or 'nothing'}"
+        )
     thinking = ((body.get("additionalModelRequestFields") or {}).get("reasoning_config") or {}).get("type")
     reasoning_words = int(options.get("reasoning", 12 if thinking == "enabled" else 0))
     return Script(
@@ -149,6 +172,11 @@ def _from_options(model_id, body, said, options):
         error=options.get("error"),
         chunk=max(1, int(options.get("chunk", 1))),
         tag=options.get("id"),
+        tool_calls=calls,
+        arg_chunk=max(1, int(options.get("arg_chunk", 8))),
+        stop_reason=options.get("stop_reason"),
+        cache_read=int(options.get("cache_read", 0)),
+        cache_write=int(options.get("cache_write", 0)),
     )
 
 
@@ -176,15 +204,38 @@ def stream_frames(script):
         yield 0.0, frames.event("contentBlockStop", {"contentBlockIndex": index})
         index += 1
     output_tokens = 0
-    for piece in _pieces(script.reply, script.chunk):
-        output_tokens += len(_TOKEN.findall(piece))
-        yield first or script.delay, _delta(index, {"text": piece})
+    if script.reply or not script.tool_calls:
+        for piece in _pieces(script.reply, script.chunk):
+            output_tokens += len(_TOKEN.findall(piece))
+            yield first or script.delay, _delta(index, {"text": piece})
+            first = 0.0
+        yield 0.0, frames.event("contentBlockStop", {"contentBlockIndex": index})
+        index += 1
+    for tool_use_id, name, arguments in script.tool_calls:
+        start = {"toolUse": {"toolUseId": tool_use_id, "name": name}}
+        yield first or script.delay, frames.event("contentBlockStart", {"contentBlockIndex": index, "start": start})
         first = 0.0
-    yield 0.0, frames.event("contentBlockStop", {"contentBlockIndex": index})
-    yield 0.0, frames.event("messageStop", {"stopReason": "end_turn"})
+        for at in range(0, len(arguments), script.arg_chunk):
+            yield script.delay, _delta(index, {"toolUse": {"input": arguments[at : at + script.arg_chunk]}})
+        output_tokens += len(_TOKEN.findall(arguments))
+        yield 0.0, frames.event("contentBlockStop", {"contentBlockIndex": index})
+        index += 1
+    yield 0.0, frames.event("messageStop", {"stopReason": _stop_reason(script)})
+    yield 0.0, frames.event("metadata", {"usage": _usage(script, output_tokens), "metrics": {"latencyMs": 42}})
+
+
+def _stop_reason(script):
+    return script.stop_reason or ("tool_use" if script.tool_calls else "end_turn")
+
+
+def _usage(script, output_tokens):
     usage = {"inputTokens": script.input_tokens, "outputTokens": output_tokens}
-    usage["totalTokens"] = usage["inputTokens"] + usage["outputTokens"]
-    yield 0.0, frames.event("metadata", {"usage": usage, "metrics": {"latencyMs": 42}})
+    if script.cache_read:
+        usage["cacheReadInputTokens"] = script.cache_read
+    if script.cache_write:
+        usage["cacheWriteInputTokens"] = script.cache_write
+    # Bedrock's inputTokens leaves out cached tokens; its total counts them.
+    return {**usage, "totalTokens": sum(usage.values())}
 
 
 def _delta(index, delta):
@@ -194,13 +245,13 @@ def _delta(index, delta):
 def converse_output(script):
     """The body of a non-streaming Converse answer."""
     output_tokens = len(_TOKEN.findall(script.reply))
+    content = [{"text": script.reply}] if script.reply or not script.tool_calls else []
+    for tool_use_id, name, arguments in script.tool_calls:
+        content.append({"toolUse": {"toolUseId": tool_use_id, "name": name, "input": json.loads(arguments)}})
+        output_tokens += len(_TOKEN.findall(arguments))
     return {
-        "output": {"message": {"role": "assistant", "content": [{"text": script.reply}]}},
-        "stopReason": "end_turn",
-        "usage": {
-            "inputTokens": script.input_tokens,
-            "outputTokens": output_tokens,
-            "totalTokens": script.input_tokens + output_tokens,
-        },
+        "output": {"message": {"role": "assistant", "content": content}},
+        "stopReason": _stop_reason(script),
+        "usage": _usage(script, output_tokens),
         "metrics": {"latencyMs": 42},
     }

@@ -16,7 +16,7 @@ import gevent
 from gevent.server import StreamServer
 from gevent.socket import wait_read
 
-from . import catalogue, frames, images
+from . import catalogue, embeddings, frames, images
 from .script import REFUSALS, DirectiveError, converse_output, read_script, refusal, stream_frames
 
 _REASONS = {
@@ -102,6 +102,8 @@ class Emulator:
                 except DirectiveError as error:
                     return refusal(400, "ValidationException", str(error))
                 return _refused(script) if script.error else (200, converse_output(script), [])
+            if action == "invoke" and embeddings.handles(model_id):
+                return embeddings.invoke(model_id, body)
             if action == "invoke":
                 return images.invoke(model_id, body, region)
         return refusal(404, "UnknownOperationException", f"The emulator does not serve {method} {path}.")
