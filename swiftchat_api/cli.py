@@ -1,0 +1,175 @@
+"""``flask --app wsgi keys ...``: give each person a key, set their limits, see what they used."""
+
+import datetime
+import json
+import re
+from contextlib import contextmanager
+
+import click
+from flask import current_app
+from flask.cli import AppGroup
+
+from .store import StoreError
+
+keys = AppGroup("keys", help="Per-person API keys: create, list, revoke, limits, usage.")
+
+NO_LIMIT = "none"
+
+
+class _Limit(click.ParamType):
+    """A positive whole number, or ``none`` for no limit (range checked by the store)."""
+
+    name = "N|none"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int) or value == NO_LIMIT:
+            return value
+        text = str(value).strip().lower()
+        if text in ("none", "unlimited"):
+            return NO_LIMIT
+        if re.fullmatch(r"-?[0-9]{1,20}", text):
+            return int(text)
+        self.fail("must be a whole number, or 'none' for no limit", param, ctx)
+
+
+def _value(limit):
+    return None if limit in (None, NO_LIMIT) else limit
+
+
+def _shown(limit):
+    return "unlimited" if limit is None else f"{limit:,}"
+
+
+def _when(timestamp):
+    return datetime.datetime.fromtimestamp(timestamp, datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+@contextmanager
+def _store():
+    """The server's store; any store error becomes a one-line message and exit status 1."""
+    store = current_app.extensions["swiftchat"].store
+    try:
+        store.check()
+        yield store
+    except StoreError as error:
+        raise click.ClickException(str(error)) from None
+
+
+@keys.command("create")
+@click.argument("name")
+@click.option("--rpm", type=_Limit(), help="Requests per sliding 60 seconds (default: no limit).")
+@click.option("--tokens-per-day", type=_Limit(), help="Input + output tokens per UTC day (default: no limit).")
+def create(name, rpm, tokens_per_day):
+    """Make a key for NAME; the key alone is the last line (shown only this once)."""
+    with _store() as store:
+        key = store.create_key(name, _value(rpm), _value(tokens_per_day))
+        click.echo(
+            f"Created a key for {name} (rpm: {_shown(_value(rpm))}, tokens per day: "
+            f"{_shown(_value(tokens_per_day))}) in {store.describe()}. It is shown only now:",
+            err=True,
+        )
+    click.echo(key)
+
+
+@keys.command("list")
+@click.option("--json", "as_json", is_flag=True, help="A JSON list instead of a table.")
+def list_keys(as_json):
+    """Show every key's name, limits and state (never the keys themselves)."""
+    with _store() as store:
+        infos = store.list_keys()
+    if as_json:
+        rows = [
+            {
+                "name": info.name,
+                "rpm": info.rpm,
+                "tokens_per_day": info.tokens_per_day,
+                "created": _when(info.created),
+                "revoked": _when(info.revoked) if info.revoked else None,
+            }
+            for info in infos
+        ]
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not infos:
+        click.echo(f"No keys yet in {store.describe()}.", err=True)
+        return
+    table = [("NAME", "RPM", "TOKENS/DAY", "CREATED", "STATE")]
+    for info in infos:
+        state = f"revoked {_when(info.revoked)}" if info.revoked else "active"
+        table.append((info.name, _shown(info.rpm), _shown(info.tokens_per_day), _when(info.created), state))
+    _print_table(table)
+
+
+@keys.command("revoke")
+@click.argument("name")
+def revoke(name):
+    """Stop NAME's key from working (every worker within about a second); its usage is kept."""
+    with _store() as store:
+        store.revoke(name)
+    click.echo(f"Revoked the key of {name}.")
+
+
+@keys.command("limits")
+@click.argument("name")
+@click.option("--rpm", type=_Limit(), help="Requests per sliding 60 seconds, or 'none'.")
+@click.option("--tokens-per-day", type=_Limit(), help="Input + output tokens per UTC day, or 'none'.")
+def limits(name, rpm, tokens_per_day):
+    """Change NAME's limits without changing the key (options left out stay as they are)."""
+    if rpm is None and tokens_per_day is None:
+        raise click.UsageError("Say what to change: --rpm and/or --tokens-per-day (a number, or 'none').")
+    with _store() as store:
+        current = next((info for info in store.list_keys() if info.name == name and not info.revoked), None)
+        if current is None:
+            raise click.ClickException(f"No active key is named {name}.")
+        rpm = current.rpm if rpm is None else _value(rpm)
+        tokens_per_day = current.tokens_per_day if tokens_per_day is None else _value(tokens_per_day)
+        store.set_limits(name, rpm, tokens_per_day)
+    click.echo(f"{name}: rpm {_shown(rpm)}, tokens per day {_shown(tokens_per_day)} (in force within a second).")
+
+
+@keys.command("usage")
+@click.option("--json", "as_json", is_flag=True, help="A JSON list per key, with per-day and per-model detail.")
+@click.option("--since", metavar="YYYY-MM-DD", help="Only days from this one on (UTC).")
+def usage(as_json, since):
+    """Requests served and tokens used, per key, day (UTC) and model."""
+    if since is not None:
+        try:
+            datetime.date.fromisoformat(since)
+        except ValueError:
+            raise click.BadParameter("must be a date like 2026-01-31", param_hint="--since") from None
+    with _store() as store:
+        people = store.usage(since)
+    if as_json:
+        click.echo(json.dumps(people, indent=2))
+        return
+    table = [("NAME", "DAY", "MODEL", "REQUESTS", "INPUT TOKENS", "OUTPUT TOKENS")]
+    for person in people:
+        for day in person["days"]:
+            for model in day["models"]:
+                table.append(
+                    (
+                        person["name"],
+                        day["day"],
+                        model["model"] or "-",
+                        f"{model['requests']:,}",
+                        f"{model['input_tokens']:,}",
+                        f"{model['output_tokens']:,}",
+                    )
+                )
+        table.append(
+            (
+                person["name"],
+                "total",
+                "",
+                f"{person['requests']:,}",
+                f"{person['input_tokens']:,}",
+                f"{person['output_tokens']:,}",
+            )
+        )
+    _print_table(table)
+
+
+def _print_table(rows):
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    for row in rows:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())

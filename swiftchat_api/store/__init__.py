@@ -1,0 +1,313 @@
+"""Per-person API keys, their limits and usage, kept in a store every worker and instance shares.
+
+``open_store(url, ...)`` gives a ``Store``: SQLite (one host, the default) or Redis (several
+instances). Both implement the same small set of backend methods; everything that does not
+touch storage (key format, hashing, validation, the short lookup cache, the aggregation of
+usage) lives here once.
+"""
+
+import hashlib
+import hmac
+import math
+import re
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from urllib.parse import urlsplit, urlunsplit
+
+KEY_PREFIX = "sk-swiftchat-"
+# 32 random bytes, url-safe base64 without padding: 43 characters.
+_KEY_SHAPE = re.compile(r"sk-swiftchat-[A-Za-z0-9_-]{43}\Z")
+# A name becomes a metric label and a log field: keep it short and plain.
+_NAME_SHAPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}\Z")
+DEFAULT_PEPPER = "swiftchat-api key hash v1"
+WINDOW_SECONDS = 60
+MAX_RPM = 100_000
+MAX_TOKENS_PER_DAY = 10**12
+MAX_MODEL_CHARS = 200
+LOOKUP_CACHE_SECONDS = 1.0
+_LOOKUP_CACHE_ENTRIES = 10_000
+
+
+class StoreError(Exception):
+    """Base of every error the key store raises."""
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot be reached or stays busy past its time-out; callers answer 503."""
+
+
+class InvalidRequest(StoreError, ValueError):
+    """A name or limit that the store refuses (the message says why, without echoing secrets)."""
+
+
+class NameTaken(StoreError):
+    """An active key already has this name."""
+
+
+class NoSuchKey(StoreError):
+    """No active key has this name."""
+
+
+class PepperMismatch(StoreError):
+    """The store's keys were hashed with a different SWIFTCHAT_KEY_PEPPER than this process has."""
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who a presented key belongs to and the limits that apply (None: unlimited)."""
+
+    name: str
+    rpm: int | None = None
+    tokens_per_day: int | None = None
+
+
+@dataclass(frozen=True)
+class Admission:
+    """The answer of ``Store.admit``: ok, or which limit refused and how long to wait (whole seconds)."""
+
+    ok: bool
+    retry_after: int = 0
+    limit: str | None = None  # "rpm" or "tokens_per_day" when refused
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    """One key as ``keys list`` shows it (never the key itself)."""
+
+    name: str
+    rpm: int | None
+    tokens_per_day: int | None
+    created: float
+    revoked: float | None
+
+
+ADMITTED = Admission(True)
+PEPPER_MISMATCH = (
+    "The keys in this store were made with another SWIFTCHAT_KEY_PEPPER, so none of them would be "
+    "accepted: run with the pepper the server uses."
+)
+
+
+def check_name(name):
+    """Return name if it can name a key; raise InvalidRequest otherwise."""
+    if not isinstance(name, str) or not _NAME_SHAPE.match(name):
+        raise InvalidRequest(
+            "A key name is 1 to 64 characters from letters, digits and . _ @ - (starting with a letter or digit)."
+        )
+    return name
+
+
+def check_limit(value, what):
+    """Return a limit (a positive whole number, or None for no limit); raise InvalidRequest otherwise."""
+    maximum = MAX_RPM if what == "rpm" else MAX_TOKENS_PER_DAY
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
+        label = "rpm" if what == "rpm" else "tokens per day"
+        raise InvalidRequest(f"The {label} limit must be a whole number from 1 to {maximum:,}, or none for no limit.")
+    return value
+
+
+def day_of(now):
+    """The UTC day (YYYY-MM-DD) that a Unix time falls on; budgets and usage are per UTC day."""
+    return time.strftime("%Y-%m-%d", time.gmtime(now))
+
+
+def _seconds_to_next_day(now):
+    return max(1, math.ceil((math.floor(now / 86400) + 1) * 86400 - now))
+
+
+def _public_url(url):
+    """The store URL with any password replaced, fit for logs and the CLI."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    user = f"{parts.username}:***@" if parts.username else ":***@"
+    return urlunsplit((parts.scheme, user + host, parts.path, parts.query, parts.fragment))
+
+
+class Store:
+    """The interface every backend implements; see the method docstrings for what does I/O."""
+
+    def __init__(self, url, pepper=DEFAULT_PEPPER, timeout=1.0, cache_seconds=LOOKUP_CACHE_SECONDS):
+        self.url = url
+        self.timeout = timeout
+        self._pepper = (pepper or DEFAULT_PEPPER).encode()
+        self._cache_seconds = cache_seconds
+        self._cache = {}
+        self._cache_lock = threading.Lock()
+
+    # -- what callers use -------------------------------------------------------------------
+
+    def describe(self):
+        """The store's URL without its password (no I/O)."""
+        return _public_url(self.url)
+
+    def digest(self, key):
+        """The keyed hash stored in place of a key (no I/O)."""
+        return hmac.new(self._pepper, key.encode(), hashlib.sha256).hexdigest()
+
+    def create_key(self, name, rpm=None, tokens_per_day=None, now=None):
+        """Make a new random key for name and return it; only its hash is kept (I/O)."""
+        name = check_name(name)
+        rpm = check_limit(rpm, "rpm")
+        tokens_per_day = check_limit(tokens_per_day, "tokens_per_day")
+        key = KEY_PREFIX + secrets.token_urlsafe(32)
+        created = time.time() if now is None else now
+        self._create(name, self.digest(key), rpm, tokens_per_day, created, self._fingerprint())
+        return key
+
+    def lookup(self, presented):
+        """The Identity a presented key belongs to, or None (I/O unless cached; at most ~1 s stale).
+
+        Anything not shaped like one of our keys is None at once, without touching the store.
+        """
+        if not isinstance(presented, str) or not _KEY_SHAPE.match(presented):
+            return None
+        digest = self.digest(presented)
+        cached = self._cache.get(digest)
+        if cached is not None and cached[0] > time.monotonic():
+            return cached[1]
+        identity = self._lookup(digest)
+        if identity is not None and self._cache_seconds > 0:
+            with self._cache_lock:
+                if len(self._cache) >= _LOOKUP_CACHE_ENTRIES:
+                    self._cache.clear()
+                self._cache[digest] = (time.monotonic() + self._cache_seconds, identity)
+        return identity
+
+    def admit(self, identity, now=None):
+        """Count one request against identity's limits if both allow it (atomic; I/O unless unlimited)."""
+        if identity.rpm is None and identity.tokens_per_day is None:
+            return ADMITTED
+        now = time.time() if now is None else now
+        refusal, oldest = self._admit(identity, now, day_of(now))
+        if refusal is None:
+            return ADMITTED
+        if refusal == "tokens_per_day":
+            return Admission(False, _seconds_to_next_day(now), refusal)
+        return Admission(False, max(1, math.ceil(oldest + WINDOW_SECONDS - now)), refusal)
+
+    def record_usage(self, name, model, input_tokens, output_tokens, day=None):
+        """Add one served request and its tokens to name's usage for day (default today, UTC) (I/O).
+
+        name need not belong to a key (the shared key's usage is kept under a name of its own), but
+        must be shaped like a key's name.
+        """
+        check_name(name)
+        model = (model or "")[:MAX_MODEL_CHARS]
+        day = day or day_of(time.time())
+        self._record(name, model, max(0, int(input_tokens or 0)), max(0, int(output_tokens or 0)), day)
+
+    def usage(self, since=None):
+        """Per name, with every key listed: requests, input and output tokens, per day and model (I/O)."""
+        rows = self._usage_rows(since)
+        names = {info.name for info in self.list_keys()}
+        people = {name: {"name": name, "requests": 0, "input_tokens": 0, "output_tokens": 0} for name in names}
+        days = {}
+        for name, day, model, requests, input_tokens, output_tokens in sorted(rows):
+            person = people.setdefault(name, {"name": name, "requests": 0, "input_tokens": 0, "output_tokens": 0})
+            entry = days.get((name, day))
+            if entry is None:
+                entry = days[(name, day)] = {
+                    "day": day,
+                    "requests": 0,
+                    "input_tokens": 0,
+                    "output_tokens": 0,
+                    "models": [],
+                }
+                person.setdefault("days", []).append(entry)
+            entry["models"].append(
+                {
+                    "model": model or None,
+                    "requests": requests,
+                    "input_tokens": input_tokens,
+                    "output_tokens": output_tokens,
+                }
+            )
+            for total in (person, entry):
+                total["requests"] += requests
+                total["input_tokens"] += input_tokens
+                total["output_tokens"] += output_tokens
+        return [{**people[name], "days": people[name].get("days", [])} for name in sorted(people)]
+
+    def list_keys(self):
+        """Every key ever made, active or revoked, by name (I/O)."""
+        return sorted(self._list(), key=lambda info: info.name)
+
+    def revoke(self, name):
+        """Stop name's key from working (every worker within ~1 s); raise NoSuchKey if none is active (I/O)."""
+        self._revoke(check_name(name), time.time())
+
+    def set_limits(self, name, rpm, tokens_per_day):
+        """Replace name's limits (None: no limit); raise NoSuchKey if no key is active (I/O)."""
+        self._set_limits(check_name(name), check_limit(rpm, "rpm"), check_limit(tokens_per_day, "tokens_per_day"))
+
+    def check(self):
+        """Raise StoreUnavailable if the store cannot be used, PepperMismatch if its keys need another pepper."""
+        fingerprint = self._fingerprint()
+        stored = self._stored_fingerprint()
+        if stored is not None and stored != fingerprint:
+            raise PepperMismatch(PEPPER_MISMATCH)
+
+    def close(self):
+        """Let go of connections (no I/O needed)."""
+
+    def _fingerprint(self):
+        return hmac.new(self._pepper, b"swiftchat-api pepper fingerprint", hashlib.sha256).hexdigest()[:16]
+
+    # -- what a backend implements ----------------------------------------------------------
+
+    def _create(self, name, digest, rpm, tokens_per_day, created, fingerprint):
+        """Store a key, atomically: NameTaken if an active key has the name, PepperMismatch if the
+        store's pepper fingerprint differs (it is recorded with the first key)."""
+        raise NotImplementedError
+
+    def _lookup(self, digest):
+        raise NotImplementedError
+
+    def _admit(self, identity, now, day):
+        """Return (None, None) when admitted and counted, else (limit, oldest request time in window)."""
+        raise NotImplementedError
+
+    def _record(self, name, model, input_tokens, output_tokens, day):
+        raise NotImplementedError
+
+    def _usage_rows(self, since):
+        """Rows (name, day, model, requests, input_tokens, output_tokens) for days >= since."""
+        raise NotImplementedError
+
+    def _list(self):
+        raise NotImplementedError
+
+    def _revoke(self, name, now):
+        raise NotImplementedError
+
+    def _set_limits(self, name, rpm, tokens_per_day):
+        raise NotImplementedError
+
+    def _stored_fingerprint(self):
+        raise NotImplementedError
+
+
+def open_store(url, pepper=DEFAULT_PEPPER, timeout=1.0, cache_seconds=LOOKUP_CACHE_SECONDS):
+    """A Store for ``sqlite:///relative.db``, ``sqlite:////absolute.db`` or ``redis://host:port/db``.
+
+    Nothing is connected or created until the first call that needs it, so a server starts
+    even while its store is down.
+    """
+    scheme = urlsplit(url).scheme
+    if scheme == "sqlite":
+        from .sqlite_store import SQLiteStore
+
+        return SQLiteStore(url, pepper=pepper, timeout=timeout, cache_seconds=cache_seconds)
+    if scheme in ("redis", "rediss", "unix"):
+        from .redis_store import RedisStore
+
+        return RedisStore(url, pepper=pepper, timeout=timeout, cache_seconds=cache_seconds)
+    raise InvalidRequest("SWIFTCHAT_STORE must start with sqlite:/// or redis://")

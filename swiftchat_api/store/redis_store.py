@@ -1,0 +1,228 @@
+"""The key store in Redis, shared by every instance behind a load balancer.
+
+Whatever must be atomic (making a key, counting a request against the window and the day's
+budget, revoking) is one Lua script, so several instances never admit one request too many.
+Times are sent as strings and never computed in Lua: Lua prints numbers with 14 significant
+digits, which would round a Unix time with microseconds.
+"""
+
+import os
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from . import (
+    PEPPER_MISMATCH,
+    WINDOW_SECONDS,
+    Identity,
+    KeyInfo,
+    NameTaken,
+    NoSuchKey,
+    PepperMismatch,
+    Store,
+    StoreUnavailable,
+)
+
+PREFIX = "swiftchat:"
+_POOL_SIZE = 64  # connections per process; requests queue for one up to the store's time-out
+
+_CREATE = """
+local stored = redis.call('HGET', KEYS[1], 'pepper')
+if stored and stored ~= ARGV[1] then return 'pepper' end
+if redis.call('EXISTS', KEYS[2]) == 1 and not redis.call('HGET', KEYS[2], 'revoked') then return 'taken' end
+if not stored then redis.call('HSET', KEYS[1], 'pepper', ARGV[1]) end
+redis.call('DEL', KEYS[2], KEYS[5])
+redis.call('HSET', KEYS[2], 'digest', ARGV[3], 'rpm', ARGV[4], 'tokens_per_day', ARGV[5], 'created', ARGV[6])
+redis.call('HSET', KEYS[3], 'name', ARGV[2], 'rpm', ARGV[4], 'tokens_per_day', ARGV[5])
+redis.call('SADD', KEYS[4], ARGV[2])
+return 'ok'
+"""
+
+# KEYS: window, today's usage. ARGV: now, window start, rpm, tokens per day, unique member.
+_ADMIT = """
+if ARGV[4] ~= '' then
+  local spent = tonumber(redis.call('HGET', KEYS[2], 'tokens') or '0')
+  if spent >= tonumber(ARGV[4]) then return {'tokens_per_day'} end
+end
+if ARGV[3] ~= '' then
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
+  if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then
+    return {'rpm', redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')[2]}
+  end
+  redis.call('ZADD', KEYS[1], ARGV[1], ARGV[5])
+  redis.call('EXPIRE', KEYS[1], 2 * 60)
+end
+return {}
+"""
+
+# One command instead of a MULTI of five: half the client's CPU per request.
+_RECORD = """
+redis.call('HINCRBY', KEYS[1], 'r:' .. ARGV[1], 1)
+redis.call('HINCRBY', KEYS[1], 'i:' .. ARGV[1], ARGV[2])
+redis.call('HINCRBY', KEYS[1], 'o:' .. ARGV[1], ARGV[3])
+redis.call('HINCRBY', KEYS[1], 'tokens', ARGV[4])
+redis.call('SADD', KEYS[2], ARGV[5])
+return 1
+"""
+
+# KEYS: the name's record, the key's record, the window. ARGV: digest, then what to set.
+_REVOKE = """
+if redis.call('HGET', KEYS[1], 'revoked') or redis.call('HGET', KEYS[1], 'digest') ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[2], KEYS[3])
+redis.call('HDEL', KEYS[1], 'digest')
+redis.call('HSET', KEYS[1], 'revoked', ARGV[2])
+return 1
+"""
+
+_SET_LIMITS = """
+if redis.call('HGET', KEYS[1], 'revoked') or redis.call('HGET', KEYS[1], 'digest') ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'rpm', ARGV[2], 'tokens_per_day', ARGV[3])
+redis.call('HSET', KEYS[2], 'rpm', ARGV[2], 'tokens_per_day', ARGV[3])
+return 1
+"""
+
+
+def _limit_text(value):
+    return "" if value is None else str(value)
+
+
+def _limit(text):
+    return int(text) if text else None
+
+
+class RedisStore(Store):
+    """Keys, limits and usage in Redis (``redis://host:port/db``, ``rediss://...``), under ``swiftchat:``."""
+
+    def __init__(self, url, **options):
+        super().__init__(url, **options)
+        pool = redis.BlockingConnectionPool.from_url(
+            url,
+            max_connections=_POOL_SIZE,
+            timeout=self.timeout,
+            socket_timeout=self.timeout,
+            socket_connect_timeout=self.timeout,
+            # One immediate retry on a broken connection (a pooled socket from before a Redis
+            # restart); none on a time-out, and no back-off: a store that is down answers fast.
+            retry=Retry(NoBackoff(), 1, supported_errors=(redis.ConnectionError,)),
+            decode_responses=True,
+        )
+        self._redis = redis.Redis(connection_pool=pool)
+        self._create_script = self._redis.register_script(_CREATE)
+        self._admit_script = self._redis.register_script(_ADMIT)
+        self._record_script = self._redis.register_script(_RECORD)
+        self._revoke_script = self._redis.register_script(_REVOKE)
+        self._set_limits_script = self._redis.register_script(_SET_LIMITS)
+
+    def _call(self, work):
+        try:
+            return work(self._redis)
+        except redis.RedisError as error:
+            raise StoreUnavailable(f"The key store cannot be used: {type(error).__name__}: {error}") from None
+
+    def close(self):
+        """Close this process's connections."""
+        self._redis.connection_pool.disconnect()  # Redis.close() leaves a pool it was given open
+
+    def _create(self, name, digest, rpm, tokens_per_day, created, fingerprint):
+        keys = [PREFIX + "meta", PREFIX + "name:" + name, PREFIX + "key:" + digest, PREFIX + "names"]
+        keys.append(PREFIX + "hits:" + name)
+        args = [fingerprint, name, digest, _limit_text(rpm), _limit_text(tokens_per_day), repr(created)]
+        answer = self._call(lambda r: self._create_script(keys=keys, args=args))
+        if answer == "pepper":
+            raise PepperMismatch(PEPPER_MISMATCH)
+        if answer == "taken":
+            raise NameTaken(f"A key named {name} exists; revoke it first to give {name} a new one.")
+
+    def _lookup(self, digest):
+        record = self._call(lambda r: r.hgetall(PREFIX + "key:" + digest))
+        if not record:
+            return None
+        return Identity(record["name"], _limit(record.get("rpm")), _limit(record.get("tokens_per_day")))
+
+    def _admit(self, identity, now, day):
+        keys = [PREFIX + "hits:" + identity.name, PREFIX + f"usage:{identity.name}:{day}"]
+        args = [
+            repr(now),
+            repr(now - WINDOW_SECONDS),
+            _limit_text(identity.rpm),
+            _limit_text(identity.tokens_per_day),
+            f"{now!r}:{os.urandom(6).hex()}",  # a sorted set keeps one entry per member
+        ]
+        answer = self._call(lambda r: self._admit_script(keys=keys, args=args))
+        if not answer:
+            return None, None
+        return answer[0], float(answer[1]) if len(answer) > 1 else None
+
+    def _record(self, name, model, input_tokens, output_tokens, day):
+        keys = [PREFIX + f"usage:{name}:{day}", PREFIX + "usage-index"]
+        args = [model, input_tokens, output_tokens, input_tokens + output_tokens, f"{name} {day}"]
+        self._call(lambda r: self._record_script(keys=keys, args=args))
+
+    def _usage_rows(self, since):
+        def work(r):
+            entries = sorted(entry.split(" ", 1) for entry in r.smembers(PREFIX + "usage-index"))
+            entries = [(name, day) for name, day in entries if day >= (since or "")]
+            pipe = r.pipeline(transaction=False)
+            for name, day in entries:
+                pipe.hgetall(PREFIX + f"usage:{name}:{day}")
+            return zip(entries, pipe.execute(), strict=True)
+
+        rows = []
+        for (name, day), fields in self._call(work):
+            for field, value in fields.items():
+                kind, _, model = field.partition(":")
+                if kind == "r":
+                    rows.append(
+                        (
+                            name,
+                            day,
+                            model,
+                            int(value),
+                            int(fields.get("i:" + model, 0)),
+                            int(fields.get("o:" + model, 0)),
+                        )
+                    )
+        return rows
+
+    def _list(self):
+        def work(r):
+            names = sorted(r.smembers(PREFIX + "names"))
+            pipe = r.pipeline(transaction=False)
+            for name in names:
+                pipe.hgetall(PREFIX + "name:" + name)
+            return zip(names, pipe.execute(), strict=True)
+
+        return [
+            KeyInfo(
+                name,
+                _limit(record.get("rpm")),
+                _limit(record.get("tokens_per_day")),
+                float(record.get("created", 0)),
+                float(record["revoked"]) if record.get("revoked") else None,
+            )
+            for name, record in self._call(work)
+            if record
+        ]
+
+    def _active_digest(self, name):
+        digest = self._call(lambda r: r.hget(PREFIX + "name:" + name, "digest"))
+        if not digest:
+            raise NoSuchKey(f"No active key is named {name}.")
+        return digest
+
+    def _revoke(self, name, now):
+        digest = self._active_digest(name)
+        keys = [PREFIX + "name:" + name, PREFIX + "key:" + digest, PREFIX + "hits:" + name]
+        if not self._call(lambda r: self._revoke_script(keys=keys, args=[digest, repr(now)])):
+            raise NoSuchKey(f"No active key is named {name}.")  # revoked or replaced meanwhile
+
+    def _set_limits(self, name, rpm, tokens_per_day):
+        digest = self._active_digest(name)
+        keys = [PREFIX + "name:" + name, PREFIX + "key:" + digest]
+        args = [digest, _limit_text(rpm), _limit_text(tokens_per_day)]
+        if not self._call(lambda r: self._set_limits_script(keys=keys, args=args)):
+            raise NoSuchKey(f"No active key is named {name}.")
+
+    def _stored_fingerprint(self):
+        return self._call(lambda r: r.hget(PREFIX + "meta", "pepper"))

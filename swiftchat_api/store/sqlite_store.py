@@ -1,0 +1,289 @@
+"""The key store in one SQLite file (WAL), shared by every worker process on a host.
+
+Why it never stalls a gevent worker: SQLite's own busy handler would sleep inside C, freezing
+every stream of the worker while another process holds the write lock. Here SQLite never waits
+(busy time-out 0); a busy attempt is retried after ``time.sleep``, which gevent turns into a
+cooperative pause, until the store's time-out, then StoreUnavailable. Each transaction is a few
+indexed statements (tens of microseconds), so the write lock is only ever held that long.
+"""
+
+import contextlib
+import os
+import random
+import sqlite3
+import threading
+import time
+from urllib.parse import unquote, urlsplit
+
+from . import (
+    PEPPER_MISMATCH,
+    WINDOW_SECONDS,
+    Identity,
+    InvalidRequest,
+    KeyInfo,
+    NameTaken,
+    NoSuchKey,
+    PepperMismatch,
+    Store,
+    StoreUnavailable,
+)
+
+_SCHEMA_VERSION = 1
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    # digest is NULL once revoked: a revoked key's hash is not kept.
+    "CREATE TABLE IF NOT EXISTS keys (name TEXT PRIMARY KEY, digest TEXT UNIQUE, rpm INTEGER,"
+    " tokens_per_day INTEGER, created REAL NOT NULL, revoked REAL)",
+    # One row per admitted request of a key with an rpm limit, pruned past the window.
+    "CREATE TABLE IF NOT EXISTS hits (name TEXT NOT NULL, t REAL NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS hits_by_name ON hits (name, t)",
+    "CREATE TABLE IF NOT EXISTS windows (name TEXT PRIMARY KEY, size INTEGER NOT NULL) WITHOUT ROWID",
+    "CREATE TABLE IF NOT EXISTS usage (name TEXT NOT NULL, day TEXT NOT NULL, model TEXT NOT NULL,"
+    " requests INTEGER NOT NULL, input_tokens INTEGER NOT NULL, output_tokens INTEGER NOT NULL,"
+    " PRIMARY KEY (name, day, model)) WITHOUT ROWID",
+)
+_BUSY_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
+_FIRST_PAUSE = 0.0005
+_LONGEST_PAUSE = 0.02
+
+
+def _forget_window(db, name):
+    db.execute("DELETE FROM hits WHERE name = ?", (name,))
+    db.execute("DELETE FROM windows WHERE name = ?", (name,))
+
+
+class _Busy(Exception):
+    pass
+
+
+def _is_busy(error):
+    return (getattr(error, "sqlite_errorcode", 0) & 0xFF) in _BUSY_CODES
+
+
+class SQLiteStore(Store):
+    """Keys, limits and usage in a SQLite file: ``sqlite:///relative.db`` or ``sqlite:////abs.db``."""
+
+    def __init__(self, url, **options):
+        path = unquote(urlsplit(url).path)[1:]
+        if not path or path == ":memory:":
+            raise InvalidRequest("SWIFTCHAT_STORE=sqlite:///... needs a file name, e.g. sqlite:///swiftchat.db")
+        self.path = os.path.abspath(path)
+        super().__init__(f"sqlite:///{self.path}", **options)
+        self._connection = None
+        self._pid = None
+        self._lock = threading.Lock()
+
+    # -- connection -------------------------------------------------------------------------
+
+    def _connect(self, create):
+        """The process's connection, opened (and the schema made) on first use; None if no file yet."""
+        if self._connection is not None and self._pid == os.getpid():
+            return self._connection
+        self._connection = None  # one inherited across fork is never used
+        if create:
+            # The file holds who used what: readable by the server's user only.
+            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+        else:
+            try:
+                os.stat(self.path)
+            except FileNotFoundError:
+                return None  # no key was ever made: nothing to find, nothing to create
+        connection = sqlite3.connect(self.path, timeout=0, isolation_level=None, check_same_thread=False)
+        try:
+            connection.execute("PRAGMA journal_mode=WAL")
+            # WAL + NORMAL: a commit writes the log without fsync; only checkpoints sync.
+            connection.execute("PRAGMA synchronous=NORMAL")
+            if connection.execute("PRAGMA user_version").fetchone()[0] != _SCHEMA_VERSION:
+                connection.execute("BEGIN IMMEDIATE")
+                for statement in _SCHEMA:
+                    connection.execute(statement)
+                connection.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
+                connection.execute("COMMIT")
+        except BaseException:
+            connection.close()
+            raise
+        self._connection, self._pid = connection, os.getpid()
+        return connection
+
+    def _drop(self):
+        connection, self._connection = self._connection, None
+        if connection is not None and self._pid == os.getpid():
+            with contextlib.suppress(sqlite3.Error):
+                connection.close()
+
+    def _run(self, work, write=False, create=True):
+        """Run work(connection) — in one BEGIN IMMEDIATE transaction when write — retrying while busy."""
+        deadline = time.monotonic() + self.timeout
+        pause = _FIRST_PAUSE
+        while True:
+            try:
+                with self._lock:
+                    return self._attempt(work, write, create)
+            except _Busy:
+                pass
+            except sqlite3.Error as error:
+                if not _is_busy(error):
+                    with self._lock:
+                        self._drop()  # the next call opens the file afresh: recovery needs no restart
+                    raise StoreUnavailable(f"The key store cannot be used: {error}.") from None
+            except OSError as error:
+                raise StoreUnavailable(f"The key store cannot be used: {error.strerror}.") from None
+            if time.monotonic() + pause > deadline:
+                raise StoreUnavailable(f"The key store stayed busy for {self.timeout:g} s.")
+            time.sleep(pause * random.uniform(0.5, 1.5))  # gevent: other greenlets run meanwhile
+            pause = min(pause * 2, _LONGEST_PAUSE)
+
+    def _attempt(self, work, write, create):
+        connection = self._connect(create)
+        if connection is None:
+            return work(None)
+        if not write:
+            return work(connection)
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as error:
+            if _is_busy(error):
+                raise _Busy from None
+            raise
+        try:
+            result = work(connection)
+            connection.execute("COMMIT")
+            return result
+        except BaseException:
+            if connection.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    connection.execute("ROLLBACK")
+            raise
+
+    def close(self):
+        """Close this process's connection."""
+        with self._lock:
+            self._drop()
+
+    # -- backend ----------------------------------------------------------------------------
+
+    def _create(self, name, digest, rpm, tokens_per_day, created, fingerprint):
+        def work(db):
+            row = db.execute("SELECT value FROM meta WHERE name = 'pepper'").fetchone()
+            if row is None:
+                db.execute("INSERT INTO meta (name, value) VALUES ('pepper', ?)", (fingerprint,))
+            elif row[0] != fingerprint:
+                raise PepperMismatch(PEPPER_MISMATCH)
+            if db.execute("SELECT 1 FROM keys WHERE name = ? AND revoked IS NULL", (name,)).fetchone():
+                raise NameTaken(f"A key named {name} exists; revoke it first to give {name} a new one.")
+            db.execute(
+                "INSERT INTO keys (name, digest, rpm, tokens_per_day, created, revoked) VALUES (?, ?, ?, ?, ?, NULL)"
+                " ON CONFLICT (name) DO UPDATE SET digest = excluded.digest, rpm = excluded.rpm,"
+                " tokens_per_day = excluded.tokens_per_day, created = excluded.created, revoked = NULL",
+                (name, digest, rpm, tokens_per_day, created),
+            )
+            _forget_window(db, name)
+
+        self._run(work, write=True)
+
+    def _lookup(self, digest):
+        def work(db):
+            if db is None:
+                return None
+            row = db.execute("SELECT name, rpm, tokens_per_day FROM keys WHERE digest = ?", (digest,)).fetchone()
+            return Identity(*row) if row else None
+
+        return self._run(work, create=False)
+
+    def _admit(self, identity, now, day):
+        name = identity.name
+
+        def work(db):
+            if identity.tokens_per_day is not None:
+                spent = db.execute(
+                    "SELECT COALESCE(SUM(input_tokens + output_tokens), 0) FROM usage WHERE name = ? AND day = ?",
+                    (name, day),
+                ).fetchone()[0]
+                if spent >= identity.tokens_per_day:
+                    return "tokens_per_day", None
+            if identity.rpm is not None:
+                # The window's size is kept beside it: COUNT(*) would cost a row per request in it.
+                gone = db.execute("DELETE FROM hits WHERE name = ? AND t <= ?", (name, now - WINDOW_SECONDS)).rowcount
+                row = db.execute("SELECT size FROM windows WHERE name = ?", (name,)).fetchone()
+                size = (row[0] if row else 0) - gone
+                if size >= identity.rpm:
+                    oldest = db.execute("SELECT MIN(t) FROM hits WHERE name = ?", (name,)).fetchone()[0]
+                    if oldest is not None:
+                        if gone:
+                            db.execute("UPDATE windows SET size = ? WHERE name = ?", (size, name))
+                        return "rpm", oldest
+                    size = 0  # an empty window: the size kept beside it had drifted
+                db.execute("INSERT INTO hits (name, t) VALUES (?, ?)", (name, now))
+                db.execute(
+                    "INSERT INTO windows (name, size) VALUES (?, ?)"
+                    " ON CONFLICT (name) DO UPDATE SET size = excluded.size",
+                    (name, size + 1),
+                )
+            return None, None
+
+        # A budget alone is only read; counting against an rpm window needs the write lock.
+        return self._run(work, write=identity.rpm is not None)
+
+    def _record(self, name, model, input_tokens, output_tokens, day):
+        def work(db):
+            # One statement is its own transaction: no BEGIN/COMMIT round needed.
+            db.execute(
+                "INSERT INTO usage (name, day, model, requests, input_tokens, output_tokens) VALUES (?, ?, ?, 1, ?, ?)"
+                " ON CONFLICT (name, day, model) DO UPDATE SET requests = requests + 1,"
+                " input_tokens = input_tokens + excluded.input_tokens,"
+                " output_tokens = output_tokens + excluded.output_tokens",
+                (name, day, model, input_tokens, output_tokens),
+            )
+
+        self._run(work)
+
+    def _usage_rows(self, since):
+        def work(db):
+            if db is None:
+                return []
+            return db.execute(
+                "SELECT name, day, model, requests, input_tokens, output_tokens FROM usage WHERE day >= ?",
+                (since or "",),
+            ).fetchall()
+
+        return self._run(work, create=False)
+
+    def _list(self):
+        def work(db):
+            if db is None:
+                return []
+            rows = db.execute("SELECT name, rpm, tokens_per_day, created, revoked FROM keys").fetchall()
+            return [KeyInfo(*row) for row in rows]
+
+        return self._run(work, create=False)
+
+    def _revoke(self, name, now):
+        def work(db):
+            changed = db.execute(
+                "UPDATE keys SET digest = NULL, revoked = ? WHERE name = ? AND revoked IS NULL", (now, name)
+            ).rowcount
+            if not changed:
+                raise NoSuchKey(f"No active key is named {name}.")
+            _forget_window(db, name)
+
+        self._run(work, write=True)
+
+    def _set_limits(self, name, rpm, tokens_per_day):
+        def work(db):
+            changed = db.execute(
+                "UPDATE keys SET rpm = ?, tokens_per_day = ? WHERE name = ? AND revoked IS NULL",
+                (rpm, tokens_per_day, name),
+            ).rowcount
+            if not changed:
+                raise NoSuchKey(f"No active key is named {name}.")
+
+        self._run(work, write=True)
+
+    def _stored_fingerprint(self):
+        def work(db):
+            if db is None:
+                return None
+            row = db.execute("SELECT value FROM meta WHERE name = 'pepper'").fetchone()
+            return row[0] if row else None
+
+        return self._run(work, create=False)

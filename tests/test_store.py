@@ -1,0 +1,430 @@
+"""The key store: one suite, run against SQLite (a temporary file) and a real redis-server."""
+
+import json
+import multiprocessing
+import socket
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import redis
+from conftest import ROOT
+from redis_fixture import RedisServer, redis_server_fixture, require_redis_server  # noqa: F401
+
+from swiftchat_api.store import (
+    Admission,
+    Identity,
+    InvalidRequest,
+    NameTaken,
+    NoSuchKey,
+    PepperMismatch,
+    StoreUnavailable,
+    open_store,
+)
+
+# 2025-12-31 23:59:59.500 UTC: half a second before a minute and a day boundary.
+T = 1767225599.5
+DAY = "2025-12-31"
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def store_url(request, tmp_path):
+    """A fresh, empty store of each kind."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'keys.db'}"
+    server = request.getfixturevalue("redis_server")
+    redis.Redis.from_url(server.url).flushdb()
+    return server.url
+
+
+@pytest.fixture
+def store(store_url):
+    store = open_store(store_url, timeout=2)
+    yield store
+    store.close()
+
+
+def stored_text(url):
+    """Everything the store holds, as text, to search for secrets."""
+    if url.startswith("sqlite:"):
+        path = Path(url[len("sqlite:///") :])
+        return b"".join(file.read_bytes() for file in sorted(path.parent.glob(path.name + "*")))
+    client = redis.Redis.from_url(url)
+    parts = []
+    for key in client.scan_iter():
+        kind = client.type(key)
+        if kind == b"hash":
+            parts += [b"%s=%s" % item for item in client.hgetall(key).items()]
+        elif kind == b"zset":
+            parts += client.zrange(key, 0, -1)
+        elif kind == b"set":
+            parts += client.smembers(key)
+        else:
+            parts.append(client.get(key))
+        parts.append(key)
+    return b"\n".join(parts)
+
+
+def test_a_new_key_names_its_person_and_limits(store):
+    key = store.create_key("alice", rpm=30, tokens_per_day=5000)
+    assert key.startswith("sk-swiftchat-") and len(key) == 56
+    assert store.lookup(key) == Identity("alice", 30, 5000)
+    assert store.lookup(key[:-1] + ("A" if key[-1] != "A" else "B")) is None
+    assert store.lookup("sk-swiftchat-short") is None
+    assert store.lookup("") is None
+    assert store.create_key("bob") != key
+    assert [(info.name, info.rpm, info.tokens_per_day, info.revoked) for info in store.list_keys()] == [
+        ("alice", 30, 5000, None),
+        ("bob", None, None, None),
+    ]
+
+
+def test_only_a_keyed_hash_is_stored(store, store_url):
+    key = store.create_key("alice", rpm=5)
+    store.admit(store.lookup(key))
+    text = stored_text(store_url)
+    assert store.digest(key).encode() in text  # the search looks where the key would be
+    assert key.encode() not in text
+    assert key[len("sk-swiftchat-") :].encode() not in text
+
+
+def test_revoked_key_stops_working_for_another_worker_within_a_second(store, store_url):
+    key = store.create_key("alice")
+    other_worker = open_store(store_url)
+    assert other_worker.lookup(key) == Identity("alice")  # now cached there
+    store.revoke("alice")
+    started = time.monotonic()
+    while other_worker.lookup(key) is not None:
+        assert time.monotonic() - started < 1.5, "a revoked key still worked after 1.5 s"
+        time.sleep(0.05)
+    assert store.list_keys()[0].revoked is not None
+    other_worker.close()
+
+
+def test_revoking_an_unknown_or_revoked_name_is_an_error(store):
+    with pytest.raises(NoSuchKey, match="No active key is named carol"):
+        store.revoke("carol")
+    store.create_key("carol")
+    store.revoke("carol")
+    with pytest.raises(NoSuchKey):
+        store.revoke("carol")
+
+
+def test_a_name_is_taken_until_revoked_then_gets_a_new_key(store):
+    old = store.create_key("alice")
+    with pytest.raises(NameTaken, match="revoke it first"):
+        store.create_key("alice")
+    store.revoke("alice")
+    new = store.create_key("alice", rpm=2)
+    assert store.lookup(old) is None
+    assert store.lookup(new) == Identity("alice", 2, None)
+
+
+@pytest.mark.parametrize(
+    ("name", "rpm", "tokens_per_day"),
+    [
+        ("", None, None),
+        ("has space", None, None),
+        ("a" * 65, None, None),
+        ("-leading-dash", None, None),
+        ("colon:name", None, None),
+        ("alice", -1, None),
+        ("alice", 0, None),
+        ("alice", 100_001, None),
+        ("alice", None, -5),
+        ("alice", None, 0),
+        ("alice", 1.5, None),
+        ("alice", True, None),
+    ],
+)
+def test_bad_names_and_limits_are_refused(store, name, rpm, tokens_per_day):
+    with pytest.raises(InvalidRequest):
+        store.create_key(name, rpm=rpm, tokens_per_day=tokens_per_day)
+    assert store.list_keys() == []
+
+
+def test_rpm_is_a_sliding_window_with_no_double_burst_at_a_minute_boundary(store):
+    alice = store.lookup(store.create_key("alice", rpm=3))
+    assert [store.admit(alice, T + i * 0.1).ok for i in range(3)] == [True, True, True]
+    # A fixed per-minute counter would start afresh here, one second later in the next minute.
+    assert store.admit(alice, T + 1) == Admission(False, 59, "rpm")
+    assert store.admit(alice, T + 59.9) == Admission(False, 1, "rpm")
+    # 60 s after the first request, exactly one place is free again.
+    assert store.admit(alice, T + 60).ok
+    assert not store.admit(alice, T + 60.05).ok
+    assert store.admit(alice, T + 60.15).ok
+    assert store.admit(alice, T + 60.25).ok
+    assert store.admit(alice, T + 60.3) == Admission(False, 60, "rpm")
+
+
+def test_refused_requests_do_not_count(store):
+    alice = store.lookup(store.create_key("alice", rpm=2))
+    results = [store.admit(alice, T + i).ok for i in range(30)]
+    assert results == [True, True] + [False] * 28
+    assert [store.admit(alice, T + 61 + i).ok for i in range(3)] == [True, True, False]
+
+
+def test_the_days_budget_is_refused_once_reached_and_renewed_next_utc_day(store):
+    alice = store.lookup(store.create_key("alice", tokens_per_day=100))
+    assert store.admit(alice, T).ok
+    store.record_usage("alice", "model-a", 60, 30, DAY)
+    assert store.admit(alice, T).ok  # 90 of 100: one more request may still go
+    store.record_usage("alice", "model-b", 5, 5, DAY)
+    assert store.admit(alice, T) == Admission(False, 1, "tokens_per_day")  # midnight is 0.5 s away
+    assert store.admit(alice, T - 3600.5) == Admission(False, 3601, "tokens_per_day")
+    assert store.admit(alice, T + 1).ok  # 2026-01-01: a new budget
+
+
+def test_both_limits_together(store):
+    alice = store.lookup(store.create_key("alice", rpm=1, tokens_per_day=10))
+    assert store.admit(alice, T).ok
+    assert store.admit(alice, T + 0.2).limit == "rpm"
+    store.record_usage("alice", "m", 10, 0, DAY)
+    assert store.admit(alice, T + 0.3).limit == "tokens_per_day"
+
+
+def test_a_key_without_limits_is_admitted_without_touching_the_store():
+    dead = open_store("redis://127.0.0.1:9/0", timeout=0.2)
+    assert dead.admit(Identity("legacy")) == Admission(True)
+
+
+def test_usage_per_key_day_and_model(store):
+    store.create_key("alice")
+    store.create_key("bob")
+    store.record_usage("alice", "claude", 10, 100, "2026-01-01")
+    store.record_usage("alice", "claude", 20, 200, "2026-01-01")
+    store.record_usage("alice", "nova", 1, 2, "2026-01-01")
+    store.record_usage("alice", "claude", 5, 50, "2026-01-02")
+    store.record_usage("alice", None, 0, 0, "2026-01-02")  # a route that calls no model
+    store.record_usage("default", "claude", 7, 8, "2026-01-02")  # a name with no key of its own
+    alice = {
+        "name": "alice",
+        "requests": 5,
+        "input_tokens": 36,
+        "output_tokens": 352,
+        "days": [
+            {
+                "day": "2026-01-01",
+                "requests": 3,
+                "input_tokens": 31,
+                "output_tokens": 302,
+                "models": [
+                    {"model": "claude", "requests": 2, "input_tokens": 30, "output_tokens": 300},
+                    {"model": "nova", "requests": 1, "input_tokens": 1, "output_tokens": 2},
+                ],
+            },
+            {
+                "day": "2026-01-02",
+                "requests": 2,
+                "input_tokens": 5,
+                "output_tokens": 50,
+                "models": [
+                    {"model": None, "requests": 1, "input_tokens": 0, "output_tokens": 0},
+                    {"model": "claude", "requests": 1, "input_tokens": 5, "output_tokens": 50},
+                ],
+            },
+        ],
+    }
+    bob = {"name": "bob", "requests": 0, "input_tokens": 0, "output_tokens": 0, "days": []}
+    default = {
+        "name": "default",
+        "requests": 1,
+        "input_tokens": 7,
+        "output_tokens": 8,
+        "days": [
+            {
+                "day": "2026-01-02",
+                "requests": 1,
+                "input_tokens": 7,
+                "output_tokens": 8,
+                "models": [{"model": "claude", "requests": 1, "input_tokens": 7, "output_tokens": 8}],
+            }
+        ],
+    }
+    assert store.usage() == [alice, bob, default]
+    with pytest.raises(InvalidRequest):
+        store.record_usage("no spaces please", "claude", 1, 1, "2026-01-02")
+    assert [day["day"] for day in store.usage(since="2026-01-02")[0]["days"]] == ["2026-01-02"]
+
+
+def test_new_limits_reach_another_worker_within_a_second(store, store_url):
+    key = store.create_key("alice", rpm=5)
+    other_worker = open_store(store_url)
+    assert other_worker.lookup(key).rpm == 5
+    store.set_limits("alice", None, 1000)
+    time.sleep(1.05)
+    assert other_worker.lookup(key) == Identity("alice", None, 1000)
+    with pytest.raises(NoSuchKey):
+        store.set_limits("nobody", 1, 1)
+    other_worker.close()
+
+
+def test_keys_made_with_another_pepper_are_not_accepted(store_url):
+    first = open_store(store_url, pepper="first pepper")
+    key = first.create_key("alice")
+    second = open_store(store_url, pepper="second pepper")
+    assert second.lookup(key) is None
+    with pytest.raises(PepperMismatch):
+        second.check()
+    with pytest.raises(PepperMismatch):
+        second.create_key("bob")
+    first.check()
+    first.close()
+    second.close()
+
+
+def _burst(url, identity, attempts, start, results):
+    store = open_store(url, timeout=10)
+    start.wait()
+    results.put(sum(store.admit(identity, T).ok for _ in range(attempts)))
+
+
+def test_exactly_rpm_requests_of_a_burst_pass_across_processes(store, store_url):
+    """Six processes (workers, or instances sharing Redis) send 200 requests each at once."""
+    alice = store.lookup(store.create_key("alice", rpm=500))
+    context = multiprocessing.get_context("fork")
+    start, results = context.Barrier(6), context.Queue()
+    workers = [context.Process(target=_burst, args=(store_url, alice, 200, start, results)) for _ in range(6)]
+    for worker in workers:
+        worker.start()
+    admitted = [results.get(timeout=60) for _ in workers]
+    for worker in workers:
+        worker.join(10)
+    assert sum(admitted) == 500
+    assert not store.admit(alice, T + 59).ok
+
+
+_HUB_PROBE = """
+from gevent import monkey
+
+monkey.patch_all()
+import json, sys, time
+import gevent
+from swiftchat_api.store import Identity, StoreUnavailable, open_store
+
+store = open_store(sys.argv[1], timeout=0.3)
+gaps = []
+
+def tick():
+    last = time.perf_counter()
+    while True:
+        gevent.sleep(0.005)
+        now = time.perf_counter()
+        gaps.append(now - last)
+        last = now
+
+identity = Identity("alice", rpm=10)
+store.admit(identity)  # connected and warm before the test takes the lock
+print("ready", flush=True)
+sys.stdin.readline()
+ticker = gevent.spawn(tick)
+started = time.perf_counter()
+try:
+    store.admit(identity)
+    first = "admitted"
+except StoreUnavailable as error:
+    first = str(error)
+first_seconds = time.perf_counter() - started
+while True:
+    try:
+        store.admit(identity)
+        break
+    except StoreUnavailable:
+        if time.perf_counter() - started > 10:
+            raise
+ticker.kill()
+print(json.dumps({"first": first, "first_seconds": first_seconds,
+                  "recovered_after": time.perf_counter() - started, "longest_gap": max(gaps)}))
+"""
+
+
+def test_sqlite_lock_held_elsewhere_never_freezes_a_gevent_worker(tmp_path):
+    """Another process holds the write lock for 1 s: the worker's other greenlets keep running, its
+    request gets StoreUnavailable after the store's time-out, and the next one works once freed."""
+    url = f"sqlite:///{tmp_path / 'keys.db'}"
+    command = [sys.executable, "-c", _HUB_PROBE, url]
+    with subprocess.Popen(command, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) as probe:
+        assert probe.stdout.readline().strip() == "ready"
+        holder = sqlite3.connect(tmp_path / "keys.db", isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        probe.stdin.write("go\n")
+        probe.stdin.flush()
+        time.sleep(1.0)
+        holder.execute("ROLLBACK")
+        holder.close()
+        report = json.loads(probe.stdout.readline())
+    print(report)
+    assert report["first"] == "The key store stayed busy for 0.3 s."
+    assert 0.25 < report["first_seconds"] < 0.9
+    assert 0.9 < report["recovered_after"] < 5
+    # A busy time-out inside SQLite would have frozen every greenlet for the whole second.
+    assert report["longest_gap"] < 0.2
+
+
+def test_sqlite_file_that_cannot_be_opened_is_unavailable_then_recovers(tmp_path):
+    path = tmp_path / "keys.db"
+    path.mkdir()  # something that is not a database where the file belongs
+    store = open_store(f"sqlite:///{path}", timeout=0.5)
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailable, match="cannot be used"):
+        store.create_key("alice")
+    with pytest.raises(StoreUnavailable):
+        store.lookup("sk-swiftchat-" + "A" * 43)
+    with pytest.raises(StoreUnavailable):
+        store.check()
+    assert time.monotonic() - started < 0.5
+    path.rmdir()
+    key = store.create_key("alice")  # the same store object: no restart needed
+    assert store.lookup(key) == Identity("alice")
+
+
+def test_sqlite_store_with_no_file_yet_has_no_keys_and_creates_nothing(tmp_path):
+    store = open_store(f"sqlite:///{tmp_path / 'keys.db'}")
+    assert store.lookup("sk-swiftchat-" + "A" * 43) is None
+    assert store.list_keys() == []
+    assert store.usage() == []
+    store.check()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_redis_down_is_unavailable_quickly_and_recovers_without_restart(tmp_path):
+    require_redis_server()
+    server = RedisServer(tmp_path).start()
+    try:
+        store = open_store(server.url, timeout=0.5)
+        key = store.create_key("alice", rpm=5)
+        alice = store.lookup(key)
+        server.stop()
+        for call in (lambda: store.admit(alice), lambda: store.create_key("bob"), store.check):
+            started = time.monotonic()
+            with pytest.raises(StoreUnavailable, match="ConnectionError"):
+                call()
+            assert time.monotonic() - started < 0.5
+        server.start()  # same port, empty (no persistence in this test), scripts not loaded
+        assert store.admit(alice).ok
+        assert store.lookup(store.create_key("bob")) == Identity("bob")
+        store.close()
+    finally:
+        server.stop()
+
+
+def test_redis_that_accepts_but_never_answers_is_unavailable_within_the_time_out():
+    with socket.create_server(("127.0.0.1", 0)) as silent:  # the kernel accepts; nobody replies
+        store = open_store(f"redis://127.0.0.1:{silent.getsockname()[1]}/0", timeout=0.3)
+        started = time.monotonic()
+        with pytest.raises(StoreUnavailable, match="Timeout"):
+            store.lookup("sk-swiftchat-" + "A" * 43)
+        assert time.monotonic() - started < 1.0
+        store.close()
+
+
+def test_store_urls_are_checked():
+    with pytest.raises(InvalidRequest):
+        open_store("postgres://x/y")
+    with pytest.raises(InvalidRequest):
+        open_store("sqlite:///")
+    store = open_store("redis://:secret@127.0.0.1:9/0")
+    assert "secret" not in store.describe()
