@@ -26,7 +26,8 @@ try:
         raise ConfigError(f"LOG_LEVEL must be debug, info, warning, error or critical, got {loglevel!r}")
 except ConfigError as error:
     sys.exit(f"swiftchat-api cannot start: {error}")
-worker_class = "gevent"
+# gunicorn's gevent worker, admitting the apps' request_url header and answering its own errors as JSON.
+worker_class = "swiftchat_api.worker.SwiftChatWorker"
 # Off, so each gevent worker patches sockets before the app (and boto3) is imported.
 preload_app = False
 logconfig_dict = gunicorn_logconfig(access_log=access_log, level=loglevel)

@@ -2,6 +2,7 @@
 
 import math
 import os
+import re
 from dataclasses import dataclass
 
 DEMO_API_KEY = "swiftchat-demo-key"
@@ -37,6 +38,43 @@ def flag(env, name):
     raise ConfigError(f"{name} must be 1 or 0 (true/false, yes/no, on/off), got {env.get(name)!r}")
 
 
+# Only the shape is checked here (no import of the proxy service before gevent patches sockets);
+# services/proxy.py reads the values themselves when the app is built.
+_HOST_ENTRY = re.compile(r"([a-z0-9.-]+|\[[0-9a-f:.]+\])(:\d{1,5})?", re.ASCII)
+_HTTP_URL = re.compile(r"https?://[a-z0-9.:\[\]-]+(/[!-\"$-~]*)?", re.ASCII | re.IGNORECASE)
+
+
+def _proxy_hosts(env, name, default):
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    if raw.strip().lower() == "none":
+        return ()
+    entries = tuple(entry.strip().lower() for entry in raw.split(","))
+    for entry in entries:
+        if not _HOST_ENTRY.fullmatch(entry):
+            raise ConfigError(f"{name} must be host or host:port entries separated by commas, or none; got {entry!r}")
+    return entries
+
+
+def _proxy_url(env, name, default):
+    raw = env.get(name)
+    if raw in (None, ""):
+        return default
+    if raw.strip().lower() == "none":
+        return None
+    if not _HTTP_URL.fullmatch(raw):  # not echoed: a URL can carry a key
+        raise ConfigError(f"{name} must be an http(s) URL with no user name or fragment, or none")
+    return raw
+
+
+def _file(env, name):
+    path = env.get(name) or None
+    if path is not None and not os.path.isfile(path):
+        raise ConfigError(f"{name} must name a readable file, got {path!r}")
+    return path
+
+
 @dataclass(frozen=True)
 class Config:
     api_key: str | None = None
@@ -66,6 +104,13 @@ class Config:
     store_url: str = "sqlite:///swiftchat.db"
     store_timeout: float = 1.0
     key_pepper: str | None = None
+    openai_gpt_url: str | None = "https://api.openai.com/v1/chat/completions"
+    # The public providers the SwiftChat apps offer behind "Use Proxy".
+    openai_proxy_hosts: tuple = ("api.openai.com", "api.deepseek.com", "openrouter.ai")
+    openai_proxy_connect_timeout: float = 10.0
+    openai_proxy_first_byte_timeout: float = 45.0
+    openai_proxy_idle_timeout: float = 300.0
+    openai_proxy_ca_bundle: str | None = None
 
     @classmethod
     def from_env(cls, env=None):
@@ -103,6 +148,18 @@ class Config:
             store_url=env.get("SWIFTCHAT_STORE") or cls.store_url,
             store_timeout=number(env, "SWIFTCHAT_STORE_TIMEOUT", cls.store_timeout, minimum=0.05),
             key_pepper=env.get("SWIFTCHAT_KEY_PEPPER") or None,
+            openai_gpt_url=_proxy_url(env, "OPENAI_GPT_URL", cls.openai_gpt_url),
+            openai_proxy_hosts=_proxy_hosts(env, "OPENAI_PROXY_HOSTS", cls.openai_proxy_hosts),
+            openai_proxy_connect_timeout=number(
+                env, "OPENAI_PROXY_CONNECT_TIMEOUT", cls.openai_proxy_connect_timeout, minimum=0.1
+            ),
+            openai_proxy_first_byte_timeout=number(
+                env, "OPENAI_PROXY_FIRST_BYTE_TIMEOUT", cls.openai_proxy_first_byte_timeout, minimum=1
+            ),
+            openai_proxy_idle_timeout=number(
+                env, "OPENAI_PROXY_IDLE_TIMEOUT", cls.openai_proxy_idle_timeout, minimum=1
+            ),
+            openai_proxy_ca_bundle=_file(env, "OPENAI_PROXY_CA_BUNDLE"),
         )
         config.check()
         return config

@@ -7,6 +7,7 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from marshmallow import Schema, fields
 
 from . import schemas
+from .services import proxy
 
 _AUTH = [{"bearer": []}, {"apiKey": []}]
 _TEXT_ERROR = {"text/plain": {"schema": {"type": "string", "example": "Error: An error occurred (...)"}}}
@@ -105,6 +106,46 @@ def _stream(summary, framing):
     return _api(summary, "ConverseRequest", ok, refused)
 
 
+def _relayed(summary, target):
+    """A "Use Proxy" route: the provider's key in Authorization, the provider's answer relayed as it arrives."""
+    event_stream = {"text/event-stream": {"schema": {"type": "string"}}}
+    parameters = [
+        {"name": name, "in": "header", "required": False, "schema": {"type": "string"}}
+        for name in ("HTTP-Referer", "X-Title")
+    ]
+    if target == "request_url":
+        url = {"type": "string", "example": "https://api.example.com/v1/chat/completions"}
+        description = "The provider's chat-completions URL (at most 4,096 characters), allowed by OPENAI_PROXY_HOSTS."
+        parameters.insert(
+            0, {"name": "request_url", "in": "header", "required": True, "schema": url, "description": description}
+        )
+    answers = {
+        "401": {
+            "description": "A wrong x-api-key (JSON), or the provider's 401.",
+            "content": {**_json("Detail"), **event_stream},
+        },
+        "403": {
+            "description": "A target not relayed to, or this server's key as the provider's.",
+            "content": _json("Detail"),
+        },
+        "502": {"description": "The provider answered with a redirect (never followed).", "content": _TEXT_ERROR},
+        "default": {"description": "The provider's own status and body.", "content": event_stream},
+    }
+    ok = {
+        "description": "The provider's answer, byte for byte as it arrives; `Error: <message>` when the provider "
+        "cannot be reached, or after its bytes when it breaks off or falls silent.",
+        "content": event_stream,
+    }
+    operation = _api(summary, "ChatCompletionsRequest", ok, answers)
+    operation["post"]["description"] = (
+        "`Authorization: Bearer <key>` carries the provider's API key and is forwarded as is (never this "
+        "server's key, which is refused); `x-api-key`, when sent, must be this server's key."
+    )
+    operation["post"]["security"] = [{}, {"apiKey": []}]
+    operation["post"]["parameters"] = parameters
+    return operation
+
+
 def _get(summary, description, content, secured=False):
     operation = {"summary": summary, "responses": {"200": {"description": description, "content": content}}}
     if secured:
@@ -129,6 +170,7 @@ def document():
         ("ImageRequest", schemas.ImageRequest),
         ("RegionRequest", schemas.RegionRequest),
         ("UpgradeRequest", schemas.UpgradeRequest),
+        ("ChatCompletionsRequest", proxy.ChatCompletionsRequest),
         ("Detail", Detail),
         ("ValidationFailure", ValidationFailure),
         ("ImageAnswer", ImageAnswer),
@@ -166,6 +208,8 @@ def document():
             "RegionRequest",
             {"description": "Credentials for an hour, or `error`.", "content": _json("TokenAnswer")},
         ),
+        "/api/gpt": _relayed("Use Proxy (apps 1.10–2.2): relayed to OPENAI_GPT_URL", "OPENAI_GPT_URL"),
+        "/api/openai": _relayed("Use Proxy (apps 2.3+): relayed to the allowed provider named", "request_url"),
         "/healthz": _get("Liveness", "The process is up.", _json("Status")),
         "/readyz": _get("Readiness", "The API key source is readable (503 otherwise).", _json("Status")),
         "/metrics": _get(

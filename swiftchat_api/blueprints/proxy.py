@@ -1,0 +1,71 @@
+"""POST /api/gpt and /api/openai: "Use Proxy", relayed to an OpenAI-compatible provider the operator allows."""
+
+import hmac
+
+from flask import Blueprint, Response, current_app, request
+
+from .. import bodies
+from ..auth import authenticate
+from ..exceptions import ApiError
+from ..services import proxy
+from .common import facts, raw_body, resources
+
+bp = Blueprint("proxy", __name__)
+_schema = proxy.ChatCompletionsRequest()
+STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+_EXTENSION = "swiftchat.proxy"
+
+
+@bp.record_once
+def _build(state):
+    """Build the app's proxy service (allowed targets, time-outs, TLS trust) once, from its config."""
+    state.app.extensions[_EXTENSION] = proxy.Proxy.from_config(state.app.extensions["swiftchat"].config)
+
+
+def _check_caller():
+    """An x-api-key, when sent, must be this server's key; this server's key is never sent on to a provider."""
+    keys = resources().keys
+    if "x-api-key" in request.headers:
+        authenticate(keys, {"x-api-key": request.headers["x-api-key"]})
+    _, _, provider_key = request.headers.get("Authorization", "").strip().partition(" ")
+    if not provider_key.strip():
+        return
+    try:
+        ours = keys.get()
+    except ApiError:  # the key store cannot be read: nothing to compare with
+        return
+    if hmac.compare_digest(provider_key.strip().encode(), ours.encode()):
+        raise ApiError(
+            403, "Error: Authorization must carry the provider's API key; this server's key is never sent on."
+        )
+
+
+def _relay(target_of):
+    _check_caller()
+    service = current_app.extensions[_EXTENSION]
+    target = target_of(service)
+    raw = raw_body()
+    _schema.load(bodies.loads(raw))
+    record = facts()
+    answer = service.open(target, raw, request.headers, request.environ.get("gunicorn.socket"), resources().ticker)
+
+    def finished(answer):
+        record.disconnected = answer.client_gone
+
+    answer.on_done = finished
+    headers = {**STREAM_HEADERS, **answer.headers}
+    return Response(
+        answer, status=answer.status, headers=headers, content_type="text/event-stream", direct_passthrough=True
+    )
+
+
+@bp.post("/api/gpt")
+def gpt():
+    """Relay a chat-completions body to OPENAI_GPT_URL (apps 1.10–2.2)."""
+    return _relay(lambda service: service.gpt_target())
+
+
+@bp.post("/api/openai")
+def openai():
+    """Relay a chat-completions body to the allowed provider the request_url header names (apps 2.3+)."""
+    return _relay(lambda service: service.target(request.headers.get("request_url")))

@@ -1,0 +1,518 @@
+"""The apps' "Use Proxy": an OpenAI chat-completions body relayed to a provider the operator allows.
+
+Never an open proxy. A target is accepted only when it is ``OPENAI_GPT_URL`` (/api/gpt), or
+(/api/openai) an ``https`` URL whose host is listed in ``OPENAI_PROXY_HOSTS`` (port 443), or
+whose host:port is listed, or an ``http`` URL whose host:port is listed. Every other target is
+refused before anything is resolved or connected.
+
+A listed name vouches only for public addresses: a loopback, private, link-local or otherwise
+non-public address is used only when that address itself is listed (or is the host of
+``OPENAI_GPT_URL``). The name is resolved once and the connection goes to the very address
+that was checked, so a second DNS answer (rebinding) cannot move it; TLS is still verified
+against the name. No redirect is followed.
+
+The provider's status and body reach the caller byte for byte as they arrive. The connection
+to the provider is bounded (connect, first byte, silence between bytes) and is closed the
+moment the caller walks away, so the provider stops generating.
+"""
+
+import contextlib
+import errno
+import ipaddress
+import logging
+import re
+import select
+import socket
+import ssl
+import time
+from dataclasses import dataclass
+
+import gevent
+from gevent.socket import wait_read
+from marshmallow import EXCLUDE, Schema, fields
+from urllib3.connection import HTTPConnection, HTTPSConnection
+
+from ..config import ConfigError
+from ..exceptions import ApiError, StreamRefused
+
+log = logging.getLogger(__name__)
+
+FORWARDED_HEADERS = ("Authorization", "HTTP-Referer", "X-Title")  # nothing else of the caller's
+READ_SIZE = 65536
+MAX_URL_LENGTH = 4096
+MAX_ADDRESSES = 4  # addresses of one name tried in turn
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_HUNG_UP = select.POLLRDHUP | select.POLLHUP | select.POLLERR
+
+# Scheme, host (a name or a bracketed IPv6 address), optional port, optional path and query.
+# No user-info, no fragment, no whitespace or controls: anything else is not a target.
+_URL = re.compile(r"(https?)://([a-z0-9.-]+|\[[0-9a-f:.]+\])(?::(\d{1,5}))?(/[!-\"$-~]*)?", re.ASCII | re.IGNORECASE)
+_ENTRY = re.compile(r"([a-z0-9.-]+|\[[0-9a-f:.]+\])(?::(\d{1,5}))?", re.ASCII)
+_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?", re.ASCII)
+_DOTTED_QUAD = re.compile(r"\d{1,3}(?:\.\d{1,3}){3}", re.ASCII)
+
+REFUSED = (
+    "Error: this server does not relay to that address. Use an https provider its operator allows "
+    "(OPENAI_PROXY_HOSTS), or turn off Use Proxy."
+)
+
+
+class ChatCompletionsRequest(Schema):
+    """The little a relayed body must be: an OpenAI chat-completions request. It is sent on unchanged."""
+
+    class Meta:
+        unknown = EXCLUDE
+
+    model = fields.String(required=True, metadata={"example": "gpt-4o-mini"})
+    messages = fields.List(fields.Dict(), required=True, metadata={"example": [{"role": "user", "content": "Hi"}]})
+    stream = fields.Boolean(metadata={"example": True})
+    stream_options = fields.Dict(metadata={"example": {"include_usage": True}})
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where one relayed request goes."""
+
+    scheme: str
+    host: str  # a lower-case name, or an IP address without brackets
+    port: int
+    path: str  # path and query, as given
+
+    @property
+    def address(self):
+        """The host as an IP address when it is one, else None."""
+        try:
+            return ipaddress.ip_address(self.host)
+        except ValueError:
+            return None
+
+    @property
+    def authority(self):
+        """The Host header: host, bracketed if IPv6, with the port unless it is the scheme's own."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return host if self.port == _DEFAULT_PORTS[self.scheme] else f"{host}:{self.port}"
+
+
+def _host(text):
+    """A URL's or list entry's host, canonical; ValueError when it is neither a DNS name nor an IP address."""
+    text = text.lower()
+    if text.startswith("["):
+        return str(ipaddress.IPv6Address(text[1:-1]))
+    if _DOTTED_QUAD.fullmatch(text):
+        return str(ipaddress.IPv4Address(text))
+    labels = text.split(".")
+    # A last label of digits only ("127.1", "2130706433") is an address in disguise, not a name.
+    if len(text) > 253 or not all(_LABEL.fullmatch(label) for label in labels) or labels[-1].isdigit():
+        raise ValueError("not a host name")
+    return text
+
+
+def _port(text, default):
+    if text is None:
+        return default
+    port = int(text)
+    if not 0 < port < 65536:
+        raise ValueError("port out of range")
+    return port
+
+
+def parse_target(url):
+    """A Target from a URL; ValueError when it is not an http(s) URL this module can relay to."""
+    if not url or len(url) > MAX_URL_LENGTH:
+        raise ValueError("no URL, or too long")
+    match = _URL.fullmatch(url)
+    if not match:
+        raise ValueError("not an http(s) URL")
+    scheme, host, port, path = match.groups()
+    scheme = scheme.lower()
+    return Target(scheme, _host(host), _port(port, _DEFAULT_PORTS[scheme]), path or "/")
+
+
+def parse_host_entry(entry):
+    """One OPENAI_PROXY_HOSTS entry as (host, port or None); ValueError when it is not host or host:port."""
+    match = _ENTRY.fullmatch(entry.strip().lower())
+    if not match:
+        raise ValueError(f"{entry!r} is not host or host:port")
+    host, port = match.groups()
+    try:
+        return _host(host), _port(port, None)
+    except ValueError:
+        raise ValueError(f"{entry!r} is not host or host:port") from None
+
+
+def _public(address):
+    if isinstance(address, ipaddress.IPv6Address):
+        embedded = address.ipv4_mapped or address.sixtofour or (address.teredo and address.teredo[1])
+        if embedded:
+            return _public(embedded)
+    return address.is_global and not address.is_multicast
+
+
+def _canonical(address):
+    """An IPv4-mapped IPv6 address as the IPv4 address it is; scope ids dropped."""
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped:
+            return address.ipv4_mapped
+        if address.scope_id:
+            return ipaddress.IPv6Address(str(address).split("%", 1)[0])
+    return address
+
+
+@dataclass(frozen=True)
+class Timeouts:
+    connect: float  # resolving, connecting and the TLS handshake, in all
+    first_byte: float  # from the request sent to the provider's status line and headers
+    idle: float  # the longest silence from the provider once its answer has started
+    client: float  # the longest a write to the caller may wait for the caller to read
+
+
+class Proxy:
+    """The allowed targets and how to reach them; one per app."""
+
+    def __init__(self, gpt_url, hosts, timeouts, ca_bundle=None):
+        self.gpt = parse_target(gpt_url) if gpt_url else None
+        entries = [parse_host_entry(entry) for entry in hosts]
+        self._hosts = frozenset(entries)
+        # Addresses listed as themselves, with their port (None: 443), may be used even when not public.
+        listed = {(_canonical(ipaddress.ip_address(host)), port or 443) for host, port in entries if _is_address(host)}
+        if self.gpt is not None and self.gpt.address is not None:
+            listed.add((_canonical(self.gpt.address), self.gpt.port))
+        self._listed_addresses = frozenset(listed)
+        self.timeouts = timeouts
+        self._tls = ssl.create_default_context()
+        if ca_bundle:
+            self._tls.load_verify_locations(cafile=ca_bundle)
+
+    @classmethod
+    def from_config(cls, config):
+        """The proxy the configuration describes."""
+        timeouts = Timeouts(
+            connect=config.openai_proxy_connect_timeout,
+            first_byte=config.openai_proxy_first_byte_timeout,
+            idle=config.openai_proxy_idle_timeout,
+            client=config.client_timeout,
+        )
+        try:
+            return cls(config.openai_gpt_url, config.openai_proxy_hosts, timeouts, config.openai_proxy_ca_bundle)
+        except ValueError as error:  # config.py checked the shape; this is what the values mean
+            raise ConfigError(f"OPENAI_GPT_URL or OPENAI_PROXY_HOSTS cannot be used: {error}") from None
+        except ssl.SSLError:
+            raise ConfigError("OPENAI_PROXY_CA_BUNDLE holds no usable PEM certificate") from None
+
+    def gpt_target(self):
+        """Where /api/gpt goes; 403 when OPENAI_GPT_URL is off."""
+        if self.gpt is None:
+            raise ApiError(403, REFUSED)
+        return self.gpt
+
+    def target(self, request_url):
+        """The Target a request_url names, if the allowlist admits it; 403 otherwise (nothing is contacted)."""
+        try:
+            target = parse_target(request_url)
+        except ValueError:
+            raise ApiError(403, REFUSED) from None
+        if (target.host, target.port) in self._hosts:
+            return target
+        if target.scheme == "https" and target.port == 443 and (target.host, None) in self._hosts:
+            return target
+        raise ApiError(403, REFUSED)
+
+    def _permitted(self, address, port):
+        address = _canonical(address)
+        return _public(address) or (address, port) in self._listed_addresses
+
+    def open(self, target, body, headers, client=None, ticker=None):
+        """Send ``body`` to ``target`` and return the provider's Answer once its status has arrived.
+
+        Refused (403) when the target resolves only to addresses it may not use; a redirect is a
+        502; a provider that cannot be reached or does not answer in time is an Answer of 200
+        whose body is ``Error: <message>``, as the original server did. ``client`` is the
+        caller's socket: when the caller walks away, the connection to the provider is closed.
+        """
+        answer = Answer(target, self.timeouts, client, ticker)
+        answer.start_watching()
+        try:
+            answer.connect(self._addresses(target), self._tls)
+            answer.send(body, _upstream_headers(target, headers))
+        except _Unreachable as failure:
+            if not answer.client_gone:
+                log.warning("proxy: %s:%s unreachable: %s", target.host, target.port, failure)
+            answer.fail(str(failure))
+        except BaseException:
+            answer.close()
+            raise
+        return answer
+
+    def _addresses(self, target):
+        """The addresses ``target`` may be reached at, resolved once; 403 when none may be used."""
+        deadline = gevent.Timeout(self.timeouts.connect)
+        try:
+            with deadline:
+                found = socket.getaddrinfo(target.host, target.port, type=socket.SOCK_STREAM, proto=socket.IPPROTO_TCP)
+        except gevent.Timeout as expired:
+            if expired is not deadline:
+                raise
+            raise _Unreachable("the provider's host name could not be resolved in time") from None
+        except OSError:
+            raise _Unreachable("the provider's host name could not be resolved") from None
+        addresses = []
+        for *_, sockaddr in found:
+            address = ipaddress.ip_address(sockaddr[0])
+            if address not in addresses:
+                addresses.append(address)
+        permitted = [address for address in addresses if self._permitted(address, target.port)]
+        if not permitted:
+            log.warning("proxy: refused %s, which resolves only to non-public addresses", target.host)
+            raise ApiError(403, REFUSED)
+        return permitted[:MAX_ADDRESSES]
+
+
+def _is_address(host):
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def _upstream_headers(target, incoming):
+    headers = {
+        "Host": target.authority,
+        "Content-Type": "application/json",
+        "Accept": "text/event-stream",
+        "Accept-Encoding": "identity",  # relayed byte for byte: nothing to decode
+        "User-Agent": "swiftchat-api",
+    }
+    for name in FORWARDED_HEADERS:
+        value = incoming.get(name)
+        if value is not None:
+            headers[name] = value
+    return headers
+
+
+class _Unreachable(Exception):
+    """The provider could not be reached, or did not answer in time (the message says which, in words)."""
+
+
+def _reason(error):
+    """Why a connection failed, in words that carry nothing the caller sent (no URL, no header)."""
+    if isinstance(error, ssl.SSLCertVerificationError):
+        return f"the provider's TLS certificate was not accepted ({error.verify_message})"
+    if isinstance(error, ssl.SSLError):
+        return f"TLS with the provider failed ({error.reason or type(error).__name__})"
+    if isinstance(error, ConnectionRefusedError):
+        return "the provider refused the connection"
+    if isinstance(error, TimeoutError):
+        return "the provider did not answer in time"
+    if isinstance(error, OSError) and error.errno:
+        return f"the connection to the provider failed ({errno.errorcode.get(error.errno, error.errno)})"
+    cause = error.__context__ or error.__cause__
+    if cause is not None and cause is not error and isinstance(cause, OSError):
+        return _reason(cause)
+    return f"the connection to the provider failed ({type(error).__name__})"
+
+
+class Answer:
+    """The provider's answer: its status, then its body relayed as it arrives; close() ends everything.
+
+    Iterating yields nothing of its own but the in-band ``Error: ...`` (a write of its own) when
+    the provider could not be reached, broke off, or fell silent for ``timeouts.idle``.
+    """
+
+    def __init__(self, target, timeouts, client, ticker):
+        self.target = target
+        self.status = 200
+        self.headers = {}
+        self.on_done = None
+        self.client_gone = False
+        self.completed = False
+        self._timeouts = timeouts
+        self._client = client
+        self._ticker = ticker
+        self._connection = None
+        self._socket = None
+        self._response = None
+        self._error = None
+        self._silenced = False
+        self._peer_sent_more = False
+        self._writing_since = None
+        self._last_upstream = time.monotonic()
+        self._watcher = None
+        self._closed = False
+        self._output = None
+
+    def start_watching(self):
+        """Watch the caller's socket from now on: a hang-up closes the connection to the provider."""
+        if self._client is not None:
+            self._watcher = gevent.spawn(self._watch)
+
+    def connect(self, addresses, tls):
+        """Connect to the first of ``addresses`` that answers, within the connect time-out in all."""
+        target = self.target
+        name = target.host if target.address is None else None  # TLS is verified against the name
+        deadline = gevent.Timeout(self._timeouts.connect)
+        failure = None
+        try:
+            with deadline:
+                for address in addresses:
+                    if target.scheme == "https":
+                        connection = HTTPSConnection(
+                            str(address), target.port, timeout=self._timeouts.connect, server_hostname=name,
+                            ssl_context=tls,
+                        )  # fmt: skip
+                    else:
+                        connection = HTTPConnection(str(address), target.port, timeout=self._timeouts.connect)
+                    try:
+                        connection.connect()
+                    except Exception as error:
+                        connection.close()
+                        failure = error
+                        continue
+                    self._connection, self._socket = connection, connection.sock
+                    if self.client_gone:  # the caller left while this connected
+                        self._disconnect()
+                    return
+        except gevent.Timeout as expired:
+            if expired is not deadline:
+                raise
+            raise _Unreachable(f"the provider could not be reached within {self._timeouts.connect:g} s") from None
+        raise _Unreachable(_reason(failure))
+
+    def send(self, body, headers):
+        """Send the request and wait (bounded) for the provider's status line and headers."""
+        connection = self._connection
+        try:
+            connection.request(
+                "POST", self.target.path, body=body, headers=headers, preload_content=False, decode_content=False
+            )
+            connection.timeout = self._timeouts.first_byte  # getresponse() applies it to the socket
+            response = connection.getresponse()
+        except Exception as error:
+            if isinstance(error, TimeoutError) or isinstance(error.__context__, TimeoutError):
+                raise _Unreachable(f"the provider did not answer within {self._timeouts.first_byte:g} s") from None
+            raise _Unreachable(_reason(error)) from None
+        self._response = response
+        # From here on silence is watched by the Ticker, not by a timer on every read.
+        self._socket.settimeout(None)
+        status = response.status
+        if 300 <= status < 400:
+            raise StreamRefused(502, f"the provider answered with a redirect ({status}); this server follows none.")
+        if not 200 <= status < 600:
+            raise StreamRefused(502, f"the provider answered with an unusable status ({status}).")
+        self.status = status
+        retry_after = response.headers.get("Retry-After", "")
+        if retry_after and len(retry_after) < 64 and retry_after.isprintable():
+            self.headers["Retry-After"] = retry_after
+        self._last_upstream = time.monotonic()
+        if self._ticker is not None:
+            self._ticker.add(self)
+
+    def fail(self, message):
+        """Answer 200 with ``Error: <message>`` instead of the provider's answer (the original server's way)."""
+        self.status = 200
+        self._error = message
+        self._disconnect()
+
+    def __iter__(self):
+        if self._output is None:
+            self._output = self._relay()
+        return self._output
+
+    def _relay(self):
+        try:
+            yield b""  # the response headers, now: the provider has answered
+            while self._error is None and self._response is not None:
+                try:
+                    data = self._response.read1(READ_SIZE, decode_content=False)
+                except Exception:  # urllib3 and http.client tell a cut in many ways, none of them useful here
+                    if not (self.client_gone or self._silenced):
+                        self._error = "the connection to the provider broke off mid-answer"
+                    data = b""
+                if self.client_gone:
+                    return
+                if self._silenced:
+                    self._error = f"the provider sent nothing for {self._timeouts.idle:g} s; the answer was cut off"
+                if not data:
+                    break
+                self._writing_since = time.monotonic()
+                yield data
+                # A slow caller paused the reading: the silence clock starts again now.
+                self._writing_since = None
+                self._last_upstream = time.monotonic()
+            if self._error is not None and not self.client_gone:
+                yield f"Error: {self._error}".encode()  # a write of its own, after the provider's bytes
+            self.completed = not self.client_gone
+        finally:
+            self._finish()
+
+    def tick(self, now):
+        """Called by the worker's Ticker: end a silent provider, let go of a caller that stopped reading."""
+        if self._closed:
+            return
+        if self._writing_since is None and not self._silenced and now - self._last_upstream >= self._timeouts.idle:
+            self._silenced = True
+            self._disconnect()
+        if self._writing_since is not None and now - self._writing_since >= self._timeouts.client:
+            self._let_go()
+        elif self._peer_sent_more and self._client_hung_up():
+            self._client_left()
+
+    def _watch(self):
+        try:
+            wait_read(self._client.fileno())
+            if self._client.recv(1, socket.MSG_PEEK):
+                # The next pipelined request, not a hang-up: tick() polls for the hang-up instead.
+                self._peer_sent_more = True
+                return
+        except OSError:
+            pass
+        self._client_left()
+
+    def _client_hung_up(self):
+        poller = select.poll()
+        try:
+            poller.register(self._client.fileno(), _HUNG_UP)
+        except (OSError, ValueError):
+            return True
+        return bool(poller.poll(0))
+
+    def _client_left(self):
+        self.client_gone = True
+        self._disconnect()
+
+    def _let_go(self):
+        """The caller has read nothing for the client time-out: fail the server's blocked write."""
+        self._writing_since = None
+        self.client_gone = True
+        with contextlib.suppress(AttributeError, OSError):
+            self._client.shutdown(socket.SHUT_RDWR)
+        self._disconnect()
+
+    def _disconnect(self):
+        """Cut the connection to the provider at once; a read blocked on it returns."""
+        if self._socket is not None:
+            with contextlib.suppress(OSError, ValueError):
+                self._socket.shutdown(socket.SHUT_RDWR)
+
+    def close(self):
+        """Stop relaying and close the connection to the provider (the server calls this when done)."""
+        if self._output is not None and not self._output.gi_running:
+            self._output.close()
+        self._finish()
+
+    def _finish(self):
+        if self._closed:
+            return
+        self._closed = True
+        if self._ticker is not None:
+            self._ticker.discard(self)
+        if self._watcher is not None and self._watcher is not gevent.getcurrent():
+            self._watcher.kill(block=False)
+        self._disconnect()
+        if self._response is not None:
+            self._response.close()
+        if self._connection is not None:
+            self._connection.close()
+        self.client_gone = self.client_gone or not self.completed
+        if self.on_done is not None:
+            self.on_done(self)

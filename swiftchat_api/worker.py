@@ -1,0 +1,140 @@
+"""Our gunicorn worker: gunicorn's gevent worker with two changes the apps need.
+
+1. The apps (2.3+) name the "Use Proxy" target in a ``request_url`` header. gunicorn drops
+   every header whose name holds an underscore (its ``header_map`` setting), because
+   ``X_Forwarded_For`` and ``X-Forwarded-For`` would land in the same WSGI variable and one
+   could pose as the other. Exactly that one name is let through here; so that it can never
+   be mistaken for ``Request-Url`` (the same variable), a request carrying both spellings, or
+   either twice, is refused. Every other underscore header is still dropped.
+2. gunicorn answers requests it cannot parse itself, in HTML. Here those answers are the
+   API's ``{"detail": ...}`` with the same statuses, and never quote what was sent.
+
+Selected in gunicorn.conf.py as ``worker_class``. HTTP/1 only: HTTP/2 (off by default) keeps
+gunicorn's own header policy.
+"""
+
+import json
+import socket
+import time
+from datetime import datetime
+from ssl import SSLError
+
+from gunicorn import util
+from gunicorn.http import errors
+from gunicorn.http.message import Request
+from gunicorn.http.parser import RequestParser
+from gunicorn.http.wsgi import Response, default_environ
+from gunicorn.workers.ggevent import GeventWorker
+
+ADMITTED = "REQUEST_URL"  # gunicorn spells header names in upper case
+_SAME_VARIABLE = frozenset((ADMITTED, ADMITTED.replace("_", "-")))
+
+# gunicorn's parse errors → (status, reason, detail). The detail never quotes the request.
+_BAD_REQUEST = (400, "Bad Request")
+_PARSE_ERRORS = (
+    (errors.LimitRequestLine, 414, "URI Too Long", "The request line is too long."),
+    (errors.LimitRequestHeaders, 431, "Request Header Fields Too Large", "The request headers are too large."),
+    (errors.UnsupportedTransferCoding, 501, "Not Implemented", "The request's Transfer-Encoding is not supported."),
+    (errors.ExpectationFailed, 417, "Expectation Failed", "The request's Expect header cannot be met."),
+    (errors.ForbiddenProxyRequest, 403, "Forbidden", "PROXY protocol is not accepted from this address."),
+    (SSLError, 403, "Forbidden", "The TLS connection failed."),
+    (errors.ConfigurationProblem, 500, "Internal Server Error", "Internal Server Error"),
+    (errors.InvalidRequestLine, *_BAD_REQUEST, "The request line is not valid HTTP."),
+    (errors.InvalidRequestMethod, *_BAD_REQUEST, "The request method is not valid."),
+    (errors.InvalidHTTPVersion, *_BAD_REQUEST, "The HTTP version is not supported."),
+    (errors.InvalidHeaderName, *_BAD_REQUEST, "A request header name is not valid."),
+    (errors.InvalidHeader, *_BAD_REQUEST, "A request header is not valid, or is repeated."),
+    (errors.ObsoleteFolding, *_BAD_REQUEST, "A request header is folded over lines."),
+    (errors.InvalidSchemeHeaders, *_BAD_REQUEST, "The request's scheme headers contradict each other."),
+    (errors.InvalidChunkSize, *_BAD_REQUEST, "The chunked request body is malformed."),
+    (errors.ChunkMissingTerminator, *_BAD_REQUEST, "The chunked request body is malformed."),
+    (errors.InvalidChunkExtension, *_BAD_REQUEST, "The chunked request body is malformed."),
+    (errors.InvalidProxyLine, *_BAD_REQUEST, "The PROXY protocol line is not valid."),
+    (errors.InvalidProxyHeader, *_BAD_REQUEST, "The PROXY protocol header is not valid."),
+    (errors.InvalidH2CPreface, *_BAD_REQUEST, "The HTTP/2 preface is not valid."),
+)
+_APPLICATION_FAULTS = (errors.InvalidResponseHeader, errors.InvalidResponseHeaderName)
+
+
+class SwiftChatRequest(Request):
+    """gunicorn's HTTP/1 request, keeping the ``request_url`` header (see the module's docstring)."""
+
+    def _apply_header_policy(self, name, value, scheme_state, seen, *args, from_trailer=False, **kwargs):
+        if name in _SAME_VARIABLE and not from_trailer:
+            if ADMITTED in seen:
+                raise errors.InvalidHeader(name, req=self)
+            seen.add(ADMITTED)
+            if name == ADMITTED:
+                return name, value
+        return super()._apply_header_policy(name, value, scheme_state, seen, *args, from_trailer=from_trailer, **kwargs)
+
+
+def error_answer(exc):
+    """(status, reason, detail) for an exception gunicorn's handle_error receives."""
+    if not isinstance(exc, _APPLICATION_FAULTS):
+        for kind, status, reason, detail in _PARSE_ERRORS:
+            if isinstance(exc, kind):
+                return status, reason, detail
+    return 500, "Internal Server Error", "Internal Server Error"
+
+
+class SwiftChatWorker(GeventWorker):
+    """gunicorn's gevent worker, admitting ``request_url`` and answering its own errors as JSON."""
+
+    def init_process(self):
+        # Only HTTP/1 requests are parsed by RequestParser; in this (forked) worker process they
+        # are all ours. Refuse to run if gunicorn changed underneath rather than drop the header.
+        if not issubclass(SwiftChatRequest, RequestParser.mesg_class):
+            raise RuntimeError("gunicorn's RequestParser no longer parses gunicorn.http.message.Request")
+        RequestParser.mesg_class = SwiftChatRequest
+        super().init_process()
+
+    def handle_error(self, req, client, addr, exc):
+        """Answer a request gunicorn could not serve with ``{"detail": ...}``, as every other error."""
+        started = datetime.now()
+        addr = addr or ("", -1)  # a unix socket has no address
+        status, reason, detail = error_answer(exc)
+        if status == 500:
+            self.log.exception("Error handling request")
+        else:
+            # The exception's text quotes the request; its class says what was wrong.
+            self.log.warning("Invalid request from ip=%s: %s", addr[0], type(exc).__name__)
+        body = json.dumps({"detail": detail}, separators=(",", ":")).encode()  # as Flask renders it
+        if req is None and isinstance(getattr(exc, "req", None), Request):
+            req = exc.req  # a header error knows its request; other errors keep a string there
+        if req is not None:
+            environ = default_environ(req, client, self.cfg)
+            environ["REMOTE_ADDR"], environ["REMOTE_PORT"] = addr[0], str(addr[1])
+            response = Response(req, client, self.cfg)
+            response.status = f"{status} {reason}"
+            response.response_length = len(body)
+            self.log.access(response, req, environ, datetime.now() - started)
+        head = (
+            f"HTTP/1.1 {status} {reason}\r\nConnection: close\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n"
+        )
+        try:
+            util.write_nonblock(client, head.encode("latin-1") + body)
+            _linger(client)
+        except Exception:
+            self.log.debug("Failed to send error message.")
+
+
+def _linger(client, seconds=1.0, limit=65536):
+    """Take (briefly, boundedly) what the client is still sending before the socket is closed.
+
+    Closing with unread input makes the kernel send a reset, which can destroy the answer
+    before the client reads it: exactly when a request line or header was too long.
+    """
+    deadline = time.monotonic() + seconds
+    taken = 0
+    try:
+        client.shutdown(socket.SHUT_WR)
+        while taken < limit and (remaining := deadline - time.monotonic()) > 0:
+            client.settimeout(remaining)
+            data = client.recv(8192)
+            if not data:
+                return
+            taken += len(data)
+    except OSError:  # time-outs included: the answer has been written, this is only courtesy
+        pass
