@@ -11,6 +11,18 @@ from .services import proxy
 
 _AUTH = [{"bearer": []}, {"apiKey": []}]
 _TEXT_ERROR = {"text/plain": {"schema": {"type": "string", "example": "Error: An error occurred (...)"}}}
+_REGION = {"pattern": "^[a-z]{2}(-[a-z]+){1,3}-[0-9]{1,2}$", "maxLength": 32, "example": "us-west-2"}
+
+
+def _rules_in_code(self, field, **kwargs):
+    """The rules schemas.py checks in code, which apispec cannot read from the fields."""
+    if isinstance(field, schemas.ContentBlock):
+        return {"type": "object"}  # any object: Bedrock keeps adding block types
+    if isinstance(field, schemas.Base64Text):
+        return {"format": "byte", "minLength": 1}
+    if field.name == "region":
+        return _REGION
+    return {}
 
 
 class Detail(Schema):
@@ -73,6 +85,8 @@ def _api(summary, body, ok, extra=None):
         "200": ok,
         "401": {"description": "Wrong key, or the key store cannot be read.", "content": _json("Detail")},
         "403": {"description": "No key, or not a Bearer key.", "content": _json("Detail")},
+        "408": {"description": "The body stopped arriving before it was complete.", "content": _json("Detail")},
+        "413": {"description": "The body is larger than SWIFTCHAT_MAX_BODY_MB.", "content": _json("Detail")},
         "422": {"description": "The body is not valid.", "content": _json("ValidationFailure")},
         **(extra or {}),
     }
@@ -97,6 +111,10 @@ def _stream(summary, framing):
             (503, "unavailable"),
             (504, "no answer in time"),
         )
+    }
+    refused["403"] = {
+        "description": "No key, or not a Bearer key (JSON); or Bedrock denied access (text).",
+        "content": {**_json("Detail"), **_TEXT_ERROR},
     }
     ok = {
         "description": f"Streamed as Bedrock answers: {framing} A failure after the first byte is written "
@@ -156,13 +174,15 @@ def _get(summary, description, content, secured=False):
 @cache
 def document():
     """The OpenAPI document as a dict (built once)."""
+    plugin = MarshmallowPlugin()
     spec = APISpec(
         title="swiftchat-api",
         version="1.0.0",
         openapi_version="3.0.3",
         info={"description": "A drop-in server for the SwiftChat apps, in front of Amazon Bedrock."},
-        plugins=[MarshmallowPlugin()],
+        plugins=[plugin],
     )
+    plugin.converter.add_attribute_function(_rules_in_code)
     spec.components.security_scheme("bearer", {"type": "http", "scheme": "bearer"})
     spec.components.security_scheme("apiKey", {"type": "apiKey", "in": "header", "name": "x-api-key"})
     for name, schema in (
@@ -196,7 +216,12 @@ def document():
         "/api/models": _api(
             "Models offered in a region",
             "RegionRequest",
-            {"description": "The catalogue, `[]`, or `error`.", "content": _json("ModelsAnswer")},
+            {
+                "description": "The catalogue, `[]`, or `error`.",
+                "content": _json(
+                    {"oneOf": [{"$ref": "#/components/schemas/ModelsAnswer"}, {"type": "array", "maxItems": 0}]}
+                ),
+            },
         ),
         "/api/upgrade": _api(
             "App update check (re-reads the API key)",
