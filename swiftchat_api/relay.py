@@ -25,9 +25,13 @@ from dataclasses import dataclass
 
 import gevent
 from gevent.event import Event
+from gevent.monkey import get_original
 from gevent.socket import wait_read
 
 _HUNG_UP = select.POLLRDHUP | select.POLLHUP | select.POLLERR
+# The kernel's poll, not gevent's stand-in (which reports readable, never hung up); a zero
+# time-out never blocks the hub.
+_poll = get_original("select", "poll")
 
 
 class UpstreamSilent(Exception):
@@ -239,7 +243,7 @@ class Relay:
         self._client_left()
 
     def _client_hung_up(self):
-        poller = select.poll()
+        poller = _poll()
         try:
             poller.register(self._client.fileno(), _HUNG_UP)
         except (OSError, ValueError):

@@ -2,10 +2,19 @@
 
 import base64
 import binascii
+import re
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, pre_load, validate
 
-_REGION = validate.Regexp(r"^[a-z]{2}(-[a-z]+)+-\d{1,2}$", error="Not a valid AWS region name.")
+# \A...\Z: "$" would also match before a trailing newline, which then reaches an HTTP header.
+_REGION_NAME = re.compile(r"\A[a-z]{2}(-[a-z]+){1,3}-[0-9]{1,2}\Z")
+
+
+def _valid_region(value):
+    if len(value) > 32 or not _REGION_NAME.match(value):
+        raise ValidationError("Not a valid AWS region name.")
+
+
 _MEDIA = ("image", "video", "document")
 
 
@@ -14,7 +23,7 @@ class _Body(Schema):
         unknown = EXCLUDE
 
 
-def _decode_media(block, where):
+def _decode_media(block, within=""):
     """Return a content block whose image/video/document bytes are decoded from base64."""
     for kind in _MEDIA:
         media = block.get(kind)
@@ -27,7 +36,9 @@ def _decode_media(block, where):
         try:
             decoded = base64.b64decode(data, validate=True)
         except (binascii.Error, ValueError):
-            raise ValidationError({kind: {"source": {"bytes": [f"Invalid base64 data in the {where}."]}}}) from None
+            raise ValidationError(
+                {kind: {"source": {"bytes": [f"Invalid base64 data in the {kind} block{within}."]}}}
+            ) from None
         block = {**block, kind: {**media, "source": {**source, "bytes": decoded}}}
     return block
 
@@ -38,13 +49,13 @@ class ContentBlock(fields.Field):
     def _deserialize(self, value, attr, data, **kwargs):
         if not isinstance(value, dict):
             raise ValidationError("Each content block must be an object.")
-        block = _decode_media(value, f"{next(iter(value), 'content')} block")
+        block = _decode_media(value)
         result = block.get("toolResult")
         if isinstance(result, dict) and isinstance(result.get("content"), list):
             parts = []
             for position, part in enumerate(result["content"]):
                 try:
-                    parts.append(_decode_media(part, "tool result") if isinstance(part, dict) else part)
+                    parts.append(_decode_media(part, " of the tool result") if isinstance(part, dict) else part)
                 except ValidationError as error:
                     raise ValidationError({"toolResult": {"content": {position: error.messages}}}) from None
             block = {**block, "toolResult": {**result, "content": parts}}
@@ -59,7 +70,7 @@ class Message(_Body):
 class ConverseRequest(_Body):
     messages = fields.List(fields.Nested(Message), load_default=list)
     modelId = fields.String(required=True, validate=validate.Length(min=1, max=2048))
-    region = fields.String(required=True, validate=_REGION)
+    region = fields.String(required=True, validate=_valid_region)
     enableThinking = fields.Boolean(load_default=None, allow_none=True)
     system = fields.List(fields.Dict(), load_default=None, allow_none=True)
 
@@ -102,7 +113,7 @@ class ImageRequest(_Body):
         validate=validate.Length(max=_MOST_REFERENCES),  # documents the limit; _few_references enforces it early
     )
     modelId = fields.String(required=True, validate=validate.Length(min=1, max=256))
-    region = fields.String(required=True, validate=_REGION)
+    region = fields.String(required=True, validate=_valid_region)
     width = fields.Integer(required=True)
     height = fields.Integer(required=True)
 
@@ -115,7 +126,7 @@ class ImageRequest(_Body):
 
 
 class RegionRequest(_Body):
-    region = fields.String(required=True, validate=_REGION)
+    region = fields.String(required=True, validate=_valid_region)
 
 
 class UpgradeRequest(_Body):

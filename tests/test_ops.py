@@ -19,6 +19,7 @@ from openapi_spec_validator import validate
 
 from swiftchat_api import create_app
 from swiftchat_api.config import Config
+from swiftchat_api.emulator.images import png
 
 
 def _json(body):
@@ -207,14 +208,23 @@ def test_logs_never_hold_the_key_text_or_images(server):
     payload = {"messages": [{"role": "user", "content": content}], "modelId": "m", "region": "us-west-2"}
     server.request("/api/converse/v3", payload)
     server.request("/api/converse/v3", {**payload, "region": 7})
-    server.request(
+    picture = base64.b64encode(png(64, 64, "private")).decode()
+    drawn = server.request(
         "/api/image",
-        {"prompt": secret, "modelId": "amazon.nova-canvas-v1:0", "region": "us-west-2", "width": 1, "height": 1},
+        {
+            "prompt": f"{secret}: make a variation of this",
+            "refImages": [{"format": "png", "source": {"bytes": picture}}],
+            "modelId": "amazon.nova-canvas-v1:0",
+            "region": "us-west-2",
+            "width": 1024,
+            "height": 1024,
+        },
     )
+    assert drawn[0] == 200 and "image" in json.loads(drawn[2])  # the image service really ran on it
     server.request("/api/converse", payload, key=TEST_KEY + "-wrong")
     time.sleep(0.2)
     log = server.output()
-    for private in (TEST_KEY, secret, image):
+    for private in (TEST_KEY, secret, image, picture):
         assert private not in log
 
 

@@ -72,3 +72,28 @@ def test_binary_fields_travel_as_base64():
     )
     assert wire.v2(event) == expected
     assert wire.v3(event) == expected + b"\n\n"
+
+
+def test_v2_escapes_braces_inside_lists():
+    # Citations and tool results put text in lists; a "}{" there would tear the event apart in the app.
+    event = {
+        "contentBlockDelta": {
+            "delta": {"citation": {"sourceContent": [{"text": "a}{b"}], "title": "x"}},
+            "contentBlockIndex": 0,
+        }
+    }
+    encoded = wire.v2(event)
+    assert b"a\\u007d\\u007bb" in encoded
+    assert encoded.count(b"}{") == 0 and json.loads(encoded) == event
+
+
+@pytest.mark.parametrize("name", ["v1", "v2", "v3"])
+def test_in_band_error_hides_what_botocore_would_quote(name):
+    from botocore.exceptions import ParamValidationError
+
+    error = ParamValidationError(
+        report="Invalid type for parameter messages[0].content[0].text, value: ['my private text'], "
+        "type: <class 'list'>, valid types: <class 'str'>"
+    )
+    written = wire.DIALECTS[name].error(error)
+    assert written == b"Error: Parameter validation failed: Invalid type for parameter messages[0].content[0].text."

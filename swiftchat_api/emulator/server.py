@@ -115,6 +115,7 @@ class Emulator:
         except (ValueError, DirectiveError) as error:
             return self._send_json(sock, *refusal(400, "ValidationException", str(error)), keep_alive)
         if script.error:
+            self.calls.append({"operation": "converse-stream", "modelId": model_id, "refused": script.error})
             return self._send_json(sock, *_refused(script), keep_alive)
         record = {"events": 0, "state": "streaming", "modelId": model_id, "request": request}
         if script.tag:
