@@ -1,0 +1,122 @@
+"""Benchmark: what one stream costs one gevent worker, next to boto3 reading the same streams directly.
+
+    python bench/cost.py [--streams 300] [--events 200] [--delay-ms 100] [--held 1000]
+
+Three figures, each from the worker's own CPU time (/proc/<pid>/stat) or RSS, so a noisy
+shared machine matters little:
+- CPU per relayed event: --streams streams of --events deltas, --delay-ms apart (realistic
+  pacing: each event is relayed alone);
+- CPU per request: --streams one-word replies;
+- KB per open stream: --held streams held open (a silent model after its first event).
+The "direct" column is a gevent process reading the same streams from the emulator with boto3
+alone: what any Python relay pays before it writes a byte.
+"""
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from streams import KEY, MODEL, cpu_seconds, load, start_gunicorn  # noqa: E402
+
+from swiftchat_api.emulator import launch  # noqa: E402
+
+
+def rss_kb(pid):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+def chat(text):
+    return {"messages": [{"role": "user", "content": [{"text": text}]}], "modelId": MODEL, "region": "us-west-2"}
+
+
+def direct(url, text, streams, hold=False):
+    command = [sys.executable, str(ROOT / "bench" / "direct.py"), "--url", url, "--model", MODEL, "--text", text]
+    command += ["--streams", str(streams)] + (["--hold"] if hold else [])
+    env = {**os.environ, **launch.environment(url)}
+    return json.loads(subprocess.run(command, capture_output=True, text=True, check=True, env=env).stdout)
+
+
+def through_worker(worker, port, text, streams, expect):
+    before = cpu_seconds(worker)
+    result = load(port, "/api/converse/v3", chat(text), r"b'\n\n'", expect, streams, {"Authorization": f"Bearer {KEY}"})
+    return result, cpu_seconds(worker) - before
+
+
+def hold_streams(worker, port, count):
+    """Open count silent streams through the worker; its RSS growth in KB once all are open."""
+    body = json.dumps(chat("[[emulator first_delay_ms=120000]]")).encode()
+    request = (
+        f"POST /api/converse/v2 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode() + body
+    time.sleep(0.5)
+    before = rss_kb(worker)
+    sockets = []
+    try:
+        for _ in range(count):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=60)
+            sock.sendall(request)
+            sockets.append(sock)
+        for sock in sockets:
+            if b"messageStart" not in sock.recv(65536):
+                sock.recv(65536)
+        time.sleep(0.5)
+        return rss_kb(worker) - before
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--streams", type=int, default=300)
+    parser.add_argument("--events", type=int, default=200)
+    parser.add_argument("--delay-ms", type=int, default=100)
+    parser.add_argument("--held", type=int, default=1000)
+    args = parser.parse_args()
+    paced = f"[[emulator words={args.events} delay_ms={args.delay_ms}]]"
+    short = '[[emulator reply="ok"]]'
+    emulator, url = launch.start()
+    master, worker, port = start_gunicorn(url, max(args.streams, args.held))
+    try:
+        through_worker(worker, port, short, 20, 5)  # warm up: imports, connections
+        print(f"one gevent worker; {args.streams} streams x {args.events} events {args.delay_ms} ms apart")
+
+        base = direct(url, paced, args.streams)
+        relayed, cpu = through_worker(worker, port, paced, args.streams, args.events + 4)
+        per_event = (cpu / max(relayed["events"], 1) * 1e6, base["cpu"] / max(base["events"], 1) * 1e6)
+        failed = relayed["failed"]
+
+        base = direct(url, short, args.streams)
+        answered, cpu = through_worker(worker, port, short, args.streams, 5)
+        per_request = (cpu / args.streams * 1e3, base["cpu"] / max(base["requests"], 1) * 1e3)
+        failed += answered["failed"]
+
+        base = direct(url, "[[emulator first_delay_ms=120000]]", args.held, hold=True)
+        per_stream = (hold_streams(worker, port, args.held) / args.held, base["rss_growth_kb"] / args.held)
+
+        print(f"{'':28}{'worker':>10}{'direct boto3':>14}")
+        print(f"{'CPU per relayed event':28}{per_event[0]:8.0f} µs{per_event[1]:12.0f} µs")
+        print(f"{'CPU per request':28}{per_request[0]:8.2f} ms{per_request[1]:12.2f} ms")
+        print(f"{'RSS per open stream':28}{per_stream[0]:8.0f} KB{per_stream[1]:12.0f} KB")
+        print(f"failed streams: {failed}")
+    finally:
+        master.terminate()
+        master.wait(30)
+        emulator.terminate()
+
+
+if __name__ == "__main__":
+    main()

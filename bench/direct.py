@@ -1,0 +1,78 @@
+"""The baseline for bench/cost.py: the same streams read with boto3 straight from the emulator.
+
+Run by bench/cost.py in its own process (gevent-patched, like a worker). Prints one JSON
+object: events and requests read, this process's CPU seconds, and its RSS growth while
+``--hold`` streams were open at once.
+"""
+
+import argparse
+import json
+import resource
+
+from gevent import monkey
+
+monkey.patch_all()
+
+import boto3  # noqa: E402
+import gevent  # noqa: E402
+from botocore.config import Config  # noqa: E402
+from gevent.event import Event  # noqa: E402
+
+
+def rss_kb():
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def cpu_seconds():
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--text", required=True)
+    parser.add_argument("--streams", type=int, required=True)
+    parser.add_argument("--hold", action="store_true", help="keep every stream open after its first event")
+    args = parser.parse_args()
+    client = boto3.client(
+        "bedrock-runtime",
+        region_name="us-west-2",
+        endpoint_url=args.url,
+        config=Config(max_pool_connections=args.streams + 10, read_timeout=None, retries={"total_max_attempts": 1}),
+    )
+    messages = [{"role": "user", "content": [{"text": args.text}]}]
+    one = client.converse_stream(modelId=args.model, messages=messages, inferenceConfig={"maxTokens": 4096})
+    list(one["stream"])  # load botocore's models before measuring
+    counted = {"events": 0, "requests": 0}
+    opened, release = [], Event()
+
+    def read_one():
+        stream = client.converse_stream(modelId=args.model, messages=messages, inferenceConfig={"maxTokens": 4096})
+        counted["requests"] += 1
+        for _event in stream["stream"]:
+            counted["events"] += 1
+            if args.hold:
+                opened.append(stream)
+                release.wait()
+                break
+
+    before_rss, before_cpu = rss_kb(), cpu_seconds()
+    greenlets = [gevent.spawn(read_one) for _ in range(args.streams)]
+    held_rss = 0
+    if args.hold:
+        while len(opened) < args.streams and not all(g.dead for g in greenlets):
+            gevent.sleep(0.05)
+        held_rss = rss_kb()
+        release.set()
+    gevent.joinall(greenlets)
+    print(json.dumps({**counted, "cpu": cpu_seconds() - before_cpu, "rss_growth_kb": held_rss - before_rss}))
+
+
+if __name__ == "__main__":
+    main()
