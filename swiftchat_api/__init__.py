@@ -32,7 +32,7 @@ def create_app(config=None):
     from . import cli, errors, logs
     from .auth import PARAMETER_STORE, ParameterStoreKey, StaticKey
     from .aws import Clients
-    from .blueprints import converse, image, models, ops, proxy, token, upgrade
+    from .blueprints import converse, image, models, ops, proxy, token, upgrade, v1
     from .cache import TTLCache
     from .config import Config
     from .observe import FACTS, Observer
@@ -72,7 +72,7 @@ def create_app(config=None):
         http=urllib3.PoolManager(num_pools=4, maxsize=8),
         store=open_store(config.store_url, pepper=config.key_pepper, timeout=config.store_timeout),
     )
-    for module in (converse, image, models, upgrade, token, proxy, ops):
+    for module in (converse, image, models, upgrade, token, proxy, ops, v1):
         app.register_blueprint(module.bp)
     app.register_blueprint(ops.docs)
     errors.register(app)

@@ -6,7 +6,7 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from marshmallow import Schema, fields
 
-from . import schemas
+from . import openai_compat, schemas
 from .services import proxy
 
 _AUTH = [{"bearer": []}, {"apiKey": []}]
@@ -22,6 +22,21 @@ def _rules_in_code(self, field, **kwargs):
         return {"format": "byte", "minLength": 1}
     if field.name == "region":
         return _REGION
+    return _openai_rules(field)
+
+
+def _openai_rules(field):
+    """The shapes the OpenAI-compatible schemas check in code."""
+    strings = {"type": "array", "items": {"type": "string"}}
+    if isinstance(field, openai_compat._Content):
+        parts = {"type": "array", "items": {"type": "object"}, "description": "text and image_url parts"}
+        return {"oneOf": [{"type": "string"}, parts]}
+    if isinstance(field, openai_compat._ToolChoice):
+        return {"oneOf": [{"type": "string", "enum": ["none", "auto", "required"]}, {"type": "object"}]}
+    if isinstance(field, openai_compat._Stop):
+        return {"oneOf": [{"type": "string"}, strings]}
+    if isinstance(field, openai_compat._EmbeddingInput):
+        return {"oneOf": [{"type": "string", "minLength": 1}, {**strings, "minItems": 1}]}
     return {}
 
 
@@ -74,6 +89,88 @@ class TokenAnswer(Schema):
 class Status(Schema):
     status = fields.String(required=True)
     detail = fields.String()
+
+
+class OpenAIProblem(Schema):
+    message = fields.String(required=True)
+    type = fields.String(required=True, metadata={"example": "invalid_request_error"})
+    param = fields.String(required=True, allow_none=True)
+    code = fields.String(required=True, allow_none=True, metadata={"example": "model_not_found"})
+
+
+class OpenAIErrorAnswer(Schema):
+    error = fields.Nested(OpenAIProblem, required=True)
+
+
+# The answers of the /v1 routes, as far as clients rely on them (the SDKs keep any other member).
+_OPENAI_ANSWERS = {
+    "ChatCompletion": {
+        "type": "object",
+        "required": ["id", "object", "created", "model", "choices", "usage"],
+        "properties": {
+            "id": {"type": "string"},
+            "object": {"type": "string", "enum": ["chat.completion"]},
+            "created": {"type": "integer"},
+            "model": {"type": "string"},
+            "choices": {
+                "type": "array",
+                "items": {"type": "object", "required": ["index", "message", "finish_reason"]},
+            },
+            "usage": {"type": "object", "required": ["prompt_tokens", "completion_tokens", "total_tokens"]},
+        },
+    },
+    "Model": {
+        "type": "object",
+        "required": ["id", "object", "created", "owned_by"],
+        "properties": {
+            "id": {"type": "string", "example": "us.anthropic.claude-3-5-sonnet-20240620-v1:0"},
+            "object": {"type": "string", "enum": ["model"]},
+            "created": {"type": "integer"},
+            "owned_by": {"type": "string", "example": "anthropic"},
+            "name": {"type": "string", "example": "Claude 3.5 Sonnet"},
+        },
+    },
+    "ModelList": {
+        "type": "object",
+        "required": ["object", "data"],
+        "properties": {
+            "object": {"type": "string", "enum": ["list"]},
+            "data": {"type": "array", "items": {"$ref": "#/components/schemas/Model"}},
+        },
+    },
+    "EmbeddingList": {
+        "type": "object",
+        "required": ["object", "data", "model", "usage"],
+        "properties": {
+            "object": {"type": "string", "enum": ["list"]},
+            "data": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["object", "index", "embedding"],
+                    "properties": {
+                        "object": {"type": "string", "enum": ["embedding"]},
+                        "index": {"type": "integer"},
+                        "embedding": {"oneOf": [{"type": "array", "items": {"type": "number"}}, {"type": "string"}]},
+                    },
+                },
+            },
+            "model": {"type": "string"},
+            "usage": {"type": "object", "required": ["prompt_tokens", "total_tokens"]},
+        },
+    },
+    "ImagesAnswer": {
+        "type": "object",
+        "required": ["created", "data"],
+        "properties": {
+            "created": {"type": "integer"},
+            "data": {
+                "type": "array",
+                "items": {"type": "object", "required": ["b64_json"], "properties": {"b64_json": {"type": "string"}}},
+            },
+        },
+    },
+}
 
 
 def _json(schema):
@@ -164,6 +261,49 @@ def _relayed(summary, target):
     return operation
 
 
+_OPENAI_STATUSES = {
+    "400": "The body or X-Bedrock-Region is not valid, or Bedrock refused the request as invalid.",
+    "401": "No key, a wrong key, or not a Bearer key.",
+    "403": "Bedrock denied access.",
+    "404": "Bedrock does not know the model.",
+    "408": "The body stopped arriving before it was complete.",
+    "413": "The body is larger than SWIFTCHAT_MAX_BODY_MB.",
+    "429": "Bedrock throttled the call, or the key is over its limit (Retry-After; x-should-retry: false for "
+    "a spent daily budget).",
+    "500": "Unexpected.",
+    "502": "Bedrock failed otherwise.",
+    "503": "Bedrock, or the key store, is unavailable.",
+    "504": "Bedrock did not start answering in time.",
+}
+_BEDROCK_REGION = {
+    "name": "X-Bedrock-Region",
+    "in": "header",
+    "required": False,
+    "schema": _REGION,
+    "description": "The region whose Bedrock serves the call; the server's AWS_REGION by default.",
+}
+
+
+def _openai(method, summary, ok, body=None, statuses=(), description=None):
+    """A /v1 operation: OpenAI's error answer for every status but 200."""
+    errors = {
+        status: {"description": why, "content": _json("OpenAIErrorAnswer")}
+        for status, why in _OPENAI_STATUSES.items()
+        if not statuses or status in statuses
+    }
+    operation = {
+        "summary": summary,
+        "security": _AUTH,
+        "parameters": [_BEDROCK_REGION],
+        "responses": {"200": ok, **errors},
+    }
+    if description:
+        operation["description"] = description
+    if body:
+        operation["requestBody"] = {"required": True, "content": _json(body)}
+    return {method: operation}
+
+
 def _get(summary, description, content, secured=False):
     operation = {"summary": summary, "responses": {"200": {"description": description, "content": content}}}
     if secured:
@@ -198,8 +338,15 @@ def document():
         ("UpgradeAnswer", UpgradeAnswer),
         ("TokenAnswer", TokenAnswer),
         ("Status", Status),
+        ("OpenAIChatRequest", openai_compat.ChatCompletionRequest),
+        ("OpenAIEmbeddingsRequest", openai_compat.EmbeddingsRequest),
+        ("OpenAIImagesRequest", openai_compat.ImagesRequest),
+        ("OpenAIErrorAnswer", OpenAIErrorAnswer),
     ):
         spec.components.schema(name, schema=schema)
+    for name, component in _OPENAI_ANSWERS.items():
+        spec.components.schema(name, component)
+    listing = ("400", "401", "403", "429", "500", "502", "503")
     paths = {
         "/api/converse": _stream("Chat, first app generation", "each delta's text, then a newline and the usage JSON."),
         "/api/converse/v2": _stream("Chat, second generation", "every Bedrock event as JSON, back to back."),
@@ -241,7 +388,45 @@ def document():
             "Prometheus metrics", "Text exposition format.", {"text/plain": {"schema": {"type": "string"}}}, True
         ),
         "/openapi.json": _get("This document", "OpenAPI 3.", {"application/json": {"schema": {"type": "object"}}}),
+        "/v1/chat/completions": _openai(
+            "post",
+            "OpenAI-compatible chat, on Bedrock's Converse",
+            {
+                "description": "`chat.completion`, or with `stream: true` server-sent events: a "
+                "`chat.completion.chunk` per `data:` line, `: keep-alive` comments in silences, `data: [DONE]` "
+                'last; a failure after the first byte is one `data: {"error": ...}` event that ends the stream.',
+                "content": {**_json("ChatCompletion"), "text/event-stream": {"schema": {"type": "string"}}},
+            },
+            body="OpenAIChatRequest",
+        ),
+        "/v1/models": _openai(
+            "get",
+            "OpenAI-compatible list of the region's chat models",
+            {"description": "Inference-profile ids where the region has them.", "content": _json("ModelList")},
+            statuses=listing,
+        ),
+        "/v1/models/{model_id}": _openai(
+            "get",
+            "One chat model of the region",
+            {"description": "The model.", "content": _json("Model")},
+            statuses=(*listing, "404"),
+        ),
+        "/v1/embeddings": _openai(
+            "post",
+            "OpenAI-compatible embeddings (Titan and Cohere models)",
+            {"description": "One embedding per input, in order.", "content": _json("EmbeddingList")},
+            body="OpenAIEmbeddingsRequest",
+        ),
+        "/v1/images/generations": _openai(
+            "post",
+            "OpenAI-compatible image generation (Titan, Nova Canvas, Stability)",
+            {"description": "One image as `b64_json`.", "content": _json("ImagesAnswer")},
+            body="OpenAIImagesRequest",
+        ),
     }
+    paths["/v1/models/{model_id}"]["get"]["parameters"].append(
+        {"name": "model_id", "in": "path", "required": True, "schema": {"type": "string"}}
+    )
     for path, operations in paths.items():
         spec.path(path=path, operations=operations)
     return spec.to_dict()

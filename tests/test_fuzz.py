@@ -109,7 +109,14 @@ FUZZ_CONFIG = schemathesis.Config.from_dict(
                         "expected-statuses": ["2xx", "400", "401", "403", "404", "409", "429", "5xx"]
                     }
                 },
-            }
+            },
+            # The same for /v1: message order, tool call ids and model families are checked in code.
+            {
+                "include-path-regex": "^/v1/",
+                "checks": {
+                    "positive_data_acceptance": {"expected-statuses": ["2xx", "400", "401", "403", "404", "429"]}
+                },
+            },
         ]
     }
 )

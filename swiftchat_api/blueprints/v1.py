@@ -1,0 +1,226 @@
+"""The OpenAI-compatible API: /v1/chat/completions, /v1/models, /v1/embeddings, /v1/images/generations.
+
+Named v1, not openai, so that no module inside the package shadows the ``openai`` SDK. Every
+answer that is not a success is OpenAI's ``{"error": {"message", "type", "param", "code"}}``
+with the status the SDKs turn into their exception classes.
+"""
+
+import logging
+import traceback
+
+from botocore.exceptions import BotoCoreError, ClientError
+from flask import Blueprint, jsonify, request
+from marshmallow import ValidationError
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
+
+from .. import bodies, openai_compat, telemetry, wire
+from ..exceptions import ApiError, StreamRefused
+from ..openai_compat import OpenAIError, base_model, invalid_body, upstream_error
+from ..schemas import RegionRequest
+from ..services import images
+from ..services import v1 as calls
+from ..services.catalogue import catalogue
+from .common import facts, raw_body, require_key, resources
+from .streaming import stream_response
+
+bp = Blueprint("v1", __name__)
+log = logging.getLogger(__name__)
+
+REGION_HEADER = "X-Bedrock-Region"
+FALLBACK_REGION = "us-east-1"  # when neither the header nor the server's environment names one
+_chat = openai_compat.ChatCompletionRequest()
+_embeddings = openai_compat.EmbeddingsRequest()
+_images = openai_compat.ImagesRequest()
+_region = RegionRequest()
+
+
+def _authenticate():
+    """Check the caller's key; no key at all is a 401 too, as OpenAI answers it."""
+    try:
+        require_key()
+    except ApiError as error:
+        if error.status == 401:
+            raise OpenAIError(401, error.detail, code="invalid_api_key") from None
+        if error.status == 403:  # no key, or not a Bearer one
+            message = f"{error.detail}: send your API key as Authorization: Bearer <key>."
+            raise OpenAIError(401, message, code="invalid_api_key") from None
+        raise
+
+
+def _body(schema):
+    """The JSON body through one of openai_compat's schemas, after the size, stall and depth bounds."""
+    return schema.load(bodies.loads(raw_body()))
+
+
+def _bedrock_region():
+    """The region whose Bedrock serves this request: the header's, else the server's default."""
+    given = request.headers.get(REGION_HEADER)
+    if given is None:
+        shared = resources()
+        return shared.clients.default_region or shared.config.aws_region or FALLBACK_REGION
+    try:
+        return _region.load({"region": given})["region"]
+    except ValidationError:
+        raise OpenAIError(400, f"{REGION_HEADER}: Not a valid AWS region name.", param=REGION_HEADER) from None
+
+
+def _runtime(region, streaming=False):
+    return resources().clients.get("bedrock-runtime", region, streaming=streaming)
+
+
+def _record_model(model):
+    """The model the access log and the per-key usage name; set before the call, so a refused one counts too."""
+    facts().model = model
+
+
+def _record_usage(usage):
+    """Bedrock's usage of a call answered whole, for the access log and the per-key token budget."""
+    facts().usage = usage
+
+
+@bp.post("/v1/chat/completions")
+def chat_completions():
+    """Answer a chat with a Bedrock model, streamed as server-sent events or whole."""
+    _authenticate()
+    region = _bedrock_region()
+    chat = _body(_chat)
+    args = openai_compat.converse_args(chat)
+    answer_id, created = openai_compat.new_id(), openai_compat.now()
+    if chat["stream"]:
+        usage_chunk = openai_compat.include_usage(chat)
+        translator = openai_compat.ChunkTranslator(chat["model"], answer_id, created, usage_chunk)
+        return stream_response(_runtime(region, streaming=True), args, wire.OpenAIStream(translator))
+    _record_model(chat["model"])
+    answer = calls.converse(_runtime(region), args)
+    _record_usage(answer.get("usage"))
+    return openai_compat.completion(answer, chat["model"], answer_id, created)
+
+
+def _chat_models(region):
+    """The region's chat models as OpenAI lists them, under the ids Bedrock takes (profiles included)."""
+    shared = resources()
+    found = shared.models_cache.get(region, lambda: catalogue(shared.clients.get("bedrock", region), region))
+    created = openai_compat.now()  # Bedrock does not say when a model came out
+    return [
+        {
+            "id": model["modelId"],
+            "object": "model",
+            "created": created,
+            "owned_by": base_model(model["modelId"]).split(".", 1)[0],
+            "name": model["modelName"],  # shown by Open WebUI and others in place of the id
+        }
+        for model in (found["textModel"] if found else [])
+    ]
+
+
+@bp.get("/v1/models")
+def list_models():
+    """List the chat models of the region."""
+    _authenticate()
+    return {"object": "list", "data": _chat_models(_bedrock_region())}
+
+
+@bp.get("/v1/models/<path:model_id>")
+def retrieve_model(model_id):
+    """Describe one chat model of the region."""
+    _authenticate()
+    found = next((model for model in _chat_models(_bedrock_region()) if model["id"] == model_id), None)
+    if found is None:
+        raise OpenAIError(404, "This region offers no chat model with that id.", param="model", code="model_not_found")
+    return found
+
+
+@bp.post("/v1/embeddings")
+def create_embeddings():
+    """Embed texts with a Titan or Cohere embedding model."""
+    _authenticate()
+    region = _bedrock_region()
+    wanted = _body(_embeddings)
+    model_calls = openai_compat.embedding_calls(wanted)
+    _record_model(wanted["model"])
+    answers, token_counts = calls.embed(_runtime(region), model_calls)
+    answer = openai_compat.embeddings(wanted, answers, token_counts)
+    tokens = answer["usage"]["prompt_tokens"]
+    _record_usage({"inputTokens": tokens, "outputTokens": 0, "totalTokens": tokens})
+    return answer
+
+
+@bp.post("/v1/images/generations")
+def generate_image():
+    """Draw an image with a Titan, Nova Canvas or Stability model."""
+    _authenticate()
+    region = _bedrock_region()
+    wanted = openai_compat.image_request(_body(_images))
+    _record_model(wanted["modelId"])
+    helper = images.helper_model(region, resources().config.image_helper_model_id)
+    return openai_compat.image_answer(images.generate(_runtime(region), helper, wanted), openai_compat.now())
+
+
+# --- errors: every one in OpenAI's shape -----------------------------------------------------
+
+
+def _answer(error, headers=None):
+    return jsonify(error.body()), error.status, headers or {}
+
+
+@bp.errorhandler(OpenAIError)
+def _openai_error(error):
+    return _answer(error)
+
+
+@bp.errorhandler(ValidationError)
+def _invalid(error):
+    return _answer(invalid_body(error))
+
+
+@bp.errorhandler(ApiError)
+def _api_error(error):
+    """Body bounds (408, 413), a store that is down (503), and per-key limits (429, Retry-After kept)."""
+    headers = dict(error.headers)
+    limit = getattr(error, "limit", None)
+    if limit == "tokens_per_day":
+        # Retrying cannot help before the day turns: the SDKs read this header and stop.
+        headers["x-should-retry"] = "false"
+        return _answer(OpenAIError(429, error.detail, code="insufficient_quota"), headers)
+    if error.status == 429:
+        return _answer(OpenAIError(429, error.detail, code="rate_limit_exceeded"), headers)
+    return _answer(OpenAIError(error.status, error.detail), headers)
+
+
+@bp.errorhandler(StreamRefused)
+def _stream_refused(error):
+    """Bedrock refused a streamed chat before its first event: the same answer as a refused whole one."""
+    cause = error.__context__  # the botocore error StreamRefused was raised from, when there is one
+    if isinstance(cause, (ClientError, BotoCoreError)):
+        return _answer(upstream_error(cause), error.headers)
+    return _answer(OpenAIError(error.status, str(error)), error.headers)
+
+
+@bp.errorhandler(ClientError)
+@bp.errorhandler(BotoCoreError)
+def _upstream(error):
+    telemetry.upstream_error(error)
+    return _answer(upstream_error(error))
+
+
+@bp.errorhandler(HTTPException)
+def _http_error(error):
+    headers = [(name, value) for name, value in error.get_headers() if name.lower() != "content-type"]
+    return _answer(OpenAIError(error.code, error.name), headers)  # keeps Allow on a 405
+
+
+@bp.errorhandler(Exception)
+def _unexpected(error):
+    # The exception's own message may quote what the caller sent: log its type and where it happened.
+    frames = "".join(traceback.format_tb(error.__traceback__))
+    log.error("unhandled %s", type(error).__name__, extra={"fields": {"traceback": frames}})
+    return _answer(OpenAIError(500, "The server had an error while processing your request."))
+
+
+@bp.before_app_request
+def _unrouted():
+    """404 and 405 under /v1 in OpenAI's shape: routing fails before any blueprint's handlers apply."""
+    failed = request.routing_exception
+    if isinstance(failed, (NotFound, MethodNotAllowed)) and (request.path + "/").startswith("/v1/"):
+        return _http_error(failed)
+    return None
