@@ -20,13 +20,11 @@ owe a keep-alive, whose upstream has been silent too long or whose client stoppe
 import select
 import socket
 import time
-from collections import deque
 from dataclasses import dataclass
 
 import gevent
 from gevent.event import Event
 from gevent.monkey import get_original
-from gevent.socket import wait_read
 
 _HUNG_UP = select.POLLRDHUP | select.POLLHUP | select.POLLERR
 # The kernel's poll, not gevent's stand-in (which reports readable, never hung up); a zero
@@ -75,6 +73,40 @@ class Ticker:
 class Relay:
     """Relays one stream; afterwards it tells on_done(relay) what happened (see the public attributes)."""
 
+    # Thousands of these live at once in a worker: no per-instance dict.
+    __slots__ = (
+        "_stream",
+        "_dialect",
+        "_ticker",
+        "_limits",
+        "_client",
+        "on_done",
+        "_pending",
+        "_pending_bytes",
+        "_ready",
+        "_drained",
+        "_arrived",
+        "_finished",
+        "_completed",
+        "_reported",
+        "_paused",
+        "_keepalive_due",
+        "_silenced",
+        "_peer_sent_more",
+        "_writing_since",
+        "client_gone",
+        "first_event_at",
+        "finished_at",
+        "usage",
+        "upstream_error",
+        "_last_write",
+        "_last_upstream",
+        "_reader",
+        "_reading",
+        "_watcher",
+        "_output",
+    )
+
     def __init__(self, stream, dialect, ticker, limits, client=None):
         self._stream = stream
         self._dialect = dialect
@@ -82,7 +114,7 @@ class Relay:
         self._limits = limits
         self._client = client
         self.on_done = None
-        self._pending = deque()
+        self._pending = []
         self._pending_bytes = 0
         self._ready = Event()  # something for the writer to do
         self._drained = Event()  # room for the reader again
@@ -126,7 +158,9 @@ class Relay:
     def __iter__(self):
         if self._output is None:
             if self._client is not None:
-                self._watcher = gevent.spawn(self._watch)
+                # A libev watcher, not a greenlet: it costs no stack while the client is quiet.
+                self._watcher = gevent.get_hub().loop.io(self._client.fileno(), 1)
+                self._watcher.start(self._client_stirred)
             self._output = self._write_loop()
         return self._output
 
@@ -181,15 +215,12 @@ class Relay:
     def _take(self):
         """Whole events, up to max_write bytes (or one bigger event alone)."""
         pending = self._pending
-        chunk = pending.popleft()
-        size = len(chunk)
-        if pending and size + len(pending[0]) <= self._dialect.max_write:
-            parts = [chunk]
-            while pending and size + len(pending[0]) <= self._dialect.max_write:
-                part = pending.popleft()
-                parts.append(part)
-                size += len(part)
-            chunk = b"".join(parts)
+        size, taken, limit = len(pending[0]), 1, self._dialect.max_write
+        while taken < len(pending) and size + len(pending[taken]) <= limit:
+            size += len(pending[taken])
+            taken += 1
+        chunk = pending[0] if taken == 1 else b"".join(pending[:taken])
+        del pending[:taken]  # a few small events at most: cheaper per stream than a deque
         self._pending_bytes -= size
         self._keepalive_due = False
         self._drained.set()
@@ -231,24 +262,21 @@ class Relay:
         self._paused = False
         self._last_upstream = time.monotonic()  # the pause was ours, not Bedrock's silence
 
-    def _watch(self):
-        try:
-            wait_read(self._client.fileno())
-            if self._client.recv(1, socket.MSG_PEEK):
-                # The next pipelined request, not a hang-up: the Ticker polls for the hang-up instead.
-                self._peer_sent_more = True
-                return
-        except OSError:
-            pass
-        self._client_left()
+    def _client_stirred(self):
+        """The client's socket became readable: it hung up, or sent the start of its next request."""
+        self._watcher.stop()
+        if self._client_hung_up():
+            gevent.spawn(self._client_left)  # not in the hub: on_done may do I/O
+        else:
+            self._peer_sent_more = True  # the Ticker polls for the hang-up from now on
 
     def _client_hung_up(self):
         poller = _poll()
         try:
             poller.register(self._client.fileno(), _HUNG_UP)
+            return bool(poller.poll(0))
         except (OSError, ValueError):
             return True
-        return bool(poller.poll(0))
 
     def _let_go(self):
         """The client has taken nothing for client_timeout: fail the blocked write so the server closes us."""
@@ -271,8 +299,8 @@ class Relay:
         if not self._reading:  # a reader killed before it ran never reaches its finally
             self._stream.close()
         self._drained.set()
-        if self._watcher is not None and self._watcher is not gevent.getcurrent():
-            self._watcher.kill(block=False)
+        if self._watcher is not None:
+            self._watcher.close()
         if not self._reported:
             self._reported = True
             self.finished_at = time.monotonic()
