@@ -19,6 +19,7 @@ class Resources:
     releases_cache: object
     http: object
     store: object = None
+    usage: object = None  # the store's UsageRecorder: usage written without holding a response
 
 
 def create_app(config=None):
@@ -30,7 +31,7 @@ def create_app(config=None):
     from flask import Flask, request
 
     from . import cli, errors, logs
-    from .auth import PARAMETER_STORE, ParameterStoreKey, StaticKey
+    from .auth import PARAMETER_STORE, ParameterStoreKey, StaticKey, store_failed
     from .aws import Clients
     from .blueprints import converse, image, models, ops, proxy, token, upgrade, v1
     from .cache import TTLCache
@@ -38,6 +39,7 @@ def create_app(config=None):
     from .observe import FACTS, Observer
     from .relay import Limits, Ticker
     from .store import open_store
+    from .store.recorder import UsageRecorder
 
     config = config or Config.from_env()
     app = Flask(__name__)
@@ -56,6 +58,7 @@ def create_app(config=None):
     else:
         keys = StaticKey(config.api_key)
     ticker = Ticker(period=min(1.0, config.keepalive_seconds / 2))
+    store = open_store(config.store_url, pepper=config.key_pepper, timeout=config.store_timeout)
     app.extensions["swiftchat"] = Resources(
         config,
         keys,
@@ -70,7 +73,8 @@ def create_app(config=None):
         models_cache=TTLCache(config.models_cache_seconds),
         releases_cache=TTLCache(config.upgrade_cache_seconds),
         http=urllib3.PoolManager(num_pools=4, maxsize=8),
-        store=open_store(config.store_url, pepper=config.key_pepper, timeout=config.store_timeout),
+        store=store,
+        usage=UsageRecorder(store, failed=lambda error: store_failed("record", error)),
     )
     for module in (converse, image, models, upgrade, token, proxy, ops, v1):
         app.register_blueprint(module.bp)

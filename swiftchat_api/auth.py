@@ -1,4 +1,9 @@
-"""API key sources and the check every /api route makes before it reads the body."""
+"""API key sources and the check every /api route makes before it reads the body.
+
+Two kinds of key are accepted: the shared key (``API_KEY`` or the SSM parameter named by
+``API_KEY_NAME``), unlimited and never stored, and per-person keys from the key store, each
+with its own optional limits. A store that is down costs the shared key nothing.
+"""
 
 import hmac
 import logging
@@ -8,7 +13,9 @@ import gevent
 from botocore.config import Config as BotoConfig
 from gevent.event import AsyncResult
 
-from .exceptions import ApiError, describe
+from . import telemetry
+from .exceptions import ApiError, LimitExceeded, describe
+from .store import SHARED_KEY_NAME, Identity, StoreUnavailable
 
 log = logging.getLogger(__name__)
 # A slow or unreachable Parameter Store must fail requests fast, not hold them.
@@ -93,7 +100,69 @@ def presented_key(headers):
 
 def authenticate(source, headers, refresh=False):
     """Raise ApiError unless the request carries the configured key (constant-time compare)."""
-    presented = presented_key(headers)
+    _check_shared(source, presented_key(headers), refresh)
+
+
+SHARED = Identity(SHARED_KEY_NAME)
+STORE_DOWN = "The key store cannot be reached just now; please try again in a moment."
+_STORE_LOG_INTERVAL = 10.0  # an outage is logged once per interval and operation, and counted always
+_store_logged = {}
+
+
+def _check_shared(source, presented, refresh):
     expected = source.get(refresh=refresh)
     if not hmac.compare_digest(presented.encode(), expected.encode()):
         raise ApiError(401, "Invalid API Key")
+
+
+def store_failed(operation, error):
+    """Count a key-store failure, and log it unless the same operation was logged moments ago."""
+    telemetry.STORE_ERRORS.labels(operation).inc()
+    now = time.monotonic()
+    if now - _store_logged.get(operation, float("-inf")) >= _STORE_LOG_INTERVAL:
+        _store_logged[operation] = now
+        log.warning("key store %s failed: %s", operation, error)
+
+
+def identify(source, store, headers, refresh=False):
+    """The Identity of the request's key: a per-person key from the store, or the shared key.
+
+    403 without a key, 401 for a key that is neither; 503 when the key could be a per-person
+    one but the store cannot say. Only a key shaped like a per-person key costs a store call,
+    so the shared key works whatever the store's state. ``refresh`` re-reads the shared key
+    from its source (``/api/upgrade``).
+    """
+    presented = presented_key(headers)
+    try:
+        identity = store.lookup(presented)
+    except StoreUnavailable as error:
+        store_failed("lookup", error)
+        try:
+            _check_shared(source, presented, refresh)
+        except ApiError:
+            raise ApiError(503, STORE_DOWN) from None
+        return SHARED
+    if identity is not None:
+        return identity
+    _check_shared(source, presented, refresh)
+    return SHARED
+
+
+def admit(store, identity):
+    """Count the request against identity's limits; LimitExceeded (429) over one, 503 if the store is down."""
+    try:
+        admission = store.admit(identity)
+    except StoreUnavailable as error:
+        store_failed("admit", error)
+        raise ApiError(503, STORE_DOWN) from None
+    if admission.ok:
+        return
+    telemetry.KEY_REFUSALS.labels(identity.name, admission.limit).inc()
+    if admission.limit == "rpm":
+        detail = f"This key allows {identity.rpm:,} requests a minute; try again in {admission.retry_after} s."
+    else:
+        detail = (
+            f"This key has used its {identity.tokens_per_day:,} tokens for today; it renews at midnight UTC,"
+            f" in {admission.retry_after} s."
+        )
+    raise LimitExceeded(429, detail, limit=admission.limit, retry_after=admission.retry_after)

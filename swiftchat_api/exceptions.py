@@ -42,6 +42,27 @@ class ApiError(Exception):
         self.headers = headers or {}
 
 
+class LimitExceeded(ApiError):
+    """A per-person key is over a limit: 429 with Retry-After.
+
+    ``limit`` is ``"rpm"`` or ``"tokens_per_day"`` and ``retry_after`` the whole seconds to wait
+    (also in ``headers["Retry-After"]``). Each route family renders it its own way: text on the
+    chat routes, ``{"detail": ...}`` on the other /api routes, an OpenAI error on /v1.
+    """
+
+    def __init__(
+        self, status=429, detail="Too many requests for this key.", headers=None, limit="rpm", retry_after=None
+    ):
+        headers = dict(headers or {})
+        if retry_after is None:
+            given = str(headers.get("Retry-After", ""))
+            retry_after = int(given) if given.isdigit() else 1
+        headers["Retry-After"] = str(retry_after)
+        super().__init__(status, detail, headers)
+        self.limit = limit
+        self.retry_after = retry_after
+
+
 class StreamRefused(Exception):
     """A chat call refused before its stream began; the chat routes answer text/plain ``Error: ...``."""
 

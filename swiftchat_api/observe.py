@@ -8,11 +8,13 @@ import logging
 import re
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from . import telemetry
 
 access = logging.getLogger("swiftchat_api.access")
+log = logging.getLogger(__name__)
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 UNMATCHED = "<unmatched>"
 FACTS = "swiftchat.facts"  # the environ key of a request's RequestFacts
@@ -22,7 +24,12 @@ _METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"
 
 @dataclass
 class RequestFacts:
-    """What one request did, filled in as it goes; logged and counted when its last byte has left."""
+    """What one request did, filled in as it goes; logged and counted when its last byte has left.
+
+    ``usage`` is Bedrock's (``inputTokens``, ``outputTokens``); ``key_name`` names the key that
+    was presented (never the key). ``on_end(facts)``, when set, runs once the response is over:
+    how an admitted request's usage reaches the key store, tokens included.
+    """
 
     request_id: str
     started: float
@@ -31,6 +38,7 @@ class RequestFacts:
     key_name: str | None = None
     usage: dict | None = None
     disconnected: bool = False
+    on_end: Callable | None = None
 
 
 class Observer:
@@ -98,3 +106,8 @@ def _finish(environ, facts, response, sent):
     if facts.disconnected:
         fields["client_disconnected"] = True
     access.info("request", extra={"fields": fields})
+    if facts.on_end is not None:
+        try:
+            facts.on_end(facts)
+        except Exception as error:  # accounting must never break the server's handling of the connection
+            log.error("accounting for a finished request failed: %s", type(error).__name__)

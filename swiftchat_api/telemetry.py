@@ -30,6 +30,11 @@ OPEN_STREAMS = Gauge("swiftchat_open_streams", "Chat streams open now.", multipr
 TOKENS = Counter("swiftchat_bedrock_tokens", "Tokens Bedrock reported.", ["model", "direction"])
 UPSTREAM_ERRORS = Counter("swiftchat_upstream_errors", "Bedrock failures, by error code.", ["type"])
 DISCONNECTS = Counter("swiftchat_client_disconnects", "Clients that left before their stream ended.", ["route"])
+# Per key, labelled with the key's name (never the key): as many series as there are keys.
+KEY_REQUESTS = Counter("swiftchat_key_requests", "Requests served, per key name.", ["key"])
+KEY_TOKENS = Counter("swiftchat_key_tokens", "Bedrock tokens used, per key name.", ["key", "direction"])
+KEY_REFUSALS = Counter("swiftchat_key_refusals", "Requests refused over a key's limit.", ["key", "limit"])
+STORE_ERRORS = Counter("swiftchat_store_errors", "Key store calls that failed, by operation.", ["operation"])
 
 
 def upstream_error(error):
@@ -50,6 +55,15 @@ def stream_finished(route, model, started, relay):
         upstream_error(relay.upstream_error)
     if relay.client_gone:
         DISCONNECTS.labels(route).inc()
+
+
+def key_served(name, input_tokens, output_tokens):
+    """Count one served request of the key named ``name`` and the tokens it used."""
+    KEY_REQUESTS.labels(name).inc()
+    if input_tokens:
+        KEY_TOKENS.labels(name, "input").inc(input_tokens)
+    if output_tokens:
+        KEY_TOKENS.labels(name, "output").inc(output_tokens)
 
 
 def exposition():

@@ -1,11 +1,16 @@
 """What every /api view does first: check the key, then read the body through its schema."""
 
+from functools import partial
+
 from flask import current_app, request
 
-from .. import bodies
-from ..auth import authenticate
+from .. import auth, bodies, telemetry
 from ..exceptions import ApiError
 from ..observe import FACTS
+
+# Operator routes (/metrics) show every key's name and usage: only the shared key opens them.
+_OPERATOR_BLUEPRINTS = frozenset({"ops"})
+_MAX_TOKENS = 10**9  # per request; anything else in a usage report is not a count
 
 
 def resources():
@@ -18,9 +23,37 @@ def facts():
     return request.environ[FACTS]
 
 
-def require_key(refresh=False):
-    """Authenticate the current request against the app's key source."""
-    authenticate(resources().keys, request.headers, refresh=refresh)
+def require_key(refresh=False, headers=None):
+    """Authenticate the request's key, admit it under the key's limits and name the key in the facts.
+
+    Raises ApiError (403, 401, 503 when the key store is down) or LimitExceeded (429). Once
+    admitted, the request is recorded against the key when its response ends: one request,
+    ``facts().model`` and the tokens of ``facts().usage``. ``refresh`` re-reads the shared key
+    from its source; ``headers`` replaces the request's own (a route that checks one header).
+    """
+    shared = resources()
+    record = facts()
+    headers = request.headers if headers is None else headers
+    if request.blueprint in _OPERATOR_BLUEPRINTS:
+        auth.authenticate(shared.keys, headers, refresh=refresh)
+        record.key_name = auth.SHARED.name
+        return
+    identity = auth.identify(shared.keys, shared.store, headers, refresh=refresh)
+    record.key_name = identity.name
+    auth.admit(shared.store, identity)
+    record.on_end = partial(_account, shared.usage)
+
+
+def _tokens(value):
+    return value if type(value) is int and 0 <= value < _MAX_TOKENS else 0
+
+
+def _account(recorder, record):
+    """Count a finished, admitted request against its key: metrics now, the store in the background."""
+    usage = record.usage if isinstance(record.usage, dict) else {}
+    input_tokens, output_tokens = _tokens(usage.get("inputTokens")), _tokens(usage.get("outputTokens"))
+    telemetry.key_served(record.key_name, input_tokens, output_tokens)
+    recorder.add(record.key_name, record.model, input_tokens, output_tokens)
 
 
 def raw_body():

@@ -3,6 +3,7 @@
 from flask import Blueprint
 
 from .. import wire
+from ..exceptions import LimitExceeded
 from ..schemas import ConverseRequest
 from ..services import converse
 from .common import body, require_key, resources
@@ -10,6 +11,12 @@ from .streaming import stream_response
 
 bp = Blueprint("converse", __name__)
 _schema = ConverseRequest()
+
+
+@bp.errorhandler(LimitExceeded)
+def _over_limit(error):
+    """A key over its limit, told as every app generation shows a chat error: text/plain ``Error: ...``."""
+    return f"Error: {error.detail}", error.status, {**error.headers, "Content-Type": "text/plain; charset=utf-8"}
 
 
 def _stream(dialect):

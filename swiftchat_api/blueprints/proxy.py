@@ -5,10 +5,10 @@ import hmac
 from flask import Blueprint, Response, current_app, request
 
 from .. import bodies
-from ..auth import authenticate
 from ..exceptions import ApiError
 from ..services import proxy
-from .common import facts, raw_body, resources
+from ..store import shaped_like_a_key
+from .common import facts, raw_body, require_key, resources
 
 bp = Blueprint("proxy", __name__)
 _schema = proxy.ChatCompletionsRequest()
@@ -23,18 +23,24 @@ def _build(state):
 
 
 def _check_caller():
-    """An x-api-key, when sent, must be this server's key; this server's key is never sent on to a provider."""
-    keys = resources().keys
+    """An x-api-key, when sent, must be a key of this server's; none of its keys is ever sent on to a provider."""
+    _refuse_our_key_as_the_providers()
     if "x-api-key" in request.headers:
-        authenticate(keys, {"x-api-key": request.headers["x-api-key"]})
+        require_key(headers={"x-api-key": request.headers["x-api-key"]})
+
+
+def _refuse_our_key_as_the_providers():
     _, _, provider_key = request.headers.get("Authorization", "").strip().partition(" ")
-    if not provider_key.strip():
+    provider_key = provider_key.strip()
+    if not provider_key:
         return
-    try:
-        ours = keys.get()
-    except ApiError:  # the key store cannot be read: nothing to compare with
-        return
-    if hmac.compare_digest(provider_key.strip().encode(), ours.encode()):
+    ours = shaped_like_a_key(provider_key)  # a per-person key, working or not: no provider's looks so
+    if not ours:
+        try:
+            ours = hmac.compare_digest(provider_key.encode(), resources().keys.get().encode())
+        except ApiError:  # the shared key cannot be read: nothing to compare with
+            return
+    if ours:
         raise ApiError(
             403, "Error: Authorization must carry the provider's API key; this server's key is never sent on."
         )

@@ -20,6 +20,7 @@ def stream_response(client, args, dialect, content_type="text/event-stream"):
     """
     app = resources()
     record = facts()
+    record.model = args["modelId"]  # a call Bedrock refuses is counted against the key under its model too
     stream = converse.open_stream(client, args, app.config.first_byte_timeout)
     relay = Relay(stream, dialect, app.ticker, app.relay_limits, client=request.environ.get("gunicorn.socket"))
     relay.start()
@@ -27,11 +28,12 @@ def stream_response(client, args, dialect, content_type="text/event-stream"):
         relay.wait_for_first_event(app.config.first_event_window)
     except Exception as error:
         raise refused(error) from None
-    record.model = args["modelId"]
 
     def finished(relay):
         telemetry.OPEN_STREAMS.dec()
         telemetry.stream_finished(record.route, record.model, record.started, relay)
+        # Recorded against the key once the response is over (see common.require_key), in the
+        # background: the store never holds a stream or the connection's next request.
         record.usage = relay.usage
         record.disconnected = relay.client_gone
 

@@ -27,6 +27,8 @@ MAX_RPM = 100_000
 MAX_TOKENS_PER_DAY = 10**12
 MAX_MODEL_CHARS = 200
 LOOKUP_CACHE_SECONDS = 1.0
+# The usage of the shared key from API_KEY / API_KEY_NAME is kept under this name; no key may take it.
+SHARED_KEY_NAME = "default"
 _LOOKUP_CACHE_ENTRIES = 10_000
 
 
@@ -99,6 +101,11 @@ def check_name(name):
     return name
 
 
+def shaped_like_a_key(text):
+    """True when text has the shape of a per-person key (no I/O; says nothing of whether it works)."""
+    return isinstance(text, str) and _KEY_SHAPE.match(text) is not None
+
+
 def check_limit(value, what):
     """Return a limit (a positive whole number, or None for no limit); raise InvalidRequest otherwise."""
     maximum = MAX_RPM if what == "rpm" else MAX_TOKENS_PER_DAY
@@ -155,6 +162,11 @@ class Store:
     def create_key(self, name, rpm=None, tokens_per_day=None, now=None):
         """Make a new random key for name and return it; only its hash is kept (I/O)."""
         name = check_name(name)
+        if name == SHARED_KEY_NAME:
+            raise InvalidRequest(
+                f"The name {SHARED_KEY_NAME} is the shared key's (API_KEY / API_KEY_NAME), whose usage is kept"
+                " under it; choose another name."
+            )
         rpm = check_limit(rpm, "rpm")
         tokens_per_day = check_limit(tokens_per_day, "tokens_per_day")
         key = KEY_PREFIX + secrets.token_urlsafe(32)
@@ -167,7 +179,7 @@ class Store:
 
         Anything not shaped like one of our keys is None at once, without touching the store.
         """
-        if not isinstance(presented, str) or not _KEY_SHAPE.match(presented):
+        if not shaped_like_a_key(presented):
             return None
         digest = self.digest(presented)
         cached = self._cache.get(digest)
@@ -191,7 +203,9 @@ class Store:
             return ADMITTED
         if refusal == "tokens_per_day":
             return Admission(False, _seconds_to_next_day(now), refusal)
-        return Admission(False, max(1, math.ceil(oldest + WINDOW_SECONDS - now)), refusal)
+        # Another worker's request can carry a time a hair later than this one's now: never past a window.
+        wait = min(WINDOW_SECONDS, max(1, math.ceil(oldest + WINDOW_SECONDS - now)))
+        return Admission(False, wait, refusal)
 
     def record_usage(self, name, model, input_tokens, output_tokens, day=None):
         """Add one served request and its tokens to name's usage for day (default today, UTC) (I/O).

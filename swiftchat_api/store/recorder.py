@@ -1,0 +1,77 @@
+"""Usage written to the store by one background greenlet per worker, so no response waits on the store.
+
+A response's last byte has gone by the time its usage is known; writing it there would hold
+the connection's next request (an app's keep-alive) for as long as the store takes, up to
+its time-out when it is down. Queued instead, a write costs the request a queue put. The
+queue is bounded: while the store is down, what does not fit is dropped and reported, so an
+outage can never grow a worker's memory.
+"""
+
+import atexit
+import time
+
+import gevent
+from gevent.queue import Empty, Full, Queue
+
+from . import day_of
+
+QUEUE_SIZE = 10_000
+FLUSH_SECONDS = 2.0
+
+
+class UsageRecorder:
+    """Queues served requests' usage and writes it to ``store`` in order; ``failed(error)`` hears of each loss."""
+
+    def __init__(self, store, failed, size=QUEUE_SIZE):
+        self._store = store
+        self._failed = failed
+        self._queue = Queue(size)
+        self._writer = None
+        atexit.register(self.flush)  # a worker that exits writes what is still queued
+
+    def add(self, name, model, input_tokens, output_tokens):
+        """Queue one served request and its tokens for today (UTC); never blocks, never raises."""
+        try:
+            self._queue.put_nowait((name, model, input_tokens, output_tokens, day_of(time.time())))
+        except Full:
+            self._failed(OverflowError(f"{self._queue.maxsize:,} usage records were already waiting"))
+            return
+        if self._writer is None or self._writer.dead:
+            self._writer = gevent.spawn(self._write)
+
+    def flush(self, seconds=FLUSH_SECONDS):
+        """Write what is queued now, in the calling greenlet, for at most about ``seconds``.
+
+        A worker's exit must not wait on a store that is down: after the first failure, or once
+        the time is up, whatever is left is reported lost.
+        """
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                record = self._queue.get_nowait()
+            except Empty:
+                return
+            if not self._write_one(record):
+                break
+        left = self._queue.qsize()
+        if left:
+            while self._queue.qsize():
+                self._queue.get_nowait()
+            self._failed(TimeoutError(f"{left:,} usage records were not written before the worker exited"))
+
+    def pending(self):
+        """How many records wait to be written."""
+        return self._queue.qsize()
+
+    def _write(self):
+        while True:
+            self._write_one(self._queue.get())
+
+    def _write_one(self, record):
+        name, model, input_tokens, output_tokens, day = record
+        try:
+            self._store.record_usage(name, model, input_tokens, output_tokens, day)
+            return True
+        except Exception as error:  # a lost record is reported, and the writer carries on
+            self._failed(error)
+            return False

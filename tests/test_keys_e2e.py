@@ -1,0 +1,423 @@
+"""Per-person keys end to end: real gunicorn with two workers on SQLite, and two gunicorn instances
+sharing a real redis-server; keys made with the CLI as an operator makes them."""
+
+import json
+import os
+import re
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import redis
+from conftest import ROOT, TEST_KEY, Server, chat, emulator_env, free_port
+from redis_fixture import RedisServer, require_redis_server
+
+from swiftchat_api.store import open_store
+
+MODEL = "anthropic.claude-3-5-sonnet-20240620-v1:0"
+STREAM = chat("[[emulator words=5 delay_ms=40]]")  # long enough for a burst's streams to overlap
+SHORT = chat('[[emulator reply="ok"]]')
+CATALOGUE = {"region": "us-west-2"}
+KEY_SHAPE = re.compile(r"sk-swiftchat-[A-Za-z0-9_-]{43}")
+STORE_DOWN = {"detail": "The key store cannot be reached just now; please try again in a moment."}
+
+
+class Deployment:
+    """gunicorn servers sharing one key store, and the operator's CLI with the same environment."""
+
+    def __init__(self, env, servers):
+        self.env = env
+        self.servers = servers
+
+    def keys(self, *args):
+        """Run ``flask --app wsgi keys ARGS`` as the operator would, with the servers' settings."""
+        return subprocess.run(
+            [sys.executable, "-m", "flask", "--app", "wsgi", "keys", *args],
+            cwd=ROOT,
+            env={**os.environ, **self.env},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    def create(self, name, *options):
+        made = self.keys("create", name, *options)
+        assert made.returncode == 0, made.stderr
+        assert KEY_SHAPE.fullmatch(made.stdout.strip())
+        return made.stdout.strip()
+
+    def usage(self):
+        """``keys usage --json``, by name."""
+        shown = self.keys("usage", "--json")
+        assert shown.returncode == 0, shown.stderr
+        return {person["name"]: person for person in json.loads(shown.stdout)}
+
+    def wait_for_requests(self, name, requests, seconds=5):
+        """Wait until the store holds ``requests`` served requests for name (usage is written just after)."""
+        store = open_store(self.env["SWIFTCHAT_STORE"])
+        try:
+            deadline = time.monotonic() + seconds
+            while True:
+                found = next((person["requests"] for person in store.usage() if person["name"] == name), 0)
+                if found >= requests or time.monotonic() > deadline:
+                    assert found == requests, f"{name}: {found} requests recorded, expected {requests}"
+                    return
+                time.sleep(0.05)
+        finally:
+            store.close()
+
+    def stop(self):
+        for server in self.servers:
+            server.stop()
+
+
+def burst(servers, path, body, key, count):
+    """``count`` requests sent at the same instant, spread over ``servers`` in turn."""
+    start = threading.Barrier(count)
+
+    def one(n):
+        start.wait()
+        return servers[n % len(servers)].request(path, body, key=key)
+
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        return list(pool.map(one, range(count)))
+
+
+def tokens_of(body):
+    """(input, output) tokens from a /api/converse/v3 answer's metadata event."""
+    for part in body.split(b"\n\n"):
+        if part.startswith(b'{"metadata"'):
+            usage = json.loads(part)["metadata"]["usage"]
+            return usage["inputTokens"], usage["outputTokens"]
+    raise AssertionError(f"no usage in {body[-200:]!r}")
+
+
+def access_lines(server):
+    lines = [json.loads(line) for line in server.output().splitlines() if line.startswith("{")]
+    return [line for line in lines if line.get("logger") == "swiftchat_api.access"]
+
+
+def metric(server, name, **labels):
+    """The value of a /metrics series (summed over workers), read with the shared key."""
+    status, _, body = server.request("/metrics", method="GET")
+    assert status == 200
+    total = 0.0
+    for line in body.decode().splitlines():
+        if line.startswith(name + "{"):
+            found = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}")[0]))
+            if all(found.get(label) == value for label, value in labels.items()):
+                total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def wait_for_metric(server, value, name, **labels):
+    deadline = time.monotonic() + 5
+    while (found := metric(server, name, **labels)) != value and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert found == value, f"{name}{labels} is {found}, expected {value}"
+
+
+def assert_rpm_refusal_as_text(answer, rpm):
+    status, headers, body = answer
+    assert status == 429
+    assert headers["content-type"] == "text/plain; charset=utf-8"
+    assert 1 <= int(headers["retry-after"]) <= 60
+    assert body.decode() == f"Error: This key allows {rpm} requests a minute; try again in {headers['retry-after']} s."
+
+
+def assert_rpm_refusal_as_json(answer, rpm):
+    status, headers, body = answer
+    assert status == 429
+    assert headers["content-type"] == "application/json"
+    assert 1 <= int(headers["retry-after"]) <= 60
+    detail = f"This key allows {rpm} requests a minute; try again in {headers['retry-after']} s."
+    assert json.loads(body) == {"detail": detail}
+
+
+def seconds_to_utc_midnight():
+    return 86400 - time.time() % 86400
+
+
+# --- one host: two workers on SQLite -----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sqlite(emulator, tmp_path_factory):
+    path = tmp_path_factory.mktemp("keys") / "swiftchat.db"
+    env = {
+        **emulator_env(emulator),
+        "API_KEY": TEST_KEY,
+        "SWIFTCHAT_STORE": f"sqlite:///{path}",
+        "SWIFTCHAT_STORE_TIMEOUT": "0.5",
+        "BEDROCK_MAX_ATTEMPTS": "1",
+        # Use Proxy pointed at a closed port: the key checks run, then the provider cannot be reached.
+        "OPENAI_GPT_URL": f"http://127.0.0.1:{free_port()}/v1/chat/completions",
+    }
+    deployment = Deployment(env, [Server(env, workers=2)])
+    deployment.path = path
+    _wait_for_both_workers(deployment.servers[0])
+    yield deployment
+    deployment.stop()
+
+
+def _wait_for_both_workers(server):
+    """gunicorn accepts once one worker is up; a burst sent before the other has booted meets one worker."""
+    deadline = time.monotonic() + 20
+    while len({line["pid"] for line in access_lines(server)}) < 2:
+        assert time.monotonic() < deadline, "the second worker never answered"
+        burst([server], "/api/converse/v3", STREAM, TEST_KEY, 8)
+
+
+def test_exactly_rpm_requests_of_a_burst_pass_across_two_workers(sqlite):
+    server = sqlite.servers[0]
+    key = sqlite.create("burst", "--rpm", "20")
+    answers = burst([server], "/api/converse/v3", STREAM, key, 40)
+    served = [answer for answer in answers if answer[0] == 200]
+    refused = [answer for answer in answers if answer[0] != 200]
+    assert (len(served), len(refused)) == (20, 20)
+    for answer in refused:
+        assert_rpm_refusal_as_text(answer, 20)
+    # The other /api routes answer the same refusal as JSON.
+    assert_rpm_refusal_as_json(server.request("/api/models", CATALOGUE, key=key), 20)
+    lines = [line for line in access_lines(server) if line["key"] == "burst"]
+    assert len({line["pid"] for line in lines}) == 2, "both workers should have answered the burst"
+
+    sqlite.wait_for_requests("burst", 20)
+    input_tokens = sum(tokens_of(body)[0] for _, _, body in served)
+    output_tokens = sum(tokens_of(body)[1] for _, _, body in served)
+    person = sqlite.usage()["burst"]
+    assert (person["requests"], person["input_tokens"], person["output_tokens"]) == (20, input_tokens, output_tokens)
+    assert person["days"][0]["models"] == [
+        {"model": MODEL, "requests": 20, "input_tokens": input_tokens, "output_tokens": output_tokens}
+    ]
+
+
+def test_a_days_token_budget_is_refused_once_spent(sqlite):
+    server = sqlite.servers[0]
+    spent_per_stream = sum(tokens_of(server.request("/api/converse/v3", STREAM)[2]))
+    # One token more than a stream uses: the second stream is admitted (the budget is not yet
+    # reached) and overshoots it; the third is refused.
+    budget = spent_per_stream + 1
+    key = sqlite.create("budget", "--tokens-per-day", str(budget))
+    for served in (1, 2):
+        status, _, body = server.request("/api/converse/v3", STREAM, key=key)
+        assert status == 200
+        assert body.endswith(b"\n\n") and b'"metadata"' in body
+        sqlite.wait_for_requests("budget", served)
+
+    status, headers, body = server.request("/api/converse/v3", STREAM, key=key)
+    assert status == 429
+    assert headers["content-type"] == "text/plain; charset=utf-8"
+    assert abs(int(headers["retry-after"]) - seconds_to_utc_midnight()) < 5
+    assert body.decode() == (
+        f"Error: This key has used its {budget:,} tokens for today; it renews at midnight UTC,"
+        f" in {headers['retry-after']} s."
+    )
+    status, headers, body = server.request("/api/models", CATALOGUE, key=key)
+    assert (status, headers["content-type"]) == (429, "application/json")
+    assert json.loads(body)["detail"].startswith(f"This key has used its {budget:,} tokens for today")
+    assert "retry-after" in headers
+
+    person = sqlite.usage()["budget"]
+    assert person["requests"] == 2  # the refused ones are not counted
+    assert person["input_tokens"] + person["output_tokens"] == 2 * spent_per_stream
+
+
+def test_a_revoked_key_is_refused_by_every_worker_within_two_seconds(sqlite):
+    server = sqlite.servers[0]
+    key = sqlite.create("leaver")
+    warm = burst([server], "/api/models", CATALOGUE, key, 12)  # both workers now hold it in their cache
+    assert [status for status, _, _ in warm] == [200] * 12
+    assert sqlite.keys("revoke", "leaver").returncode == 0
+    revoked_by = time.monotonic()  # the revocation was committed before the CLI returned
+    time.sleep(1.2)
+    answers = burst([server], "/api/models", CATALOGUE, key, 12)
+    assert time.monotonic() - revoked_by < 2.5
+    assert {(status, body) for status, _, body in answers} == {(401, b'{"detail":"Invalid API Key"}\n')}
+
+
+def test_the_shared_key_keeps_working_unlimited_and_is_recorded_as_default(sqlite):
+    server = sqlite.servers[0]
+    before = sqlite.usage().get("default", {"requests": 0, "input_tokens": 0, "output_tokens": 0})
+    answers = burst([server], "/api/converse/v3", SHORT, TEST_KEY, 30)
+    assert [status for status, _, _ in answers] == [200] * 30
+    assert server.request("/api/models", CATALOGUE, headers={"x-api-key": TEST_KEY}, key=None)[0] == 200
+    sqlite.wait_for_requests("default", before["requests"] + 31)
+    after = sqlite.usage()["default"]
+    assert after["input_tokens"] - before["input_tokens"] == sum(tokens_of(body)[0] for _, _, body in answers)
+    assert after["output_tokens"] - before["output_tokens"] == sum(tokens_of(body)[1] for _, _, body in answers)
+
+    taken = sqlite.keys("create", "default")
+    assert taken.returncode == 1
+    assert "The name default is the shared key's" in taken.stderr
+    assert taken.stdout == ""
+
+
+def test_a_busy_store_is_a_fast_503_for_limited_keys_while_the_shared_key_works(sqlite):
+    server = sqlite.servers[0]
+    key = sqlite.create("patient", "--rpm", "1000")
+    assert server.request("/api/models", CATALOGUE, key=key)[0] == 200
+    errors_before = metric(server, "swiftchat_store_errors_total", operation="admit")
+    holder = sqlite3.connect(sqlite.path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another process holds the write lock for as long as it likes
+    try:
+        for path, body in (("/api/models", CATALOGUE), ("/api/converse/v3", SHORT)):
+            started = time.monotonic()
+            status, headers, answer = server.request(path, body, key=key)
+            assert time.monotonic() - started < 1.5  # SWIFTCHAT_STORE_TIMEOUT is 0.5 s
+            assert (status, headers["content-type"], json.loads(answer)) == (503, "application/json", STORE_DOWN)
+        status, _, answer = server.request("/api/converse/v3", SHORT, key=TEST_KEY)
+        assert status == 200 and b'"metadata"' in answer
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert server.request("/api/models", CATALOGUE, key=key)[0] == 200  # no restart needed
+    assert metric(server, "swiftchat_store_errors_total", operation="admit") == errors_before + 2
+
+
+def test_access_log_names_the_key_and_metrics_count_per_key(sqlite):
+    server = sqlite.servers[0]
+    key = sqlite.create("counted", "--rpm", "2")
+    first = server.request("/api/converse/v3", SHORT, key=key)
+    second = server.request("/api/image", {"prompt": "a cat"}, headers={"x-api-key": key}, key=None)
+    third = server.request("/api/models", CATALOGUE, key=key)
+    assert (first[0], second[0], third[0]) == (200, 422, 429)  # a bad body is served (and counted)
+    wait_for_metric(server, 2, "swiftchat_key_requests_total", key="counted")
+    wait_for_metric(server, 1, "swiftchat_key_refusals_total", key="counted", limit="rpm")
+    input_tokens, output_tokens = tokens_of(first[2])
+    assert metric(server, "swiftchat_key_tokens_total", key="counted", direction="input") == input_tokens
+    assert metric(server, "swiftchat_key_tokens_total", key="counted", direction="output") == output_tokens
+    # /metrics shows everyone's names and usage: a person's own key does not open it.
+    assert server.request("/metrics", method="GET", key=key)[0] == 401
+
+    lines = [line for line in access_lines(server) if line["key"] == "counted"]
+    assert sorted(line["status"] for line in lines) == [200, 422, 429]
+    streamed = next(line for line in lines if line["status"] == 200)
+    assert (streamed["input_tokens"], streamed["output_tokens"]) == (input_tokens, output_tokens)
+    log = server.output()
+    assert key not in log and key[len("sk-swiftchat-") :] not in log
+    assert "sk-swiftchat-" not in log
+
+
+def test_use_proxy_accepts_any_of_this_servers_keys_and_sends_none_on(sqlite):
+    server = sqlite.servers[0]
+    key = sqlite.create("proxied")
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}], "stream": True}
+    openai = {"Authorization": "Bearer sk-provider-0123456789"}
+    status, _, answer = server.request("/api/gpt", body, headers={**openai, "x-api-key": key}, key=None)
+    assert (status, answer.startswith(b"Error: ")) == (200, True)  # past our checks, to a provider that is down
+    wrong = key[:-1] + ("A" if key[-1] != "A" else "B")
+    status, _, answer = server.request("/api/gpt", body, headers={**openai, "x-api-key": wrong}, key=None)
+    assert (status, answer) == (401, b'{"detail":"Invalid API Key"}\n')
+    status, _, answer = server.request("/api/gpt", body, key=key)  # our key where the provider's belongs
+    assert status == 403 and "never sent on" in json.loads(answer)["detail"]
+
+
+# --- several instances: two gunicorn instances sharing one redis-server -----------------------
+
+
+@pytest.fixture(scope="module")
+def redis_store(tmp_path_factory):
+    require_redis_server()
+    server = RedisServer(tmp_path_factory.mktemp("redis")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def instances(emulator, redis_store):
+    env = {
+        **emulator_env(emulator),
+        "API_KEY": TEST_KEY,
+        "SWIFTCHAT_STORE": redis_store.url,
+        "SWIFTCHAT_STORE_TIMEOUT": "0.5",
+        "BEDROCK_MAX_ATTEMPTS": "1",
+    }
+    deployment = Deployment(env, [Server(env), Server(env)])
+    yield deployment
+    deployment.stop()
+
+
+def test_exactly_rpm_requests_of_a_burst_pass_across_two_instances(instances):
+    key = instances.create("burst", "--rpm", "20")
+    answers = burst(instances.servers, "/api/converse/v3", STREAM, key, 40)
+    served = [answer for answer in answers if answer[0] == 200]
+    assert len(served) == 20
+    for answer in answers:
+        if answer[0] != 200:
+            assert_rpm_refusal_as_text(answer, 20)
+    for server in instances.servers:
+        assert_rpm_refusal_as_json(server.request("/api/models", CATALOGUE, key=key), 20)
+    instances.wait_for_requests("burst", 20)
+    person = instances.usage()["burst"]
+    assert person["input_tokens"] == sum(tokens_of(body)[0] for _, _, body in served)
+    assert person["output_tokens"] == sum(tokens_of(body)[1] for _, _, body in served)
+
+
+def test_a_budget_spent_on_one_instance_is_refused_on_the_other(instances):
+    first, second = instances.servers
+    spent_per_stream = sum(tokens_of(first.request("/api/converse/v3", STREAM)[2]))
+    key = instances.create("budget", "--tokens-per-day", str(spent_per_stream + 1))
+    assert first.request("/api/converse/v3", STREAM, key=key)[0] == 200
+    instances.wait_for_requests("budget", 1)
+    assert second.request("/api/converse/v3", STREAM, key=key)[0] == 200
+    instances.wait_for_requests("budget", 2)
+    for server in (first, second):
+        status, headers, _ = server.request("/api/converse/v3", STREAM, key=key)
+        assert (status, headers["content-type"]) == (429, "text/plain; charset=utf-8")
+    person = instances.usage()["budget"]
+    assert person["input_tokens"] + person["output_tokens"] == 2 * spent_per_stream
+
+
+def test_a_revoked_key_is_refused_by_every_instance_within_two_seconds(instances):
+    key = instances.create("leaver")
+    assert [status for status, _, _ in burst(instances.servers, "/api/models", CATALOGUE, key, 6)] == [200] * 6
+    assert instances.keys("revoke", "leaver").returncode == 0
+    revoked_by = time.monotonic()
+    time.sleep(1.2)
+    answers = burst(instances.servers, "/api/models", CATALOGUE, key, 6)
+    assert time.monotonic() - revoked_by < 2.5
+    assert {status for status, _, _ in answers} == {401}
+
+
+def _per_person_key_is_refused_fast(server, key):
+    for path, body in (("/api/models", CATALOGUE), ("/api/converse/v3", SHORT)):
+        started = time.monotonic()
+        status, _, answer = server.request(path, body, key=key)
+        assert time.monotonic() - started < 2  # SWIFTCHAT_STORE_TIMEOUT is 0.5 s: never a hang
+        assert (status, json.loads(answer)) == (503, STORE_DOWN)
+
+
+def test_redis_outage_is_a_fast_503_for_personal_keys_and_recovers_without_restart(instances, redis_store):
+    key = instances.create("steady", "--rpm", "1000")
+    for server in instances.servers:
+        assert server.request("/api/models", CATALOGUE, key=key)[0] == 200
+    redis.Redis.from_url(redis_store.url).save()  # keys survive the restart below
+
+    os.kill(redis_store.process.pid, signal.SIGSTOP)  # Redis hangs: connections open, nothing answers
+    try:
+        time.sleep(1.1)  # past the lookup cache
+        for server in instances.servers:
+            _per_person_key_is_refused_fast(server, key)
+            assert server.request("/api/converse/v3", SHORT, key=TEST_KEY)[0] == 200
+    finally:
+        os.kill(redis_store.process.pid, signal.SIGCONT)
+    for server in instances.servers:
+        assert server.request("/api/models", CATALOGUE, key=key)[0] == 200
+
+    redis_store.stop()  # Redis gone: connections refused
+    try:
+        time.sleep(1.1)
+        for server in instances.servers:
+            _per_person_key_is_refused_fast(server, key)
+            assert server.request("/api/models", CATALOGUE, key=TEST_KEY)[0] == 200
+    finally:
+        redis_store.start()
+    for server in instances.servers:  # the same gunicorn processes, reconnected
+        assert server.request("/api/converse/v3", SHORT, key=key)[0] == 200
+        assert metric(server, "swiftchat_store_errors_total") > 0
