@@ -3,14 +3,18 @@
 import base64
 import json
 import math
+import os
+import sqlite3
 import struct
+import subprocess
+import sys
 import time
 import zlib
 
 import openai
 import pytest
 import schemathesis
-from conftest import TEST_KEY, emulator_calls, stream_record
+from conftest import ROOT, TEST_KEY, Server, emulator_calls, emulator_env, stream_record
 from schemathesis.core.failures import Failure, FailureGroup
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -564,3 +568,87 @@ def test_answers_match_the_openapi_document(documented, answer):
         found = [each for each in getattr(error, "exceptions", [error]) if each.title != "SSE event violates schema"]
         assert not found, [f"{each.code} {each.title}" for each in found]
     assert response.status_code == status
+
+
+# --- per-person keys: limits as the SDKs understand them -------------------------------------
+
+
+def _create_key(env, name, *options):
+    made = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", "wsgi", "keys", "create", name, *options],
+        cwd=ROOT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert made.returncode == 0, made.stderr
+    return made.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture(scope="module")
+def keyed(emulator, tmp_path_factory):
+    """A server on its own key store, with per-person keys made by the operator's CLI."""
+    path = tmp_path_factory.mktemp("v1-keys") / "keys.db"
+    env = {
+        **emulator_env(emulator),
+        "API_KEY": TEST_KEY,
+        "SWIFTCHAT_STORE": f"sqlite:///{path}",
+        "SWIFTCHAT_STORE_TIMEOUT": "0.5",
+        "BEDROCK_MAX_ATTEMPTS": "1",
+    }
+    keys = {
+        "rpm": _create_key(env, "one-a-minute", "--rpm", "1"),
+        "budget": _create_key(env, "tiny-budget", "--tokens-per-day", "1"),
+        "patient": _create_key(env, "patient", "--rpm", "1000"),
+    }
+    live = Server(env)
+    live.keys, live.store_path = keys, path
+    yield live
+    live.stop()
+
+
+def _sdk(server, key):
+    return openai.OpenAI(base_url=f"http://127.0.0.1:{server.port}/v1", api_key=key, max_retries=0, timeout=30)
+
+
+def test_over_the_request_rate_is_rate_limit_error(keyed):
+    with _sdk(keyed, keyed.keys["rpm"]) as sdk:
+        assert sdk.chat.completions.create(model=CLAUDE, messages=say("hi")).choices[0].message.content
+        with pytest.raises(openai.RateLimitError) as raised:
+            sdk.chat.completions.create(model=CLAUDE, messages=say("hi"), stream=True)
+    error = raised.value
+    assert error.code == "rate_limit_exceeded" and error.type == "rate_limit_exceeded"
+    assert 1 <= int(error.response.headers["retry-after"]) <= 60
+    assert "x-should-retry" not in error.response.headers  # a retry after Retry-After works
+
+
+def test_a_spent_daily_budget_is_insufficient_quota_and_not_retried(keyed):
+    with _sdk(keyed, keyed.keys["budget"]) as sdk:
+        sdk.chat.completions.create(model=CLAUDE, messages=say("hi"))  # admitted: nothing spent yet
+        deadline = time.monotonic() + 5
+        while True:  # the tokens are written to the store just after the answer
+            try:
+                sdk.embeddings.create(model="amazon.titan-embed-text-v2:0", input="hi")
+            except openai.RateLimitError as error:
+                raised = error
+                break
+            assert time.monotonic() < deadline, "the budget was never enforced"
+            time.sleep(0.05)
+    assert raised.code == "insufficient_quota" and raised.type == "insufficient_quota"
+    assert raised.response.headers["x-should-retry"] == "false"
+    assert int(raised.response.headers["retry-after"]) > 0
+
+
+def test_a_store_that_is_down_is_503_for_personal_keys(keyed):
+    holder = sqlite3.connect(keyed.store_path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another process holds the write lock
+    try:
+        with _sdk(keyed, keyed.keys["patient"]) as sdk, pytest.raises(openai.InternalServerError) as raised:
+            sdk.models.list()
+        assert raised.value.status_code == 503 and raised.value.type == "api_error"
+        with _sdk(keyed, TEST_KEY) as sdk:
+            assert sdk.models.list().data  # the shared key needs no store
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()

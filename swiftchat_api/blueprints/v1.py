@@ -14,7 +14,7 @@ from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
 from .. import bodies, openai_compat, telemetry, wire
-from ..exceptions import ApiError, StreamRefused
+from ..exceptions import ApiError, LimitExceeded, StreamRefused
 from ..openai_compat import OpenAIError, base_model, invalid_body, upstream_error
 from ..schemas import RegionRequest
 from ..services import images
@@ -175,16 +175,19 @@ def _invalid(error):
 
 @bp.errorhandler(ApiError)
 def _api_error(error):
-    """Body bounds (408, 413), a store that is down (503), and per-key limits (429, Retry-After kept)."""
+    """Body bounds (408, 413) and a key store that is down (503)."""
+    return _answer(OpenAIError(error.status, error.detail), error.headers)
+
+
+@bp.errorhandler(LimitExceeded)
+def _over_limit(error):
+    """A per-person key over its limit: 429 with Retry-After, as OpenAI words each kind."""
     headers = dict(error.headers)
-    limit = getattr(error, "limit", None)
-    if limit == "tokens_per_day":
+    if error.limit == "tokens_per_day":
         # Retrying cannot help before the day turns: the SDKs read this header and stop.
         headers["x-should-retry"] = "false"
         return _answer(OpenAIError(429, error.detail, code="insufficient_quota"), headers)
-    if error.status == 429:
-        return _answer(OpenAIError(429, error.detail, code="rate_limit_exceeded"), headers)
-    return _answer(OpenAIError(error.status, error.detail), headers)
+    return _answer(OpenAIError(429, error.detail, code="rate_limit_exceeded"), headers)
 
 
 @bp.errorhandler(StreamRefused)
