@@ -140,7 +140,7 @@ class Relay:
 
     def start(self):
         """Start reading Bedrock now, before the response exists (see wait_for_first_event)."""
-        self._reader = gevent.spawn(self._read)
+        self._reader = gevent.spawn_raw(self._read)  # a bare greenlet: lighter per stream than gevent.spawn
         self._ticker.add(self)
 
     def wait_for_first_event(self, window):
@@ -180,7 +180,7 @@ class Relay:
         if not (self._finished or self._silenced or self._paused) and now - self._last_upstream >= limits.idle_timeout:
             self._silenced = True
             silence = UpstreamSilent(f"Bedrock sent nothing for {limits.idle_timeout:g} s; the stream was closed.")
-            self._reader.kill(silence, block=False)
+            gevent.kill(self._reader, silence)
         if self._writing_since is not None and now - self._writing_since >= limits.client_timeout:
             self._let_go()
         elif self._peer_sent_more and self._client_hung_up():
@@ -294,8 +294,8 @@ class Relay:
 
     def _stop(self):
         self._ticker.discard(self)
-        if self._reader is not None:
-            self._reader.kill(block=False)
+        if self._reader is not None and not self._reader.dead:
+            gevent.kill(self._reader)
         if not self._reading:  # a reader killed before it ran never reaches its finally
             self._stream.close()
         self._drained.set()
