@@ -131,6 +131,9 @@ def main():
             f"shared key {shared:.0f} µs, per-person key with rpm and budget {mine:.0f} µs, "
             f"difference {mine - shared:+.0f} µs"
         )
+        print(
+            "  rounds: " + ", ".join(f"{a:.0f}/{b:.0f}" for a, b in zip(cost["shared"], cost["personal"], strict=True))
+        )
 
         text = f"[[emulator words={args.words} delay_ms={args.delay_ms}]]"
         chat = {"messages": [{"role": "user", "content": [{"text": text}]}], "modelId": MODEL, "region": "us-west-2"}
