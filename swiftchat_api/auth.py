@@ -71,7 +71,7 @@ class ParameterStoreKey:
             self._read_at = time.monotonic()
             result.set(self._key)
         except Exception as error:  # any failure to read the store is the caller's 401
-            reason = getattr(error, "response", {}).get("Error", {}).get("Code") or type(error).__name__
+            reason = ((getattr(error, "response", None) or {}).get("Error") or {}).get("Code") or type(error).__name__
             log.warning("cannot read the API key from Parameter Store: %s", describe(error))
             self._failure = ApiError(
                 401, f"Error: Please create your API Key in Parameter Store, it could not be read ({reason})."
@@ -80,6 +80,8 @@ class ParameterStoreKey:
             result.set_exception(self._failure)
         finally:
             self._reading = None
+            if not result.ready():  # never leave the callers waiting on it hanging
+                result.set_exception(ApiError(401, "Error: Please create your API Key in Parameter Store."))
 
 
 def presented_key(headers):
