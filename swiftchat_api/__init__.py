@@ -27,6 +27,7 @@ def create_app(config=None):
     # Imported here so that gunicorn's gevent worker has patched sockets before boto3 loads.
     import os
 
+    import gevent
     import urllib3
     from flask import Flask, request
 
@@ -42,6 +43,8 @@ def create_app(config=None):
     from .store.recorder import UsageRecorder
 
     config = config or Config.from_env()
+    # gevent would otherwise record who spawned every greenlet (a stack capture per stream).
+    gevent.config.track_greenlet_tree = False
     app = Flask(__name__)
     app.json.sort_keys = False  # answer in the order the apps' original server used
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
