@@ -75,7 +75,8 @@ class StreamRefused(Exception):
 def describe(error):
     """An upstream error as botocore renders it, minus anything the caller sent or a signature."""
     if isinstance(error, ParamValidationError):
-        problems = "; ".join(" ".join(found) for found in _PARAMETER_PROBLEM.findall(str(error)))
+        found = [" ".join(problem) for problem in _PARAMETER_PROBLEM.findall(str(error))]
+        problems = "; ".join(found[:5]) + (f"; and {len(found) - 5} more" if len(found) > 5 else "")
         return f"Parameter validation failed: {problems or 'the request does not fit the Bedrock API'}."
     return _SECRETS.sub(lambda match: (match.group(1) or "") + "<redacted>", str(error))
 

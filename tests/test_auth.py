@@ -74,7 +74,8 @@ def test_missing_parameter_is_a_401_that_names_the_reason(emulator, moto_url):
         live.stop()
     assert status == 401
     assert body == (
-        b'{"detail":"Error: Please create your API Key in Parameter Store, it could not be read (ParameterNotFound)."}\n'
+        b'{"detail":"Error: Please create your API Key in Parameter Store, '
+        b'it could not be read (ParameterNotFound)."}\n'
     )
     assert b"/swiftchat/absent" not in body  # no parameter names or ARNs for unauthenticated callers
     assert "ParameterNotFound" in live.output()  # the operator finds the reason in the log

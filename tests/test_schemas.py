@@ -61,7 +61,13 @@ def test_invalid_base64_inside_a_tool_result_names_its_place():
                     0: {
                         "toolResult": {
                             "content": {
-                                0: {"image": {"source": {"bytes": ["Invalid base64 data in the tool result."]}}}
+                                0: {
+                                    "image": {
+                                        "source": {
+                                            "bytes": ["Invalid base64 data in the image block of the tool result."]
+                                        }
+                                    }
+                                }
                             }
                         }
                     }
