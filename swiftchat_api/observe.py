@@ -38,6 +38,7 @@ class RequestFacts:
     key_name: str | None = None
     usage: dict | None = None
     disconnected: bool = False
+    bytes_sent: int | None = None  # a stream's body bytes (other answers have a Content-Length)
     on_end: Callable | None = None
 
 
@@ -55,35 +56,34 @@ class Observer:
         def start(status, headers, exc_info=None):
             response["status"] = int(status.split(" ", 1)[0])
             response["started"] = time.monotonic()
+            response["length"] = next((v for k, v in headers if k.lower() == "content-length"), None)
             headers.append(("X-Request-ID", request_id))
             return start_response(status, headers, exc_info)
 
         body = self.app(environ, start)
-        return _Observed(body, lambda sent: _finish(environ, facts, response, sent))
+        return _Observed(body, lambda: _finish(environ, facts, response))
 
 
 class _Observed:
-    """The response body, counted on its way out; reports once it is closed."""
+    """The response body, passed through as it is (no generator between the server and a stream's
+    events: one per event would cost CPU and a stack per open stream); reports once it is closed."""
 
     def __init__(self, body, finish):
         self._body = body
         self._finish = finish
-        self._sent = 0
 
     def __iter__(self):
-        for chunk in self._body:
-            self._sent += len(chunk)
-            yield chunk
+        return iter(self._body)
 
     def close(self):
         try:
             if hasattr(self._body, "close"):
                 self._body.close()
         finally:
-            self._finish(self._sent)
+            self._finish()
 
 
-def _finish(environ, facts, response, sent):
+def _finish(environ, facts, response):
     status = response.get("status", 500)
     ended = time.monotonic()
     method = environ.get("REQUEST_METHOD", "")
@@ -97,7 +97,7 @@ def _finish(environ, facts, response, sent):
         "route": facts.route,
         "status": status,
         "duration_ms": round((ended - facts.started) * 1000, 1),
-        "bytes": sent,
+        "bytes": facts.bytes_sent if facts.bytes_sent is not None else _number(response.get("length")),
         "model": facts.model,
         "key": facts.key_name,
         "input_tokens": usage.get("inputTokens"),
@@ -111,3 +111,7 @@ def _finish(environ, facts, response, sent):
             facts.on_end(facts)
         except Exception as error:  # accounting must never break the server's handling of the connection
             log.error("accounting for a finished request failed: %s", type(error).__name__)
+
+
+def _number(text):
+    return int(text) if text and text.isdigit() else None

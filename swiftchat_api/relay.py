@@ -95,6 +95,7 @@ class Relay:
         "_peer_sent_more",
         "_writing_since",
         "client_gone",
+        "bytes_sent",
         "first_event_at",
         "finished_at",
         "usage",
@@ -128,6 +129,7 @@ class Relay:
         self._peer_sent_more = False
         self._writing_since = None
         self.client_gone = False
+        self.bytes_sent = 0
         self.first_event_at = None
         self.finished_at = None
         self.usage = None
@@ -205,6 +207,7 @@ class Relay:
                     continue
                 if chunk:
                     self._last_write = self._writing_since = time.monotonic()
+                    self.bytes_sent += len(chunk)
                     yield chunk
                     self._writing_since = None
                 if self._completed:

@@ -36,6 +36,7 @@ def stream_response(client, args, dialect, content_type="text/event-stream"):
         # background: the store never holds a stream or the connection's next request.
         record.usage = relay.usage
         record.disconnected = relay.client_gone
+        record.bytes_sent = relay.bytes_sent
 
     relay.on_done = finished
     telemetry.OPEN_STREAMS.inc()
