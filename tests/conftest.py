@@ -70,7 +70,13 @@ class Server:
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "-w", str(workers), "wsgi:app"],
             cwd=ROOT,
-            env={**os.environ, "GUNICORN_BIND": f"127.0.0.1:{self.port}", **env},
+            env={
+                **os.environ,
+                "GUNICORN_BIND": f"127.0.0.1:{self.port}",
+                # Each server its own key store, not a swiftchat.db shared by every run in the checkout.
+                "SWIFTCHAT_STORE": f"sqlite:///{self.logfile.with_suffix('.db')}",
+                **env,
+            },
             stdout=self._log,
             stderr=subprocess.STDOUT,
         )

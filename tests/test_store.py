@@ -375,7 +375,7 @@ def test_sqlite_file_that_cannot_be_opened_is_unavailable_then_recovers(tmp_path
         store.lookup("sk-swiftchat-" + "A" * 43)
     with pytest.raises(StoreUnavailable):
         store.check()
-    assert time.monotonic() - started < 0.5
+    assert time.monotonic() - started < 2  # immediate, not a time-out
     path.rmdir()
     key = store.create_key("alice")  # the same store object: no restart needed
     assert store.lookup(key) == Identity("alice")
@@ -402,7 +402,7 @@ def test_redis_down_is_unavailable_quickly_and_recovers_without_restart(tmp_path
             started = time.monotonic()
             with pytest.raises(StoreUnavailable, match="ConnectionError"):
                 call()
-            assert time.monotonic() - started < 0.5
+            assert time.monotonic() - started < 2  # refused at once, not after a wait
         server.start()  # same port, empty (no persistence in this test), scripts not loaded
         assert store.admit(alice).ok
         assert store.lookup(store.create_key("bob")) == Identity("bob")
@@ -417,7 +417,7 @@ def test_redis_that_accepts_but_never_answers_is_unavailable_within_the_time_out
         started = time.monotonic()
         with pytest.raises(StoreUnavailable, match="Timeout"):
             store.lookup("sk-swiftchat-" + "A" * 43)
-        assert time.monotonic() - started < 1.0
+        assert time.monotonic() - started < 3  # the 0.3 s time-out, not a hang
         store.close()
 
 
