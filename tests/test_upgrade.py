@@ -105,7 +105,16 @@ def test_newest_release_is_looked_up_once_per_cache_period(upgrade_server, relea
     assert releases.hits == before + 1
 
 
-@pytest.mark.parametrize("broken", [{"status": 500}, {"status": 200, "tags": ["nightly", "latest"]}])
+@pytest.mark.parametrize(
+    "broken",
+    [
+        {"status": 500},
+        {"status": 200, "tags": ["nightly", "latest"]},
+        {"status": 200, "tags": ["1." + "9" * 5000 + ".0"]},  # past what int() takes
+        {"status": 200, "tags": [f"0.0.{i}" for i in range(100_000)] + ["9.9.9"]},  # an answer over 1 MB
+    ],
+    ids=["server error", "no version tags", "a 5000-digit tag", "an oversized answer"],
+)
 def test_broken_release_source_offers_no_upgrade(upgrade_server, releases, broken):
     releases.change(**broken)
     try:

@@ -8,7 +8,9 @@ import urllib3
 
 log = logging.getLogger(__name__)
 
-_VERSION = re.compile(r"(\d+)\.(\d+)\.(\d+)")
+# Bounded: the tags come from elsewhere, and a 5,000-digit part is past what int() takes.
+_VERSION = re.compile(r"([0-9]{1,6})\.([0-9]{1,6})\.([0-9]{1,6})")
+MAX_ANSWER_BYTES = 1024 * 1024
 _PACKAGES = {"android": "SwiftChat.apk", "mac": "SwiftChat.dmg"}
 NO_RELEASE = "0.0.0"
 
@@ -31,11 +33,18 @@ def latest_tag(http, url, timeout):
             headers={"Accept": "application/vnd.github+json", "User-Agent": "swiftchat-api"},
             timeout=urllib3.Timeout(total=timeout),
             retries=False,
+            preload_content=False,
         )
-        if response.status != 200:
-            raise ValueError(f"HTTP {response.status}")
-        names = [tag.get("name") for tag in json.loads(response.data) if isinstance(tag, dict)]
-    except (urllib3.exceptions.HTTPError, ValueError, TypeError, AttributeError) as error:
+        try:
+            if response.status != 200:
+                raise ValueError(f"HTTP {response.status}")
+            data = response.read(MAX_ANSWER_BYTES + 1)
+        finally:
+            response.release_conn()
+        if len(data) > MAX_ANSWER_BYTES:
+            raise ValueError(f"an answer over {MAX_ANSWER_BYTES} bytes")
+        names = [tag.get("name") for tag in json.loads(data) if isinstance(tag, dict)]
+    except (urllib3.exceptions.HTTPError, ValueError, TypeError, AttributeError, RecursionError) as error:
         log.warning("release lookup at %s failed: %s", url, error)
         return NO_RELEASE
     valid = [name for name in names if version_value(name)]
