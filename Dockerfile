@@ -10,7 +10,10 @@ RUN pip install --no-cache-dir -r requirements.txt
 COPY swiftchat_api ./swiftchat_api
 COPY wsgi.py gunicorn.conf.py ./
 
-RUN useradd --system --no-create-home swiftchat
+# Per-person keys and usage live in SQLite unless SWIFTCHAT_STORE names Redis: keep it on a volume.
+RUN useradd --system --no-create-home swiftchat && mkdir /data && chown swiftchat /data
+ENV SWIFTCHAT_STORE=sqlite:////data/swiftchat.db
+VOLUME /data
 USER swiftchat
 
 EXPOSE 8080
