@@ -72,6 +72,3 @@ def raw_body():
 def body(schema):
     """The request's JSON body loaded by a schema; 422 for bad JSON or a bad shape."""
     return schema.load(bodies.loads(raw_body()))
-
-
-state = resources  # TODO(lead): remove once image.py and models.py call resources()

@@ -6,7 +6,7 @@ from flask_swagger_ui import get_swaggerui_blueprint
 from .. import openapi, telemetry
 from ..auth import StaticKey, authenticate
 from ..errors import ApiError
-from .common import require_key, state
+from .common import require_key, resources
 
 bp = Blueprint("ops", __name__)
 docs = get_swaggerui_blueprint("/docs", "/openapi.json", config={"app_name": "swiftchat-api"}, blueprint_name="docs")
@@ -22,7 +22,7 @@ def healthz():
 def readyz():
     """Say whether requests can be authenticated: the API key source is readable."""
     try:
-        state().keys.get()
+        resources().keys.get()
     except ApiError as error:
         return {"status": "unavailable", "detail": error.detail}, 503
     return {"status": "ready"}
@@ -31,7 +31,7 @@ def readyz():
 @bp.get("/metrics")
 def metrics():
     """Expose Prometheus metrics, summed over workers (API key, or METRICS_TOKEN when set)."""
-    token = state().config.metrics_token
+    token = resources().config.metrics_token
     if token:
         authenticate(StaticKey(token), request.headers)
     else:

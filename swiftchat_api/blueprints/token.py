@@ -4,7 +4,7 @@ from flask import Blueprint
 
 from ..schemas import RegionRequest
 from ..services.credentials import temporary_credentials
-from .common import body, require_key, state
+from .common import body, require_key, resources
 
 bp = Blueprint("token", __name__)
 _schema = RegionRequest()
@@ -15,5 +15,5 @@ def issue_token():
     """Assume the configured client role for an hour and hand out its credentials."""
     require_key()
     region = body(_schema)["region"]
-    app = state()
+    app = resources()
     return temporary_credentials(app.clients.get("sts", region), app.config.client_role_arn)

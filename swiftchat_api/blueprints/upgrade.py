@@ -4,7 +4,7 @@ from flask import Blueprint
 
 from ..schemas import UpgradeRequest
 from ..services import releases
-from .common import body, require_key, state
+from .common import body, require_key, resources
 
 bp = Blueprint("upgrade", __name__)
 _schema = UpgradeRequest()
@@ -15,7 +15,7 @@ def check_upgrade():
     """Compare the app's version with the newest release; refresh the API key from its source."""
     require_key(refresh=True)
     app_info = body(_schema)
-    app = state()
+    app = resources()
     config = app.config
     latest = app.releases_cache.get(
         "latest", lambda: releases.latest_tag(app.http, config.upgrade_tags_url, config.upgrade_timeout_seconds)
