@@ -18,7 +18,9 @@ MAX_DEPTH = 64  # objects and lists inside each other
 MAX_CONTAINERS = 10_000  # objects and lists in one body
 MAX_VALUES = 100_000  # members and items in one body
 
-_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
+# Possessive, and an unterminated string runs to the end: every attempt succeeds where it starts,
+# so the pass stays linear (a backtracking pattern took quadratic time on '"' + '\\"' * n).
+_STRING = re.compile(rb'"[^"\\]*+(?:\\.[^"\\]*+)*+(?:"|\\?\Z)', re.DOTALL)
 _NOT_BRACKETS = bytes(set(range(256)) - set(b"[]{}"))
 _OPENING = frozenset(b"[{")
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
@@ -116,7 +118,7 @@ def loads(raw):
     try:
         value = json.loads(text, parse_float=_finite, parse_constant=_no_constant)
     except json.JSONDecodeError as error:
-        raise _invalid(f"JSON decode error: {error.msg} at position {error.pos}.") from None
+        raise _invalid(f"JSON decode error: {error}.") from None  # line, column and offset, never the text
     except ValueError:  # a non-finite number, or an integer past Python's digit limit
         raise _invalid("The body holds a number that is too large or not finite.") from None
     except RecursionError:

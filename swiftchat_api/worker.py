@@ -22,7 +22,7 @@ from ssl import SSLError
 from gunicorn import util
 from gunicorn.http import errors
 from gunicorn.http.message import Request
-from gunicorn.http.parser import RequestParser
+from gunicorn.http.parser import Parser, RequestParser
 from gunicorn.http.wsgi import Response, default_environ
 from gunicorn.workers.ggevent import GeventWorker
 
@@ -78,6 +78,20 @@ def error_answer(exc):
     return 500, "Internal Server Error", "Internal Server Error"
 
 
+# What is left of a body the app did not read (a refused request) is drained before the next
+# request on the connection; gunicorn's keep-alive loop drains without a bound, and a client that
+# keeps sending could hold the worker's CPU (its reads never have to wait). Past these, the
+# connection closes instead.
+DRAIN_SECONDS = 1.0
+DRAIN_BYTES = 64 * 1024
+
+
+def _bounded_finish_body(parser, deadline=None, max_bytes=None):
+    if deadline is None:
+        deadline = time.monotonic() + DRAIN_SECONDS
+    return Parser.finish_body(parser, deadline, DRAIN_BYTES if max_bytes is None else max_bytes)
+
+
 class SwiftChatWorker(GeventWorker):
     """gunicorn's gevent worker, admitting ``request_url`` and answering its own errors as JSON."""
 
@@ -87,6 +101,9 @@ class SwiftChatWorker(GeventWorker):
         if not issubclass(SwiftChatRequest, RequestParser.mesg_class):
             raise RuntimeError("gunicorn's RequestParser no longer parses gunicorn.http.message.Request")
         RequestParser.mesg_class = SwiftChatRequest
+        if RequestParser.finish_body is not Parser.finish_body:
+            raise RuntimeError("gunicorn's RequestParser drains bodies in a way of its own")
+        RequestParser.finish_body = _bounded_finish_body
         super().init_process()
 
     def handle_error(self, req, client, addr, exc):

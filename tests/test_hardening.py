@@ -212,6 +212,25 @@ def test_a_chunked_body_over_the_limit_is_refused_not_cut(tight):
     assert b"larger than 1 MB" in answer
 
 
+def test_an_endless_body_after_a_refusal_is_not_swallowed(server):
+    # No key, so the body is never read; gunicorn then drains it before the next request on the
+    # connection. A client that keeps sending must be cut off, not fed the worker's CPU.
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    sock.sendall(b"POST /api/converse/v3 HTTP/1.1\r\nHost: x\r\nContent-Length: 900000000000\r\n\r\n")
+    piece, sent = b"x" * 65536, 0
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        health = pool.submit(lambda: [server.request("/healthz", method="GET", key=None)[0] for _ in range(5)])
+        try:
+            while sent < 200 * 1024 * 1024:
+                sock.sendall(piece)
+                sent += len(piece)
+        except OSError:
+            pass
+        assert health.result() == [200] * 5
+    sock.close()
+    assert sent < 100 * 1024 * 1024, f"the server swallowed {sent // (1024 * 1024)} MB of a refused body"
+
+
 # --- Bodies built to amplify, crash or echo --------------------------------------------------------
 
 
@@ -237,6 +256,7 @@ HOSTILE = {
         }
     ).replace('"input": {}', '"input": ' + '{"a":' * 950 + "1" + "}" * 950),
     "a region with a newline": '{"modelId": "m", "region": "us-west-2\\n", "messages": []}',
+    "an unterminated string of escaped quotes": '"' + '\\"' * 200_000,  # quadratic for a backtracking scan
     "a 70-character region": '{"modelId": "m", "region": "' + SECRET + "-" * 48 + '-1", "messages": []}',
 }
 
