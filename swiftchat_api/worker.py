@@ -19,6 +19,7 @@ import time
 from datetime import datetime
 from ssl import SSLError
 
+import gevent
 from gunicorn import util
 from gunicorn.http import errors
 from gunicorn.http.message import Request
@@ -79,17 +80,29 @@ def error_answer(exc):
 
 
 # What is left of a body the app did not read (a refused request) is drained before the next
-# request on the connection; gunicorn's keep-alive loop drains without a bound, and a client that
-# keeps sending could hold the worker's CPU (its reads never have to wait). Past these, the
-# connection closes instead.
-DRAIN_SECONDS = 1.0
-DRAIN_BYTES = 64 * 1024
+# request on the connection, so the client can read its answer instead of a reset. gunicorn drains
+# without a bound, and a client that keeps sending held the worker's CPU: its reads never wait, so
+# no other greenlet ran. Here the drain yields as it goes and stops at these bounds (a little over
+# the largest accepted body), after which the connection closes.
+DRAIN_SECONDS = 5.0
+DRAIN_BYTES = 80 * 1024 * 1024
 
 
 def _bounded_finish_body(parser, deadline=None, max_bytes=None):
-    if deadline is None:
-        deadline = time.monotonic() + DRAIN_SECONDS
-    return Parser.finish_body(parser, deadline, DRAIN_BYTES if max_bytes is None else max_bytes)
+    body = getattr(parser.mesg, "body", None)
+    if body is None:
+        return True
+    if getattr(body, "failed", False):
+        return False
+    drained = 0
+    with gevent.Timeout(DRAIN_SECONDS, False):
+        while drained <= DRAIN_BYTES:
+            data = body.read(65536)
+            if not data:
+                return True
+            drained += len(data)
+            gevent.sleep(0)
+    return False
 
 
 class SwiftChatWorker(GeventWorker):
@@ -101,7 +114,7 @@ class SwiftChatWorker(GeventWorker):
         if not issubclass(SwiftChatRequest, RequestParser.mesg_class):
             raise RuntimeError("gunicorn's RequestParser no longer parses gunicorn.http.message.Request")
         RequestParser.mesg_class = SwiftChatRequest
-        if RequestParser.finish_body is not Parser.finish_body:
+        if RequestParser.finish_body is not Parser.finish_body or not hasattr(Parser, "finish_body"):
             raise RuntimeError("gunicorn's RequestParser drains bodies in a way of its own")
         RequestParser.finish_body = _bounded_finish_body
         super().init_process()
