@@ -42,14 +42,15 @@ def create_app(config=None):
     from .store import open_store
     from .store.recorder import UsageRecorder
 
-    config = config or Config.from_env()
+    in_cli = bool(os.environ.get("FLASK_RUN_FROM_CLI"))  # `flask keys ...`: the store, not AWS or a key source
+    config = config or Config.from_env(key_source_required=not in_cli)
     # gevent would otherwise record who spawned every greenlet (a stack capture per stream).
     gevent.config.track_greenlet_tree = False
     app = Flask(__name__)
     app.json.sort_keys = False  # answer in the order the apps' original server used
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     clients = Clients(config)
-    if not os.environ.get("FLASK_RUN_FROM_CLI"):  # `flask keys ...` needs the store, not AWS
+    if not in_cli:
         clients.warm()
     if config.api_key_name:
         keys = ParameterStoreKey(

@@ -29,6 +29,8 @@ class StaticKey:
         self._key = key
 
     def get(self, refresh=False):
+        if self._key is None:  # only the operator's CLI runs without a key source
+            raise ApiError(503, "This server has no API key configured.")
         return self._key
 
 

@@ -113,8 +113,12 @@ class Config:
     openai_proxy_ca_bundle: str | None = None
 
     @classmethod
-    def from_env(cls, env=None):
-        """Read and check every setting; raise ConfigError naming the first bad one."""
+    def from_env(cls, env=None, key_source_required=True):
+        """Read and check every setting; raise ConfigError naming the first bad one.
+
+        ``key_source_required=False`` is for the operator's CLI (``flask keys ...``), which manages
+        per-person keys in the store and never authenticates a request itself.
+        """
         env = os.environ if env is None else env
         emulator = flag(env, "SWIFTCHAT_EMULATOR")
         config = cls(
@@ -161,14 +165,14 @@ class Config:
             ),
             openai_proxy_ca_bundle=_file(env, "OPENAI_PROXY_CA_BUNDLE"),
         )
-        config.check()
+        config.check(key_source_required)
         return config
 
-    def check(self):
+    def check(self, key_source_required=True):
         """Refuse a server that would run with no key, or with two competing key sources."""
         if self.api_key and self.api_key_name:
             raise ConfigError("Set API_KEY or API_KEY_NAME, not both: the server would not know which key is real.")
-        if not (self.api_key or self.api_key_name):
+        if key_source_required and not (self.api_key or self.api_key_name):
             raise ConfigError(
                 "No API key configured: set API_KEY (a literal key) or API_KEY_NAME (an SSM Parameter Store "
                 "SecureString holding the key). Refusing to serve without authentication."

@@ -98,7 +98,7 @@ def _finish(environ, facts, response):
         "status": status,
         "duration_ms": round((ended - facts.started) * 1000, 1),
         "bytes": facts.bytes_sent if facts.bytes_sent is not None else _number(response.get("length")),
-        "model": facts.model,
+        "model": facts.model[:128] if facts.model else None,  # a caller's text until Bedrock took it
         "key": facts.key_name,
         "input_tokens": usage.get("inputTokens"),
         "output_tokens": usage.get("outputTokens"),

@@ -30,14 +30,13 @@ def keys(store_url, *args, **env):
     """Run ``flask --app wsgi keys ARGS`` with the server's usual settings and no AWS credentials."""
     environment = {name: value for name, value in os.environ.items() if not name.startswith("AWS_")}
     environment.update(
-        API_KEY="the-legacy-key",
+        {"API_KEY": "the-legacy-key", **env},
         SWIFTCHAT_STORE=store_url,
         AWS_REGION="us-west-2",
         AWS_EC2_METADATA_DISABLED="true",
         AWS_ENDPOINT_URL="http://127.0.0.1:9",  # anything that tried AWS would fail here, not leave the host
         AWS_SHARED_CREDENTIALS_FILE=os.devnull,
         AWS_CONFIG_FILE=os.devnull,
-        **env,
     )
     return subprocess.run(
         [sys.executable, "-m", "flask", "--app", "wsgi", "keys", *args],
@@ -164,3 +163,11 @@ def test_a_pepper_other_than_the_servers_is_refused(sqlite_url):
     assert result.returncode == 1
     assert "another SWIFTCHAT_KEY_PEPPER" in result.stderr
     assert keys(sqlite_url, "list", SWIFTCHAT_KEY_PEPPER="server pepper").returncode == 0
+
+
+def test_keys_need_the_store_but_not_the_servers_key_source(sqlite_url):
+    # Right after `make run` an operator's shell has no API_KEY: the CLI still manages the store.
+    made = keys(sqlite_url, "create", "bob", API_KEY="")
+    assert made.returncode == 0, made.stderr
+    assert "Traceback" not in made.stderr
+    assert identity_of(sqlite_url, made.stdout.splitlines()[-1]).name == "bob"

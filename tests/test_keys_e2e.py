@@ -258,6 +258,17 @@ def test_the_shared_key_keeps_working_unlimited_and_is_recorded_as_default(sqlit
     assert taken.stdout == ""
 
 
+def test_made_up_model_ids_add_no_usage_rows(sqlite):
+    server = sqlite.servers[0]
+    before = sqlite.usage().get("default", {"requests": 0})
+    for i in range(3):  # Bedrock refuses each: its id stays the caller's text
+        refused = chat("[[emulator error=notfound]]", model=f"made-up-{i}-" + "x" * 1500)
+        assert server.request("/api/converse/v3", refused, key=TEST_KEY)[0] == 404
+    sqlite.wait_for_requests("default", before["requests"] + 3)
+    models = {model["model"] for day in sqlite.usage()["default"]["days"] for model in day["models"]}
+    assert not any(model and model.startswith("made-up-") for model in models)
+
+
 def test_a_busy_store_is_a_fast_503_for_limited_keys_while_the_shared_key_works(sqlite):
     server = sqlite.servers[0]
     key = sqlite.create("patient", "--rpm", "1000")

@@ -53,7 +53,9 @@ def _account(recorder, record):
     usage = record.usage if isinstance(record.usage, dict) else {}
     input_tokens, output_tokens = _tokens(usage.get("inputTokens")), _tokens(usage.get("outputTokens"))
     telemetry.key_served(record.key_name, input_tokens, output_tokens)
-    recorder.add(record.key_name, record.model, input_tokens, output_tokens)
+    # The model id is the caller's text until Bedrock answered with usage: recorded only then, so
+    # made-up ids cannot add a usage row each (image calls, which report no tokens, count unnamed).
+    recorder.add(record.key_name, record.model if usage else None, input_tokens, output_tokens)
 
 
 def raw_body():

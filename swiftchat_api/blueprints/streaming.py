@@ -1,5 +1,7 @@
 """The one way a view answers with a Bedrock stream, whatever its wire dialect."""
 
+import socket
+
 from flask import Response, request
 
 from .. import telemetry
@@ -22,7 +24,12 @@ def stream_response(client, args, dialect, content_type="text/event-stream"):
     record = facts()
     record.model = args["modelId"]  # a call Bedrock refuses is counted against the key under its model too
     stream = converse.open_stream(client, args, app.config.first_byte_timeout)
-    relay = Relay(stream, dialect, app.ticker, app.relay_limits, client=request.environ.get("gunicorn.socket"))
+    client_socket = request.environ.get("gunicorn.socket")
+    if client_socket is not None:
+        # The kernel would otherwise buffer megabytes for a client that does not read, before the
+        # relay's own bound applies: keep what waits for one client small end to end.
+        client_socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, app.relay_limits.max_buffer)
+    relay = Relay(stream, dialect, app.ticker, app.relay_limits, client=client_socket)
     relay.start()
     try:
         relay.wait_for_first_event(app.config.first_event_window)
