@@ -22,7 +22,7 @@ def stream_response(client, args, dialect, content_type="text/event-stream"):
     record = facts()
     record.model = args["modelId"]  # a call Bedrock refuses is counted against the key under its model too
     stream = converse.open_stream(client, args, app.config.first_byte_timeout)
-    relay = Relay(stream, dialect, app.ticker, app.relay_limits, client=request.environ.get("gunicorn.socket"))
+    relay = Relay(stream, dialect, app.ticker, app.relay_limits, environ=request.environ)
     relay.start()
     try:
         relay.wait_for_first_event(app.config.first_event_window)
