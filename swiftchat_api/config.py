@@ -88,7 +88,6 @@ class Config:
     first_event_window: float = 3.0
     client_timeout: float = 60.0
     key_refresh_seconds: float = 5.0
-    stream_buffer_bytes: int = 64 * 1024
     max_body_bytes: int = 64 * 1024 * 1024
     body_timeout: float = 30.0
     bedrock_max_pool_connections: int = 4096
@@ -130,7 +129,6 @@ class Config:
             first_event_window=number(env, "SWIFTCHAT_FIRST_EVENT_WINDOW", cls.first_event_window),
             client_timeout=number(env, "SWIFTCHAT_CLIENT_TIMEOUT", cls.client_timeout, minimum=1),
             key_refresh_seconds=number(env, "SWIFTCHAT_KEY_REFRESH_SECONDS", cls.key_refresh_seconds),
-            stream_buffer_bytes=int(number(env, "SWIFTCHAT_STREAM_BUFFER_KB", 64, minimum=4) * 1024),
             max_body_bytes=int(number(env, "SWIFTCHAT_MAX_BODY_MB", 64, minimum=1) * 1024 * 1024),
             body_timeout=number(env, "SWIFTCHAT_BODY_TIMEOUT", cls.body_timeout, minimum=1),
             bedrock_max_pool_connections=number(

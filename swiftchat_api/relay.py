@@ -51,12 +51,11 @@ class UpstreamSilent(Exception):
 
 @dataclass(frozen=True)
 class Limits:
-    """How long and how much one stream may wait on either side."""
+    """How long one stream may wait on either side."""
 
     idle_timeout: float  # upstream silence before the stream is closed
     keepalive_interval: float  # client-side silence before a keep-alive (dialects that have one)
     client_timeout: float  # a write the client has not taken for this long ends the stream
-    max_buffer: int  # encoded bytes waiting for the client before Bedrock is no longer read
 
 
 class Ticker:
