@@ -1,22 +1,32 @@
 """The iterable a streamed response is made of: it owns the upstream Bedrock stream.
 
-A reader greenlet pulls events from boto3 and encodes them with the stream's dialect as they
-arrive; the WSGI server iterates this object and writes what has piled up: whole events only,
-at most the dialect's ``max_write`` bytes per write (a bigger event alone), the in-band error
-always alone after the last event. A busy worker thus pays one write for a backlog without
-ever handing an app a read that ends inside an event.
+A reader greenlet starts pulling events from boto3 before the response exists, so that a
+refusal Bedrock sends as the stream's first frame still gets a real status (see
+wait_for_first_event). Once it has the first event it hands the event iterator over and ends:
+from then on the server's own greenlet, iterating this object, reads each event, encodes it
+with the stream's dialect and yields it, so each event costs one greenlet wake-up and one
+write, an open stream one greenlet, and a client that does not read simply blocks the read
+from Bedrock (back-pressure). Writes are whole events, the in-band error is a write of its
+own after the last event, and no two writes ever interleave.
 
-Bounded in every direction: the reader stops pulling from Bedrock while more than
-``max_buffer`` encoded bytes wait for a slow client; a client that takes nothing for
-``client_timeout`` seconds is let go; an upstream silent for ``idle_timeout`` is closed. When
-the client goes away (EOF on its socket, or a failed write and the server's ``close()``), the
-upstream stream is closed at once so Bedrock stops generating.
+Bounded in every direction: a client that takes nothing for ``client_timeout`` seconds is
+let go; an upstream silent for ``idle_timeout`` is closed. When the client goes away (EOF on
+its socket, or a failed write), the upstream stream is closed at once so Bedrock stops
+generating.
+
+Nothing is ever thrown into a greenlet that reads or writes (an exception landing in the
+middle of a write would cut an HTTP chunk): the upstream socket is shut down for reading
+instead, so the read ends and the greenlet finishes on its own.
 
 Nothing here starts a timer per event: with thousands of open streams, a timer armed on
 every read costs more than the event itself. One Ticker per worker wakes the relays that
 owe a keep-alive, whose upstream has been silent too long or whose client stopped reading.
+While Bedrock is silent the server's greenlet is blocked reading it, so a keep-alive is
+written by a short-lived greenlet through the WSGI ``write`` callable (PEP 3333), under a
+lock that the event writes take too.
 """
 
+import contextlib
 import select
 import socket
 import time
@@ -24,7 +34,10 @@ from dataclasses import dataclass
 
 import gevent
 from gevent.event import Event
+from gevent.lock import Semaphore
 from gevent.monkey import get_original
+
+from .observe import WRITE
 
 _HUNG_UP = select.POLLRDHUP | select.POLLHUP | select.POLLERR
 # The kernel's poll, not gevent's stand-in (which reports readable, never hung up); a zero
@@ -38,12 +51,11 @@ class UpstreamSilent(Exception):
 
 @dataclass(frozen=True)
 class Limits:
-    """How long and how much one stream may wait on either side."""
+    """How long one stream may wait on either side."""
 
     idle_timeout: float  # upstream silence before the stream is closed
     keepalive_interval: float  # client-side silence before a keep-alive (dialects that have one)
     client_timeout: float  # a write the client has not taken for this long ends the stream
-    max_buffer: int  # encoded bytes waiting for the client before Bedrock is no longer read
 
 
 class Ticker:
@@ -76,24 +88,27 @@ class Relay:
     # Thousands of these live at once in a worker: no per-instance dict.
     __slots__ = (
         "_stream",
+        "_events",
         "_dialect",
         "_ticker",
         "_limits",
+        "_environ",
         "_client",
         "on_done",
-        "_pending",
-        "_pending_bytes",
+        "_first",
         "_ready",
-        "_drained",
         "_arrived",
+        "_handed_over",
+        "_relaying",
         "_finished",
         "_completed",
         "_reported",
-        "_paused",
         "_keepalive_due",
         "_silenced",
+        "_halted",
         "_peer_sent_more",
         "_writing_since",
+        "_lock",
         "client_gone",
         "bytes_sent",
         "first_event_at",
@@ -108,26 +123,29 @@ class Relay:
         "_output",
     )
 
-    def __init__(self, stream, dialect, ticker, limits, client=None):
+    def __init__(self, stream, dialect, ticker, limits, environ=None):
         self._stream = stream
+        self._events = iter(stream)  # one iterator, read by the reader and then by the server's greenlet
         self._dialect = dialect
         self._ticker = ticker
         self._limits = limits
-        self._client = client
+        self._environ = environ if environ is not None else {}
+        self._client = self._environ.get("gunicorn.socket")
         self.on_done = None
-        self._pending = []
-        self._pending_bytes = 0
-        self._ready = Event()  # something for the writer to do
-        self._drained = Event()  # room for the reader again
+        self._first = b""  # the first event's bytes, read by the reader
+        self._ready = Event()  # for the server's greenlet before the hand-over: the first event, an end, a keep-alive
         self._arrived = Event()  # the first event, or the end of the stream
-        self._finished = False
+        self._handed_over = False  # the reader got the first event and left the rest to the server's greenlet
+        self._relaying = False  # the server's greenlet is reading Bedrock
+        self._finished = False  # Bedrock's stream ended, failed or was cut
         self._completed = False
         self._reported = False
-        self._paused = False
         self._keepalive_due = False
         self._silenced = False
+        self._halted = False
         self._peer_sent_more = False
         self._writing_since = None
+        self._lock = None  # serialises keep-alives with the event writes, once there has been one
         self.client_gone = False
         self.bytes_sent = 0
         self.first_event_at = None
@@ -142,7 +160,7 @@ class Relay:
 
     def start(self):
         """Start reading Bedrock now, before the response exists (see wait_for_first_event)."""
-        self._reader = gevent.spawn_raw(self._read)  # a bare greenlet: lighter per stream than gevent.spawn
+        self._reader = gevent.spawn_raw(self._read_first)  # a bare greenlet: lighter than gevent.spawn
         self._ticker.add(self)
 
     def wait_for_first_event(self, window):
@@ -175,95 +193,162 @@ class Relay:
     def tick(self, now):
         """Called by the Ticker: owe a keep-alive, give up on a silent upstream or a client that stopped reading."""
         limits = self._limits
+        writing = self._writing_since is not None
         keepalive = self._dialect.keepalive
-        if keepalive and now - self._last_write >= limits.keepalive_interval and not self._pending:
-            self._keepalive_due = True
-            self._ready.set()
-        if not (self._finished or self._silenced or self._paused) and now - self._last_upstream >= limits.idle_timeout:
+        if keepalive and not (writing or self._keepalive_due) and now - self._last_write >= limits.keepalive_interval:
+            if not self._relaying:
+                self._keepalive_due = True
+                self._ready.set()
+            elif self._environ.get(WRITE) is not None:
+                # The server's greenlet is blocked reading Bedrock: a short-lived one writes the keep-alive.
+                self._keepalive_due = True
+                if self._lock is None:
+                    self._lock = Semaphore()
+                gevent.spawn_raw(self._write_keepalive)
+        if not (self._finished or self._silenced or writing) and now - self._last_upstream >= limits.idle_timeout:
             self._silenced = True
-            silence = UpstreamSilent(f"Bedrock sent nothing for {limits.idle_timeout:g} s; the stream was closed.")
-            gevent.kill(self._reader, silence)
-        if self._writing_since is not None and now - self._writing_since >= limits.client_timeout:
+            self._halt_upstream()
+        if writing and now - self._writing_since >= limits.client_timeout:
             self._let_go()
         elif self._peer_sent_more and self._client_hung_up():
             self._client_left()
 
     def _write_loop(self):
         try:
-            if not self._pending:
+            if not self._first:
                 yield b""  # the response headers, now: whatever Bedrock does next is written in-band
-            while not self.client_gone:
-                if self._pending:
-                    chunk = self._take()
-                elif self._finished:
-                    chunk = self._dialect.error(self.upstream_error) if self.upstream_error else self._dialect.end()
-                    self._completed = True
-                elif self._keepalive_due:
-                    chunk = self._dialect.keepalive
+            while not (self._handed_over or self._finished or self.client_gone):
+                if self._keepalive_due:
+                    yield from self._written(self._dialect.keepalive)
                     self._keepalive_due = False
                 else:
                     self._ready.clear()
                     self._ready.wait()
-                    continue
-                if chunk:
-                    self._last_write = self._writing_since = time.monotonic()
-                    self.bytes_sent += len(chunk)
-                    yield chunk
-                    self._writing_since = None
-                if self._completed:
-                    return
+            if self._first:
+                first, self._first = self._first, b""
+                yield from self._written(first)
+            if self._handed_over and not self.client_gone:
+                # Inline, not a sub-generator: a generator level is C stack saved with every open stream.
+                self._relaying = True
+                encode = self._dialect.event
+                try:
+                    for event in self._events:
+                        metadata = event.get("metadata")
+                        if metadata:
+                            self.usage = metadata.get("usage")
+                        data = encode(event)
+                        if not data:
+                            self._last_upstream = time.monotonic()
+                            continue
+                        lock = self._lock  # as in _written, without a generator per event
+                        if lock is not None:
+                            lock.acquire()
+                        try:
+                            if self.client_gone:
+                                break
+                            self.bytes_sent += len(data)
+                            self._writing_since = time.monotonic()
+                            yield data
+                            # Time spent writing is not Bedrock's silence.
+                            self._last_write = self._last_upstream = time.monotonic()
+                        finally:
+                            self._writing_since = None
+                            if lock is not None:
+                                lock.release()
+                except Exception as error:  # after the first byte, failures travel in-band
+                    if not self._halted:
+                        self.upstream_error = error
+                finally:
+                    self._relaying = False
+                    self._end_of_stream()
+            if not self.client_gone:
+                self._completed = True
+                error = self.upstream_error
+                yield from self._written(self._dialect.error(error) if error else self._dialect.end())
+            if self._lock is not None:  # a keep-alive being written ends before the server writes again
+                with self._lock:
+                    pass
         finally:
             self._stop()
 
-    def _take(self):
-        """Whole events, up to max_write bytes (or one bigger event alone)."""
-        pending = self._pending
-        size, taken, limit = len(pending[0]), 1, self._dialect.max_write
-        while taken < len(pending) and size + len(pending[taken]) <= limit:
-            size += len(pending[taken])
-            taken += 1
-        chunk = pending[0] if taken == 1 else b"".join(pending[:taken])
-        del pending[:taken]  # a few small events at most: cheaper per stream than a deque
-        self._pending_bytes -= size
-        self._keepalive_due = False
-        self._drained.set()
-        return chunk
-
-    def _read(self):
-        self._reading = True
-        limit = self._limits.max_buffer
+    def _written(self, chunk):
+        """Yield chunk to the server, alone: no keep-alive is written while it is."""
+        lock = self._lock
+        if lock is not None:
+            lock.acquire()
         try:
-            for event in self._stream:
-                self._last_upstream = time.monotonic()
-                if self.first_event_at is None:
-                    self.first_event_at = self._last_upstream
-                    self._arrived.set()
+            if chunk and not self.client_gone:
+                self.bytes_sent += len(chunk)
+                self._writing_since = time.monotonic()
+                yield chunk
+                self._last_write = time.monotonic()
+        finally:
+            self._writing_since = None
+            if lock is not None:
+                lock.release()
+
+    def _write_keepalive(self):
+        """A short-lived greenlet: the keep-alive, unless an event or the end was written meanwhile."""
+        lock = self._lock
+        try:
+            with lock:
+                if (
+                    self._relaying
+                    and not self.client_gone
+                    and self._writing_since is None  # an event write that began before the lock existed
+                    and time.monotonic() - self._last_write >= self._limits.keepalive_interval
+                ):
+                    keepalive = self._dialect.keepalive
+                    self.bytes_sent += len(keepalive)
+                    self._writing_since = time.monotonic()
+                    try:
+                        self._environ[WRITE](keepalive)
+                        self._last_write = time.monotonic()
+                    finally:
+                        self._writing_since = None
+        except Exception:  # the client's socket failed or was shut down: the stream ends
+            self._client_left()
+        finally:
+            self._keepalive_due = False
+
+    def _read_first(self):
+        """The reader: Bedrock's first event (or its refusal), then the iterator goes to the server's greenlet."""
+        self._reading = True
+        try:
+            for event in self._events:
+                self.first_event_at = self._last_upstream = time.monotonic()
                 metadata = event.get("metadata")
                 if metadata:
                     self.usage = metadata.get("usage")
-                data = self._dialect.event(event)
-                if data:
-                    self._pending.append(data)
-                    self._pending_bytes += len(data)
-                    self._ready.set()
-                    if self._pending_bytes > limit:
-                        self._wait_for_room(limit)
-        except Exception as error:  # after the first byte, failures travel in-band
-            self.upstream_error = error
+                self._first = self._dialect.event(event)
+                if not self._halted:
+                    self._handed_over = True
+                break
+        except Exception as error:
+            if not self._halted:
+                self.upstream_error = error
         finally:
-            self._finished = True
+            self._reading = False
+            if not self._handed_over:
+                self._end_of_stream()
             self._arrived.set()
             self._ready.set()
-            self._stream.close()
 
-    def _wait_for_room(self, limit):
-        """Back-pressure: read no more from Bedrock until the client has taken what waits."""
-        self._paused = True
-        while self._pending_bytes > limit:
-            self._drained.clear()
-            self._drained.wait()
-        self._paused = False
-        self._last_upstream = time.monotonic()  # the pause was ours, not Bedrock's silence
+    def _end_of_stream(self):
+        """Bedrock's stream ended, failed or was cut: close it (whoever was reading it is done)."""
+        if self._silenced:
+            timeout = self._limits.idle_timeout
+            self.upstream_error = UpstreamSilent(f"Bedrock sent nothing for {timeout:g} s; the stream was closed.")
+        self._finished = True
+        self._stream.close()
+
+    def _halt_upstream(self):
+        """End the current or next read from Bedrock; whoever reads then finishes by itself."""
+        self._halted = True
+        # urllib3 shuts the socket down for reading: a blocked read sees the end at once. It
+        # refuses once the body has been read or closed, when nobody is blocked on Bedrock.
+        with contextlib.suppress(AttributeError, ValueError, RuntimeError, OSError):
+            self._stream._raw_stream.shutdown()
 
     def _client_stirred(self):
         """The client's socket became readable: it hung up, or sent the start of its next request."""
@@ -282,7 +367,7 @@ class Relay:
             return True
 
     def _let_go(self):
-        """The client has taken nothing for client_timeout: fail the blocked write so the server closes us."""
+        """The client has taken nothing for client_timeout: fail the blocked write so the stream ends."""
         self._writing_since = None
         self.client_gone = True
         try:
@@ -292,16 +377,21 @@ class Relay:
 
     def _client_left(self):
         self.client_gone = True
+        if self._writing_since is not None:  # a write to a socket nobody reads would wait for client_timeout
+            with contextlib.suppress(AttributeError, OSError):
+                self._client.shutdown(socket.SHUT_RDWR)
         self._stop()
         self._ready.set()
 
     def _stop(self):
         self._ticker.discard(self)
-        if self._reader is not None and not self._reader.dead:
-            gevent.kill(self._reader)
-        if not self._reading:  # a reader killed before it ran never reaches its finally
-            self._stream.close()
-        self._drained.set()
+        if not self._reading and not self._finished and not self._handed_over and self._reader is not None:
+            gevent.kill(self._reader)  # it has not run yet: nothing of it can be mid-read or mid-write
+            self._end_of_stream()
+        elif self._reading or self._relaying:
+            self._halt_upstream()  # the greenlet reading Bedrock closes the stream when its read ends
+        elif not self._finished:
+            self._end_of_stream()
         if self._watcher is not None:
             self._watcher.close()
         if not self._reported:

@@ -1,9 +1,9 @@
 """The bytes each client generation parses: one dialect object per wire format.
 
 A dialect owns all of its framing — one boto3 ``converse_stream`` event → bytes (possibly
-empty), the keep-alive, the in-band error, the end of the stream and the largest write —
-so the relay writes no bytes of its own. The relay may join the bytes of several events
-into one write of at most ``max_write`` bytes, but never splits one.
+empty), the keep-alive, the in-band error and the end of the stream — so the relay writes
+no bytes of its own. The relay writes each event's bytes alone: it never joins or splits
+events (Android's reader takes at most 8 KiB and never crosses an HTTP chunk).
 """
 
 import base64
@@ -73,10 +73,6 @@ def v3(event):
 
 class Dialect:
     """A wire format: how events, keep-alives, an in-band error and the end of a stream look."""
-
-    # Android's reader takes at most 8 KiB and never crosses an HTTP chunk; events already
-    # waiting share a write up to this size (a bigger event goes alone), so no read ends mid-event.
-    max_write = 4096
 
     def __init__(self, encode, keepalive=None):
         self.event = encode

@@ -26,10 +26,10 @@ def stream_response(client, args, dialect, content_type="text/event-stream"):
     stream = converse.open_stream(client, args, app.config.first_byte_timeout)
     client_socket = request.environ.get("gunicorn.socket")
     if client_socket is not None:
-        # The kernel would otherwise buffer megabytes for a client that does not read, before the
-        # relay's own bound applies: keep what waits for one client small end to end.
-        client_socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, app.relay_limits.max_buffer)
-    relay = Relay(stream, dialect, app.ticker, app.relay_limits, client=client_socket)
+        # A client that does not read blocks the relay's write and so its read from Bedrock; this
+        # bounds what the kernel holds for that client meanwhile (it would take megabytes).
+        client_socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, app.config.stream_buffer_bytes)
+    relay = Relay(stream, dialect, app.ticker, app.relay_limits, environ=request.environ)
     relay.start()
     try:
         relay.wait_for_first_event(app.config.first_event_window)
