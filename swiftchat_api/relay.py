@@ -82,6 +82,49 @@ class Ticker:
                 relay.tick(now)
 
 
+class ClientWatch:
+    """Tells once that the client of a streamed answer went away, without a greenlet of its own.
+
+    A libev watcher waits for the client's socket to stir: a hang-up calls ``on_gone`` (in a
+    greenlet: it may do I/O); bytes of a next pipelined request leave the socket readable for
+    good, so from then on ``check()`` (called by the Ticker) asks the kernel whether the client
+    hung up behind them.
+    """
+
+    __slots__ = ("_client", "_on_gone", "_watcher", "_peer_sent_more")
+
+    def __init__(self, client, on_gone):
+        self._client = client
+        self._on_gone = on_gone
+        self._peer_sent_more = False
+        self._watcher = gevent.get_hub().loop.io(client.fileno(), 1)
+        self._watcher.start(self._stirred)
+
+    def _stirred(self):
+        self._watcher.stop()
+        if self._hung_up():
+            gevent.spawn(self._on_gone)  # not in the hub
+        else:
+            self._peer_sent_more = True
+
+    def check(self):
+        """From the Ticker: call on_gone if the client hung up behind a pipelined request."""
+        if self._peer_sent_more and self._hung_up():
+            self._peer_sent_more = False
+            self._on_gone()
+
+    def _hung_up(self):
+        poller = _poll()
+        try:
+            poller.register(self._client.fileno(), _HUNG_UP)
+            return bool(poller.poll(0))
+        except (OSError, ValueError):
+            return True
+
+    def close(self):
+        self._watcher.close()
+
+
 class Relay:
     """Relays one stream; afterwards it tells on_done(relay) what happened (see the public attributes)."""
 
@@ -106,7 +149,6 @@ class Relay:
         "_keepalive_due",
         "_silenced",
         "_halted",
-        "_peer_sent_more",
         "_writing_since",
         "_lock",
         "client_gone",
@@ -143,7 +185,6 @@ class Relay:
         self._keepalive_due = False
         self._silenced = False
         self._halted = False
-        self._peer_sent_more = False
         self._writing_since = None
         self._lock = None  # serialises keep-alives with the event writes, once there has been one
         self.client_gone = False
@@ -178,9 +219,7 @@ class Relay:
     def __iter__(self):
         if self._output is None:
             if self._client is not None:
-                # A libev watcher, not a greenlet: it costs no stack while the client is quiet.
-                self._watcher = gevent.get_hub().loop.io(self._client.fileno(), 1)
-                self._watcher.start(self._client_stirred)
+                self._watcher = ClientWatch(self._client, self._client_left)
             self._output = self._write_loop()
         return self._output
 
@@ -210,8 +249,8 @@ class Relay:
             self._halt_upstream()
         if writing and now - self._writing_since >= limits.client_timeout:
             self._let_go()
-        elif self._peer_sent_more and self._client_hung_up():
-            self._client_left()
+        elif self._watcher is not None:
+            self._watcher.check()
 
     def _write_loop(self):
         try:
@@ -349,22 +388,6 @@ class Relay:
         # refuses once the body has been read or closed, when nobody is blocked on Bedrock.
         with contextlib.suppress(AttributeError, ValueError, RuntimeError, OSError):
             self._stream._raw_stream.shutdown()
-
-    def _client_stirred(self):
-        """The client's socket became readable: it hung up, or sent the start of its next request."""
-        self._watcher.stop()
-        if self._client_hung_up():
-            gevent.spawn(self._client_left)  # not in the hub: on_done may do I/O
-        else:
-            self._peer_sent_more = True  # the Ticker polls for the hang-up from now on
-
-    def _client_hung_up(self):
-        poller = _poll()
-        try:
-            poller.register(self._client.fileno(), _HUNG_UP)
-            return bool(poller.poll(0))
-        except (OSError, ValueError):
-            return True
 
     def _let_go(self):
         """The client has taken nothing for client_timeout: fail the blocked write so the stream ends."""

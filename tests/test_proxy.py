@@ -587,6 +587,20 @@ def test_app_walking_away_closes_the_providers_connection(live, net):
     assert record["events"] < 40, f"the provider kept streaming for {record['events']} events"
 
 
+def test_a_pipelined_byte_then_a_hang_up_during_a_silence_closes_the_providers_connection(net):
+    patient = Server(_env(net, OPENAI_PROXY_IDLE_TIMEOUT="30"))  # only the hang-up can end this silence
+    try:
+        sock = _open(patient, "/api/openai", _chat("silent", "pipelined-walk"), _openai(net))
+        assert b"word0" in _read_until(sock, b"word0")
+        sock.sendall(b"G")  # the start of a next request: the socket stays readable from now on ...
+        time.sleep(0.3)
+        sock.shutdown(socket.SHUT_WR)  # ... and then the app is gone
+        sock.close()
+        assert net["plain"].record("pipelined-walk")["state"] == "cancelled"  # the stand-in waits 4 s at most
+    finally:
+        patient.stop()
+
+
 def test_app_walking_away_before_the_provider_answers_closes_its_connection(live, net):
     sock = _open(live, "/api/openai", _chat("late", "walk-early"), _openai(net))
     net["plain"].record("walk-early", until=lambda record: True)  # the provider has the request

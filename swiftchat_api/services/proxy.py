@@ -21,19 +21,18 @@ import errno
 import ipaddress
 import logging
 import re
-import select
 import socket
 import ssl
 import time
 from dataclasses import dataclass
 
 import gevent
-from gevent.socket import wait_read
 from marshmallow import EXCLUDE, Schema, fields
 from urllib3.connection import HTTPConnection, HTTPSConnection
 
 from ..config import ConfigError
 from ..exceptions import ApiError, StreamRefused
+from ..relay import ClientWatch
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +41,6 @@ READ_SIZE = 65536
 MAX_URL_LENGTH = 4096
 MAX_ADDRESSES = 4  # addresses of one name tried in turn
 _DEFAULT_PORTS = {"http": 80, "https": 443}
-_HUNG_UP = select.POLLRDHUP | select.POLLHUP | select.POLLERR
 
 # Scheme, host (a name or a bracketed IPv6 address), optional port, optional path and query.
 # No user-info, no fragment, no whitespace or controls: anything else is not a target.
@@ -334,7 +332,6 @@ class Answer:
         self._response = None
         self._error = None
         self._silenced = False
-        self._peer_sent_more = False
         self._writing_since = None
         self._last_upstream = time.monotonic()
         self._watcher = None
@@ -344,7 +341,7 @@ class Answer:
     def start_watching(self):
         """Watch the caller's socket from now on: a hang-up closes the connection to the provider."""
         if self._client is not None:
-            self._watcher = gevent.spawn(self._watch)
+            self._watcher = ClientWatch(self._client, self._client_left)
 
     def connect(self, addresses, tls):
         """Connect to the first of ``addresses`` that answers, within the connect time-out in all."""
@@ -454,27 +451,8 @@ class Answer:
             self._disconnect()
         if self._writing_since is not None and now - self._writing_since >= self._timeouts.client:
             self._let_go()
-        elif self._peer_sent_more and self._client_hung_up():
-            self._client_left()
-
-    def _watch(self):
-        try:
-            wait_read(self._client.fileno())
-            if self._client.recv(1, socket.MSG_PEEK):
-                # The next pipelined request, not a hang-up: tick() polls for the hang-up instead.
-                self._peer_sent_more = True
-                return
-        except OSError:
-            pass
-        self._client_left()
-
-    def _client_hung_up(self):
-        poller = select.poll()
-        try:
-            poller.register(self._client.fileno(), _HUNG_UP)
-        except (OSError, ValueError):
-            return True
-        return bool(poller.poll(0))
+        elif self._watcher is not None:
+            self._watcher.check()
 
     def _client_left(self):
         self.client_gone = True
@@ -506,8 +484,8 @@ class Answer:
         self._closed = True
         if self._ticker is not None:
             self._ticker.discard(self)
-        if self._watcher is not None and self._watcher is not gevent.getcurrent():
-            self._watcher.kill(block=False)
+        if self._watcher is not None:
+            self._watcher.close()
         self._disconnect()
         if self._response is not None:
             self._response.close()
