@@ -9,7 +9,7 @@ from flask import jsonify
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 
-from .exceptions import ApiError, StreamRefused, describe, refused  # noqa: F401 (re-exported for views)
+from .exceptions import ApiError, StreamRefused, describe
 
 log = logging.getLogger(__name__)
 MAX_DETAIL_ITEMS = 20  # a body with thousands of faults gets a short answer all the same

@@ -9,7 +9,7 @@ import pytest
 from conftest import ROOT, TEST_KEY, Server, chat, emulator_env
 
 from swiftchat_api.auth import ParameterStoreKey
-from swiftchat_api.errors import ApiError
+from swiftchat_api.exceptions import ApiError
 
 HELLO = chat('[[emulator reply="ok"]]')
 

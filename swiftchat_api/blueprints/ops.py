@@ -5,7 +5,7 @@ from flask_swagger_ui import get_swaggerui_blueprint
 
 from .. import openapi, telemetry
 from ..auth import StaticKey, authenticate
-from ..errors import ApiError
+from ..exceptions import ApiError
 from .common import require_key, resources
 
 bp = Blueprint("ops", __name__)

@@ -22,7 +22,7 @@ def stream_response(client, args, dialect, content_type="text/event-stream"):
     """
     app = resources()
     record = facts()
-    record.model = args["modelId"]  # a call Bedrock refuses is counted against the key under its model too
+    record.model = args["modelId"]  # for the access log; usage names it only once Bedrock answered with usage
     stream = converse.open_stream(client, args, app.config.first_byte_timeout)
     client_socket = request.environ.get("gunicorn.socket")
     if client_socket is not None:
