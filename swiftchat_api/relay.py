@@ -37,6 +37,7 @@ from gevent.event import Event
 from gevent.lock import Semaphore
 from gevent.monkey import get_original
 
+from .eventstream import events
 from .observe import WRITE
 
 _HUNG_UP = select.POLLRDHUP | select.POLLHUP | select.POLLERR
@@ -167,7 +168,7 @@ class Relay:
 
     def __init__(self, stream, dialect, ticker, limits, environ=None):
         self._stream = stream
-        self._events = iter(stream)  # one iterator, read by the reader and then by the server's greenlet
+        self._events = events(stream)  # one iterator, read by the reader and then by the server's greenlet
         self._dialect = dialect
         self._ticker = ticker
         self._limits = limits
