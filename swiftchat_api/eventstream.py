@@ -8,13 +8,15 @@ the frames and their checksums. What it replaces is the loop that reads the body
 calls urllib3 makes, under urllib3's own error mapping) and, for the event types it was able
 to compile, the payload parse.
 
-The converters are compiled at start-up from botocore's service model, so a botocore upgrade
-brings its shapes with it: unknown fields are dropped, members renamed, blobs and timestamps
-decoded by the stream's own parser. They mirror botocore only for payloads in their expected
-shape: anything else (a value of the wrong type, a union without exactly one known member, an
-event shape with header or payload members, exception and error frames) goes to botocore's own
-parser for that one message, so the result is botocore's by construction. tests/test_eventstream.py
-compares the two over every event shape in the model.
+The converters are compiled from botocore's service model (once per worker, at the first
+stream), so a botocore upgrade brings its shapes with it: unknown fields are dropped, members
+renamed, blobs and timestamps decoded by the stream's own parser. They mirror botocore only for
+payloads in their expected shape: anything else (a value of the wrong type, a union without
+exactly one known member, an event shape with header or payload members, exception and error
+frames) goes to botocore's own parser for that one message, so the result is botocore's by
+construction. tests/test_eventstream.py compares the two over every event shape in the model.
+One departure, on purpose: a negative chunk size is refused at once (urllib3 would read to the
+end of the connection, however long).
 """
 
 import json
@@ -163,7 +165,9 @@ def compile_events(stream_shape):
     return compiled
 
 
-_compiled = {}  # per output shape (one per operation and botocore model)
+# By the stream shape's name: every client of a service builds its own shape objects from the same
+# model, so keying by object would grow with every client made (regions come and go).
+_compiled = {}
 
 
 def events(stream):
@@ -172,10 +176,10 @@ def events(stream):
     if type(stream) is not EventStream or not getattr(raw, "chunked", False) or getattr(raw, "_fp", None) is None:
         return iter(stream)  # not the HTTP/1.1 chunked body the fast path reads: botocore reads it
     shape = stream._output_shape
-    converters = _compiled.get(id(shape))
-    if converters is None or converters[0] is not shape:
-        converters = _compiled[id(shape)] = (shape, compile_events(shape))
-    return _decode(stream, converters[1])
+    converters = _compiled.get(shape.name)
+    if converters is None:
+        converters = _compiled[shape.name] = compile_events(shape)
+    return _decode(stream, converters)
 
 
 def _decode(stream, converters):
@@ -185,14 +189,15 @@ def _decode(stream, converters):
     frames = EventStreamBuffer()
     # The chunked body read with the very calls urllib3's read_chunked(65536) makes, so every
     # failure is raised alike and reads the same, without its generator and decoder steps per chunk.
+    raw._init_decoder()  # urllib3 refuses some Content-Encoding chains here, before reading
     with raw._error_catcher():  # urllib3's: the same errors, and the connection released at the end
         if body.fp is None:
             return
-        readline, read = body.fp.readline, body._safe_read
+        read = body._safe_read
         left = None  # what remains of the current chunk
         while True:
             if left is None:
-                line = readline(_MAX_CHUNK_LINE_LENGTH + 1)
+                line = body.fp.readline(_MAX_CHUNK_LINE_LENGTH + 1)
                 if len(line) > _MAX_CHUNK_LINE_LENGTH:
                     raw.close()
                     raise ProtocolError("Response chunk size line exceeded maximum allowed length")
@@ -204,6 +209,9 @@ def _decode(stream, converters):
                     if line:
                         raise InvalidChunkLength(raw, line) from None
                     raise ProtocolError("Response ended prematurely") from None
+                if left < 0:  # urllib3 would read to the end of the connection, however long
+                    raw.close()
+                    raise InvalidChunkLength(raw, line)
                 if left == 0:
                     break
             if left > _READ_SIZE:
@@ -233,6 +241,8 @@ def _decode(stream, converters):
                     if not event:
                         continue
                 yield event
+            # Nothing of this event stays referenced while the next read waits (thousands of streams do).
+            data = message = headers = payload = event = None
         while raw._fp is not None:  # the trailer, as urllib3 reads it
             line = raw._fp.fp.readline(_MAX_CHUNK_LINE_LENGTH + 1)
             if len(line) > _MAX_CHUNK_LINE_LENGTH:

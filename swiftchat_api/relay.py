@@ -279,6 +279,7 @@ class Relay:
                         data = encode(event)
                         if not data:
                             self._last_upstream = time.monotonic()
+                            event = metadata = None
                             continue
                         lock = self._lock  # as in _written, without a generator per event
                         if lock is not None:
@@ -295,6 +296,7 @@ class Relay:
                             self._writing_since = None
                             if lock is not None:
                                 lock.release()
+                        event = metadata = data = None  # nothing of it stays referenced while Bedrock is awaited
                 except Exception as error:  # after the first byte, failures travel in-band
                     if not self._halted:
                         self.upstream_error = error

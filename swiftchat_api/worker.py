@@ -1,4 +1,4 @@
-"""Our gunicorn worker: gunicorn's gevent worker with two changes the apps need.
+"""Our gunicorn worker: gunicorn's gevent worker with two changes the apps need, and one for memory.
 
 1. The apps (2.3+) name the "Use Proxy" target in a ``request_url`` header. gunicorn drops
    every header whose name holds an underscore (its ``header_map`` setting), because
@@ -8,11 +8,17 @@
    either twice, is refused. Every other underscore header is still dropped.
 2. gunicorn answers requests it cannot parse itself, in HTML. Here those answers are the
    API's ``{"detail": ...}`` with the same statuses, and never quote what was sent.
+3. Each open stream holds an upstream HTTP response, and http.client reads it through a buffer
+   of ``io.DEFAULT_BUFFER_SIZE`` (8 KiB), a tenth of what a stream costs a worker. Bedrock's
+   events are a few hundred bytes and larger reads bypass the buffer, so the worker sets it
+   to 1 KiB. The setting is read only by Python code that buffers a socket (``makefile``);
+   in this process that is the upstream HTTP responses.
 
 Selected in gunicorn.conf.py as ``worker_class``. HTTP/1 only: HTTP/2 (off by default) keeps
 gunicorn's own header policy.
 """
 
+import io
 import json
 import socket
 import time
@@ -55,6 +61,7 @@ _PARSE_ERRORS = (
     (errors.InvalidH2CPreface, *_BAD_REQUEST, "The HTTP/2 preface is not valid."),
 )
 _APPLICATION_FAULTS = (errors.InvalidResponseHeader, errors.InvalidResponseHeaderName)
+UPSTREAM_READ_BUFFER = 1024  # bytes: see 3. above
 
 
 class SwiftChatRequest(Request):
@@ -117,6 +124,7 @@ class SwiftChatWorker(GeventWorker):
         if RequestParser.finish_body is not Parser.finish_body or not hasattr(Parser, "finish_body"):
             raise RuntimeError("gunicorn's RequestParser drains bodies in a way of its own")
         RequestParser.finish_body = _bounded_finish_body
+        io.DEFAULT_BUFFER_SIZE = UPSTREAM_READ_BUFFER
         super().init_process()
 
     def handle_error(self, req, client, addr, exc):

@@ -219,3 +219,16 @@ def test_refusal_as_the_first_frame_gets_a_real_status(server, exception, status
             "The emulator failed the stream as asked."
         ).encode()
     )
+
+
+@pytest.mark.parametrize("words", [400, 15000], ids=["over the 1 KiB upstream buffer", "over one 64 KiB read"])
+def test_a_large_event_arrives_whole(server, words):
+    """One delta far larger than the worker's upstream read buffer is relayed as one whole event."""
+    directive = f"[[emulator words={words} chunk={words}]]"
+    status, _, body = server.request("/api/converse/v3", chat(directive))
+    assert status == 200
+    events = [json.loads(event) for event in body.split(b"\n\n") if event]
+    deltas = [event["contentBlockDelta"]["delta"]["text"] for event in events if "contentBlockDelta" in event]
+    assert len(deltas) == 1 and "metadata" in events[-1]
+    _, _, small_events = server.request("/api/converse", chat(f"[[emulator words={words}]]"))  # a word per event
+    assert deltas[0].encode() == small_events.rsplit(b"\n", 1)[0]

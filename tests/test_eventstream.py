@@ -93,9 +93,9 @@ def chunked(data, cuts=(), end=END):
     return b"".join(b"%x\r\n%s\r\n" % (len(piece), piece) for piece in pieces) + end
 
 
-def event_stream(body, error=None):
+def event_stream(body, error=None, head=HEAD):
     """A botocore EventStream over an HTTP response carrying ``body``, built as boto3 builds one."""
-    original = http.client.HTTPResponse(_Socket(HEAD + body, error), method="POST")
+    original = http.client.HTTPResponse(_Socket(head + body, error), method="POST")
     original.begin()
     raw = urllib3.HTTPResponse(
         body=original,
@@ -152,10 +152,10 @@ def written(got, error):
     return out
 
 
-def assert_same(body, error=None):
+def assert_same(body, error=None, head=HEAD):
     """Feed ``body`` to botocore and to events(); everything a caller could see must match."""
-    expected, expected_error = drain(iter(event_stream(body, error)))
-    fast = events(event_stream(body, error))
+    expected, expected_error = drain(iter(event_stream(body, error, head)))
+    fast = events(event_stream(body, error, head))
     # The fast path, not botocore's iterator handed back: otherwise this test proves nothing.
     assert getattr(fast, "gi_code", None) is eventstream._decode.__code__
     got, got_error = drain(fast)
@@ -573,6 +573,21 @@ def test_broken_chunked_body(end):
     """A body that ends without its last chunk: the same error, whose text the dialects write in-band."""
     got, raised = assert_same(chunked(STREAM, cuts=[9], end=end))
     assert len(got) == 2 and isinstance(raised, ProtocolError)
+
+
+def test_a_content_encoding_chain_urllib3_refuses():
+    """urllib3 refuses more than five content codings before reading a byte; so does events()."""
+    head = HEAD.replace(b"\r\n\r\n", b"\r\nContent-Encoding: " + b",".join([b"gzip"] * 6) + b"\r\n\r\n")
+    got, raised = assert_same(chunked(STREAM), head=head)
+    assert got == [] and "content encodings" in str(raised)
+
+
+def test_a_negative_chunk_size_is_refused_at_once():
+    """urllib3 would read a chunk sized -1 to the end of the connection; events() refuses it (unlike botocore)."""
+    stream = event_stream(chunked(STREAM, cuts=[9], end=b"-1\r\n" + b"x" * 100_000))
+    got, raised = drain(events(stream))
+    # urllib3's own reading takes the 100 kB as the chunk and fails later, on the missing CRLF.
+    assert len(got) == 2 and isinstance(raised, ProtocolError) and "InvalidChunkLength" in str(raised)
 
 
 # --- end to end ------------------------------------------------------------------------------------
