@@ -7,8 +7,10 @@ shared machine matters little:
 - CPU per relayed event: --streams streams of --events deltas, --delay-ms apart (realistic
   pacing: each event is relayed alone);
 - CPU per request: --streams one-word replies;
-- KB per open stream: --held streams held open (a silent model after its first event), measured
-  first, while the worker's heap has no room to spare.
+- KB per open stream: --held streams held open (a silent model after its first event), opened
+  one after another, then (a second line) all at once; each on a fresh worker, whose heap has no
+  room to spare. All at once, the worker serves every request together and its heap keeps the
+  peak of their transient memory for later use, so the second line is the larger.
 The "direct" column is a gevent process reading the same streams from the emulator with boto3
 alone: what any Python relay pays before it writes a byte.
 """
@@ -42,9 +44,9 @@ def chat(text):
     return {"messages": [{"role": "user", "content": [{"text": text}]}], "modelId": MODEL, "region": "us-west-2"}
 
 
-def direct(url, text, streams, hold=False):
+def direct(url, text, streams, hold=False, one_by_one=False):
     command = [sys.executable, str(ROOT / "bench" / "direct.py"), "--url", url, "--model", MODEL, "--text", text]
-    command += ["--streams", str(streams)] + (["--hold"] if hold else [])
+    command += ["--streams", str(streams)] + (["--hold"] if hold else []) + (["--one-by-one"] if one_by_one else [])
     env = {**os.environ, **launch.environment(url)}
     return json.loads(subprocess.run(command, capture_output=True, text=True, check=True, env=env).stdout)
 
@@ -55,8 +57,12 @@ def through_worker(worker, port, text, streams, expect):
     return result, cpu_seconds(worker) - before
 
 
-def hold_streams(worker, port, count):
-    """Open count silent streams through the worker; its RSS growth in KB once all are open."""
+def hold_streams(worker, port, count, one_by_one=False):
+    """Open count silent streams through the worker; its RSS growth in KB once all are open.
+
+    All at once, the worker serves every request together, and its heap keeps the peak of their
+    transient memory for later requests; one by one, the growth is what the open streams hold.
+    """
     body = json.dumps(chat("[[emulator first_delay_ms=120000]]")).encode()
     request = (
         f"POST /api/converse/v2 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\n"
@@ -70,14 +76,32 @@ def hold_streams(worker, port, count):
             sock = socket.create_connection(("127.0.0.1", port), timeout=60)
             sock.sendall(request)
             sockets.append(sock)
-        for sock in sockets:
-            if b"messageStart" not in sock.recv(65536):
-                sock.recv(65536)
+            if one_by_one:
+                _first_event(sock)
+        for sock in [] if one_by_one else sockets:
+            _first_event(sock)
         time.sleep(0.5)
         return rss_kb(worker) - before
     finally:
         for sock in sockets:
             sock.close()
+
+
+def _first_event(sock):
+    if b"messageStart" not in sock.recv(65536):
+        sock.recv(65536)
+
+
+def held(url, count, one_by_one):
+    """(worker KB, direct KB) per open stream, each on a fresh process: a used heap has room to spare."""
+    base = direct(url, "[[emulator first_delay_ms=120000]]", count, hold=True, one_by_one=one_by_one)
+    master, worker, port = start_gunicorn(url, count)
+    try:
+        through_worker(worker, port, '[[emulator reply="ok"]]', 20, 5)  # warm up: imports, connections
+        return hold_streams(worker, port, count, one_by_one) / count, base["rss_growth_kb"] / count
+    finally:
+        master.terminate()
+        master.wait(30)
 
 
 def main():
@@ -90,15 +114,12 @@ def main():
     paced = f"[[emulator words={args.events} delay_ms={args.delay_ms}]]"
     short = '[[emulator reply="ok"]]'
     emulator, url = launch.start()
-    master, worker, port = start_gunicorn(url, max(args.streams, args.held))
+    master = None
     try:
-        through_worker(worker, port, short, 20, 5)  # warm up: imports, connections
         print(f"one gevent worker; {args.streams} streams x {args.events} events {args.delay_ms} ms apart")
-
-        # First, on a fresh worker: after the other phases its heap has room to spare, and the
-        # held streams would seem to cost a fraction of what they do (direct.py is a fresh process).
-        base = direct(url, "[[emulator first_delay_ms=120000]]", args.held, hold=True)
-        per_stream = (hold_streams(worker, port, args.held) / args.held, base["rss_growth_kb"] / args.held)
+        one_by_one, burst = held(url, args.held, True), held(url, args.held, False)
+        master, worker, port = start_gunicorn(url, args.streams)
+        through_worker(worker, port, short, 20, 5)
 
         base = direct(url, paced, args.streams)
         relayed, cpu = through_worker(worker, port, paced, args.streams, args.events + 4)
@@ -113,11 +134,13 @@ def main():
         print(f"{'':28}{'worker':>10}{'direct boto3':>14}")
         print(f"{'CPU per relayed event':28}{per_event[0]:8.0f} µs{per_event[1]:12.0f} µs")
         print(f"{'CPU per request':28}{per_request[0]:8.2f} ms{per_request[1]:12.2f} ms")
-        print(f"{'RSS per open stream':28}{per_stream[0]:8.0f} KB{per_stream[1]:12.0f} KB")
+        print(f"{'RSS per open stream':28}{one_by_one[0]:8.0f} KB{one_by_one[1]:12.0f} KB")
+        print(f"{'  ... opened in one burst':28}{burst[0]:8.0f} KB{burst[1]:12.0f} KB")
         print(f"failed streams: {failed}")
     finally:
-        master.terminate()
-        master.wait(30)
+        if master is not None:
+            master.terminate()
+            master.wait(30)
         emulator.terminate()
 
 

@@ -2,7 +2,7 @@
 
 Run by bench/cost.py in its own process (gevent-patched, like a worker). Prints one JSON
 object: events and requests read, this process's CPU seconds, and its RSS growth while
-``--hold`` streams were open at once.
+``--hold`` streams were open at once (opened all together, or ``--one-by-one``).
 """
 
 import argparse
@@ -39,6 +39,7 @@ def main():
     parser.add_argument("--text", required=True)
     parser.add_argument("--streams", type=int, required=True)
     parser.add_argument("--hold", action="store_true", help="keep every stream open after its first event")
+    parser.add_argument("--one-by-one", action="store_true", help="with --hold: open them in turn")
     args = parser.parse_args()
     client = boto3.client(
         "bedrock-runtime",
@@ -63,7 +64,11 @@ def main():
                 break
 
     before_rss, before_cpu = rss_kb(), cpu_seconds()
-    greenlets = [gevent.spawn(read_one) for _ in range(args.streams)]
+    greenlets = []
+    for _ in range(args.streams):
+        greenlets.append(gevent.spawn(read_one))
+        while args.one_by_one and len(opened) < len(greenlets) and not greenlets[-1].dead:
+            gevent.sleep(0.001)
     held_rss = 0
     if args.hold:
         while len(opened) < args.streams and not all(g.dead for g in greenlets):

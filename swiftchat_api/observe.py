@@ -25,7 +25,7 @@ WRITE = "swiftchat.write"
 _METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
 
 
-@dataclass
+@dataclass(slots=True)
 class RequestFacts:
     """What one request did, filled in as it goes; logged and counted when its last byte has left.
 

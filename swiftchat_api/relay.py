@@ -375,6 +375,7 @@ class Relay:
                 self._end_of_stream()
             self._arrived.set()
             self._ready.set()
+            self._reader = None  # a finished greenlet, kept by nothing for the rest of the stream
 
     def _end_of_stream(self):
         """Bedrock's stream ended, failed or was cut: close it (whoever was reading it is done)."""
