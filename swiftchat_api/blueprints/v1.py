@@ -13,14 +13,14 @@ from flask import Blueprint, jsonify, request
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
-from .. import bodies, openai_compat, telemetry, wire
+from .. import openai_compat, telemetry, wire
 from ..exceptions import ApiError, LimitExceeded, StreamRefused
 from ..openai_compat import OpenAIError, base_model, invalid_body, upstream_error
 from ..schemas import RegionRequest
 from ..services import images
 from ..services import v1 as calls
 from ..services.catalogue import catalogue
-from .common import facts, raw_body, require_key, resources
+from .common import body, facts, require_key, resources
 from .streaming import stream_response
 
 bp = Blueprint("v1", __name__)
@@ -47,17 +47,12 @@ def _authenticate():
         raise
 
 
-def _body(schema):
-    """The JSON body through one of openai_compat's schemas, after the size, stall and depth bounds."""
-    return schema.load(bodies.loads(raw_body()))
-
-
 def _bedrock_region():
     """The region whose Bedrock serves this request: the header's, else the server's default."""
     given = request.headers.get(REGION_HEADER)
     if given is None:
-        shared = resources()
-        return shared.clients.default_region or shared.config.aws_region or FALLBACK_REGION
+        # The clients' session was made with the configured region (aws.Clients), else boto3's own.
+        return resources().clients.default_region or FALLBACK_REGION
     try:
         return _region.load({"region": given})["region"]
     except ValidationError:
@@ -83,7 +78,7 @@ def chat_completions():
     """Answer a chat with a Bedrock model, streamed as server-sent events or whole."""
     _authenticate()
     region = _bedrock_region()
-    chat = _body(_chat)
+    chat = body(_chat)
     args = openai_compat.converse_args(chat)
     answer_id, created = openai_compat.new_id(), openai_compat.now()
     if chat["stream"]:
@@ -135,7 +130,7 @@ def create_embeddings():
     """Embed texts with a Titan or Cohere embedding model."""
     _authenticate()
     region = _bedrock_region()
-    wanted = _body(_embeddings)
+    wanted = body(_embeddings)
     model_calls = openai_compat.embedding_calls(wanted)
     _record_model(wanted["model"])
     answers, token_counts = calls.embed(_runtime(region), model_calls)
@@ -150,7 +145,7 @@ def generate_image():
     """Draw an image with a Titan, Nova Canvas or Stability model."""
     _authenticate()
     region = _bedrock_region()
-    wanted = openai_compat.image_request(_body(_images))
+    wanted = openai_compat.image_request(body(_images))
     _record_model(wanted["modelId"])
     helper = images.helper_model(region, resources().config.image_helper_model_id)
     return openai_compat.image_answer(images.generate(_runtime(region), helper, wanted), openai_compat.now())
