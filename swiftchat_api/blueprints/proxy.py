@@ -9,10 +9,10 @@ from ..exceptions import ApiError
 from ..services import proxy
 from ..store import shaped_like_a_key
 from .common import facts, raw_body, require_key, resources
+from .streaming import STREAM_HEADERS
 
 bp = Blueprint("proxy", __name__)
 _schema = proxy.ChatCompletionsRequest()
-STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 _EXTENSION = "swiftchat.proxy"
 
 
