@@ -766,8 +766,6 @@ class ChunkTranslator:
         self.include_usage = include_usage
         self._role_sent = False
         self._calls = {}  # Bedrock contentBlockIndex → this answer's tool call index
-        self.finish_reason = None
-        self.usage = None
 
     def _chunk(self, delta, finish=None):
         if not self._role_sent:
@@ -800,14 +798,13 @@ class ChunkTranslator:
         if "contentBlockDelta" in event:
             return self._delta(event["contentBlockDelta"])
         if "messageStop" in event:
-            self.finish_reason = finish_reason(event["messageStop"].get("stopReason"), bool(self._calls))
-            return [self._chunk({}, self.finish_reason)]
+            return [self._chunk({}, finish_reason(event["messageStop"].get("stopReason"), bool(self._calls)))]
         if "metadata" in event:
-            self.usage = usage(event["metadata"].get("usage"))
+            counted = usage(event["metadata"].get("usage"))
             if not self.include_usage:
                 return []
             last = {"id": self.id, "object": "chat.completion.chunk", "created": self.created, "model": self.model}
-            return [{**last, "choices": [], "usage": self.usage}]
+            return [{**last, "choices": [], "usage": counted}]
         return []
 
     def _delta(self, block):
