@@ -79,10 +79,7 @@ class Target:
     @property
     def address(self):
         """The host as an IP address when it is one, else None."""
-        try:
-            return ipaddress.ip_address(self.host)
-        except ValueError:
-            return None
+        return _ip(self.host)
 
     @property
     def authority(self):
@@ -172,7 +169,7 @@ class Proxy:
         entries = [parse_host_entry(entry) for entry in hosts]
         self._hosts = frozenset(entries)
         # Addresses listed as themselves, with their port (None: 443), may be used even when not public.
-        listed = {(_canonical(ipaddress.ip_address(host)), port or 443) for host, port in entries if _is_address(host)}
+        listed = {(_canonical(ip), port or 443) for host, port in entries if (ip := _ip(host)) is not None}
         if self.gpt is not None and self.gpt.address is not None:
             listed.add((_canonical(self.gpt.address), self.gpt.port))
         self._listed_addresses = frozenset(listed)
@@ -265,12 +262,12 @@ class Proxy:
         return permitted[:MAX_ADDRESSES]
 
 
-def _is_address(host):
+def _ip(host):
+    """``host`` as an IP address when it is one, else None."""
     try:
-        ipaddress.ip_address(host)
+        return ipaddress.ip_address(host)
     except ValueError:
-        return False
-    return True
+        return None
 
 
 def _upstream_headers(target, incoming):
