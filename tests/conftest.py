@@ -18,6 +18,10 @@ from swiftchat_api.emulator import launch
 ROOT = Path(__file__).resolve().parent.parent
 TEST_KEY = "test-key-0123456789"
 
+# Registered here, not imported by each test module: an imported fixture is a new fixture in every
+# module that imports it, so each would start its own "session" redis-server.
+pytest_plugins = ["redis_fixture"]
+
 # A tripwire: every AWS call this suite makes goes to a local fake, and anything not pointed at
 # one goes to a closed local port instead of reaching real AWS with whatever credentials exist.
 for _name in ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_CONFIG_FILE", "AWS_ROLE_ARN"):

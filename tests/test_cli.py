@@ -10,7 +10,6 @@ import time
 import pytest
 import redis
 from conftest import ROOT, free_port
-from redis_fixture import redis_server_fixture  # noqa: F401
 
 from swiftchat_api.store import Identity, open_store
 

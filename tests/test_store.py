@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import redis
 from conftest import ROOT
-from redis_fixture import RedisServer, redis_server_fixture, require_redis_server  # noqa: F401
+from redis_fixture import RedisServer, require_redis_server
 
 from swiftchat_api.store import (
     Admission,
