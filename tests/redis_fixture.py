@@ -7,6 +7,7 @@ import subprocess
 import time
 
 import pytest
+import redis
 from conftest import free_port
 
 REDIS_SERVER = shutil.which("redis-server")
@@ -66,3 +67,13 @@ def redis_server_fixture(tmp_path_factory):
     server = RedisServer(tmp_path_factory.mktemp("redis")).start()
     yield server
     server.stop()
+
+
+@pytest.fixture(params=["sqlite", "redis"])
+def store_url(request, tmp_path):
+    """A fresh, empty store of each kind."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'keys.db'}"
+    server = request.getfixturevalue("redis_server")
+    redis.Redis.from_url(server.url).flushdb()
+    return server.url

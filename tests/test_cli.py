@@ -8,7 +8,6 @@ import sys
 import time
 
 import pytest
-import redis
 from conftest import ROOT, free_port
 
 from swiftchat_api.store import Identity, open_store
@@ -50,15 +49,6 @@ def keys(store_url, *args, **env):
 @pytest.fixture
 def sqlite_url(tmp_path):
     return f"sqlite:///{tmp_path / 'keys.db'}"
-
-
-@pytest.fixture(params=["sqlite", "redis"])
-def store_url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'keys.db'}"
-    server = request.getfixturevalue("redis_server")
-    redis.Redis.from_url(server.url).flushdb()
-    return server.url
 
 
 def test_a_person_gets_a_key_sees_usage_and_loses_the_key(store_url):

@@ -30,16 +30,6 @@ T = 1767225599.5
 DAY = "2025-12-31"
 
 
-@pytest.fixture(params=["sqlite", "redis"])
-def store_url(request, tmp_path):
-    """A fresh, empty store of each kind."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'keys.db'}"
-    server = request.getfixturevalue("redis_server")
-    redis.Redis.from_url(server.url).flushdb()
-    return server.url
-
-
 @pytest.fixture
 def store(store_url):
     store = open_store(store_url, timeout=2)
