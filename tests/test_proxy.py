@@ -284,7 +284,6 @@ def net(tmp_path_factory):
         "tripwire": tripwire,
         "closed": free_port(),
         "ca": str(ca_file),
-        "dir": directory,
     }
     for stand_in in (plain, secure, tripwire):
         stand_in.stop()
@@ -301,7 +300,6 @@ def _env(net, **extra):
     ]
     return {
         "API_KEY": TEST_KEY,
-        "SWIFTCHAT_STORE": f"sqlite:///{net['dir'] / 'keys.db'}",
         "OPENAI_GPT_URL": f"http://127.0.0.1:{plain}/v1/chat/completions",
         "OPENAI_PROXY_HOSTS": ",".join(hosts),
         "OPENAI_PROXY_CA_BUNDLE": net["ca"],
