@@ -210,30 +210,31 @@ def _chat(directive):
     return {**template("/api/converse/v3"), "messages": [{"role": "user", "content": [{"text": directive}]}]}
 
 
-# Answers random bodies seldom reach, each checked against the document: (path, body, how to send it).
+# Answers random bodies seldom reach, each checked against the document:
+# (path, body, how to send it, the status it answers with).
 KNOWN_ANSWERS = {
-    "chat stream": ("/api/converse/v3", _chat("[[emulator words=3]]"), {}),
-    "chat, Bedrock validation refusal": ("/api/converse/v2", _chat("[[emulator error=validation]]"), {}),
-    "chat, Bedrock access refusal": ("/api/converse", _chat("[[emulator error=access]]"), {}),
-    "chat, unknown model": ("/api/converse/v3", _chat("[[emulator error=notfound]]"), {}),
-    "chat, throttled": ("/api/converse/v3", _chat("[[emulator error=throttling]]"), {}),
-    "chat, no key": ("/api/converse/v3", _chat("hi"), {"key": None}),
-    "chat, wrong key": ("/api/converse/v3", _chat("hi"), {"key": "not-the-key"}),
-    "chat, body over the limit": ("/api/converse/v3", {**_chat("hi"), "pad": "x" * (3 << 20)}, {}),
-    "image": ("/api/image", template("/api/image"), {}),
-    "image the model cannot draw": ("/api/image", {**template("/api/image"), "width": 333}, {}),
-    "catalogue": ("/api/models", {"region": "us-west-2"}, {}),
-    "empty catalogue": ("/api/models", {"region": "af-south-1"}, {}),
-    "catalogue Bedrock refused": ("/api/models", {"region": "me-south-1"}, {}),
-    "upgrade": ("/api/upgrade", {"os": "android", "version": "2.1.0"}, {}),
-    "token": ("/api/token", {"region": "us-west-2"}, {}),
+    "chat stream": ("/api/converse/v3", _chat("[[emulator words=3]]"), {}, 200),
+    "chat, Bedrock validation refusal": ("/api/converse/v2", _chat("[[emulator error=validation]]"), {}, 400),
+    "chat, Bedrock access refusal": ("/api/converse", _chat("[[emulator error=access]]"), {}, 403),
+    "chat, unknown model": ("/api/converse/v3", _chat("[[emulator error=notfound]]"), {}, 404),
+    "chat, throttled": ("/api/converse/v3", _chat("[[emulator error=throttling]]"), {}, 429),
+    "chat, no key": ("/api/converse/v3", _chat("hi"), {"key": None}, 403),
+    "chat, wrong key": ("/api/converse/v3", _chat("hi"), {"key": "not-the-key"}, 401),
+    "chat, body over the limit": ("/api/converse/v3", {**_chat("hi"), "pad": "x" * (3 << 20)}, {}, 413),
+    "image": ("/api/image", template("/api/image"), {}, 200),
+    "image the model cannot draw": ("/api/image", {**template("/api/image"), "width": 333}, {}, 200),
+    "catalogue": ("/api/models", {"region": "us-west-2"}, {}, 200),
+    "empty catalogue": ("/api/models", {"region": "af-south-1"}, {}, 200),
+    "catalogue Bedrock refused": ("/api/models", {"region": "me-south-1"}, {}, 200),
+    "upgrade": ("/api/upgrade", {"os": "android", "version": "2.1.0"}, {}, 200),
+    "token": ("/api/token", {"region": "us-west-2"}, {}, 200),
 }
 
 
 @pytest.mark.parametrize("answer", KNOWN_ANSWERS)
 def test_known_answers_match_the_document(api_schema, fuzzed, answer):
     """Every answer shape the README names has its status, content type and body described by the document."""
-    path, body, how = KNOWN_ANSWERS[answer]
+    path, body, how, status = KNOWN_ANSWERS[answer]
     key = how.get("key", TEST_KEY)
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     case = api_schema[path]["POST"].Case(body=body, headers=headers, media_type="application/json")
@@ -251,6 +252,7 @@ def test_known_answers_match_the_document(api_schema, fuzzed, answer):
             + "; ".join(f"{each.code} {each.title}" for each in failures),
             pytrace=False,
         )
+    assert response.status_code == status, _short(response.content, 200)
 
 
 # --- Bodies no schema describes, sent raw to every /api route -------------------------------------------------------
