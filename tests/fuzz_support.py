@@ -18,7 +18,7 @@ from conftest import TEST_KEY
 MARKER = "ZqFuzzMark7Q"
 CHAT_ROUTES = ("/api/converse", "/api/converse/v2", "/api/converse/v3")
 API_ROUTES = (*CHAT_ROUTES, "/api/image", "/api/models", "/api/upgrade", "/api/token")
-# The OpenAI-compatible relay routes; fuzzed once the server has them.
+# The OpenAI-compatible relay routes.
 PROXY_ROUTES = ("/api/gpt", "/api/openai")
 # The issue asks for error answers that stay small whatever was sent: a few entries, no values.
 SMALL = 4096
