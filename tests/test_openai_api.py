@@ -9,7 +9,6 @@ import struct
 import subprocess
 import sys
 import time
-import zlib
 
 import openai
 import pytest
@@ -21,6 +20,8 @@ from schemathesis.specs.openapi.checks import (
     response_schema_conformance,
     status_code_conformance,
 )
+
+from swiftchat_api.emulator import images
 
 CLAUDE = "anthropic.claude-3-5-sonnet-20240620-v1:0"
 THINKING_CLAUDE = "us.anthropic.claude-3-7-sonnet-20250219-v1:0"
@@ -233,19 +234,9 @@ def test_tool_history_without_tools_still_works(client):
 # --- images in, reasoning out ----------------------------------------------------------------
 
 
-def _png(width=2, height=2):
-    rows = b"".join(b"\x00" + b"\xff\x00\x00" * width for _ in range(height))
-
-    def chunk(kind, data):
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
-
-
 def test_image_input_reaches_bedrock_as_bytes(client, emulator):
-    png = _png()
-    url = "data:image/png;base64," + base64.b64encode(png).decode()
+    picture = images.png(2, 2, "v1 image input")
+    url = "data:image/png;base64," + base64.b64encode(picture).decode()
     content = [
         {"type": "text", "text": "What is this? [[emulator id=v1-image]]"},
         {"type": "image_url", "image_url": {"url": url}},
@@ -256,7 +247,7 @@ def test_image_input_reaches_bedrock_as_bytes(client, emulator):
     assert got["finish"] == "stop"
     sent = stream_record(emulator, "v1-image")["request"]["messages"][0]["content"]
     image = next(block["image"] for block in sent if "image" in block)
-    assert image["format"] == "png" and base64.b64decode(image["source"]["bytes"]) == png
+    assert image["format"] == "png" and base64.b64decode(image["source"]["bytes"]) == picture
 
 
 def test_remote_image_url_is_refused_not_fetched(client):
