@@ -707,6 +707,28 @@ def test_worker_is_still_healthy_after_all_that(live):
     assert (status, json.loads(body)) == (200, {"status": "ok"})
 
 
+# --- nothing private in the log ---
+
+
+def test_log_never_holds_the_provider_key_our_key_or_the_chat(live, net):
+    """After everything above and a relayed, a refused and a failed chat, the live server's log holds no secret."""
+    words = "Zq-relay-private-words-3"
+    chat = {**_chat("stream", "private"), "messages": [{"role": "user", "content": words}]}
+    headers = {**_openai(net), "x-api-key": TEST_KEY}
+    status, _, body = _post(live, "/api/openai", chat, headers)
+    assert (status, body) == (200, EXPECTED_STREAM)
+    assert net["plain"].record("private")["state"] == "completed"
+    refused = {**headers, "request_url": f"http://127.0.0.1:{net['tripwire'].port}/v1/chat/completions"}
+    assert _post(live, "/api/openai", {**chat, "tag": "private-refused"}, refused)[0] == 403
+    failed = {**chat, "model": "unauthorized", "tag": "private-401"}
+    assert _post(live, "/api/openai", failed, headers)[0] == 401
+    time.sleep(0.2)  # let the worker's last lines reach the log file
+    log = live.output()
+    assert "/api/openai" in log  # the requests were logged: there was a log to leak into
+    for private in (PROVIDER_KEY, TEST_KEY, words):
+        assert private not in log
+
+
 # --- settings ---
 
 
