@@ -234,9 +234,20 @@ def test_tool_history_without_tools_still_works(client):
 # --- images in, reasoning out ----------------------------------------------------------------
 
 
+# A caller's picture. Any valid PNG does: the tests compare the bytes Bedrock gets, or look for them in the log.
+PICTURE = images.png(2, 2, "v1 image input")
+
+
+def _with_picture(text):
+    """One user message: text and PICTURE as a data URL."""
+    url = "data:image/png;base64," + base64.b64encode(PICTURE).decode()
+    return [
+        {"role": "user", "content": [{"type": "text", "text": text}, {"type": "image_url", "image_url": {"url": url}}]}
+    ]
+
+
 def test_image_input_reaches_bedrock_as_bytes(client, emulator):
-    picture = images.png(2, 2, "v1 image input")
-    url = "data:image/png;base64," + base64.b64encode(picture).decode()
+    url = "data:image/png;base64," + base64.b64encode(PICTURE).decode()
     content = [
         {"type": "text", "text": "What is this? [[emulator id=v1-image]]"},
         {"type": "image_url", "image_url": {"url": url}},
@@ -247,7 +258,7 @@ def test_image_input_reaches_bedrock_as_bytes(client, emulator):
     assert got["finish"] == "stop"
     sent = stream_record(emulator, "v1-image")["request"]["messages"][0]["content"]
     image = next(block["image"] for block in sent if "image" in block)
-    assert image["format"] == "png" and base64.b64decode(image["source"]["bytes"]) == picture
+    assert image["format"] == "png" and base64.b64decode(image["source"]["bytes"]) == PICTURE
 
 
 def test_remote_image_url_is_refused_not_fetched(client):
@@ -643,3 +654,20 @@ def test_a_store_that_is_down_is_503_for_personal_keys(keyed):
     finally:
         holder.execute("ROLLBACK")
         holder.close()
+
+
+# --- nothing the caller sent in the log ---------------------------------------------------------
+
+
+def test_log_never_holds_the_callers_text_or_pictures(server, client):
+    """After the tests above, a picture chat and a refused chat, the server's log holds neither SECRET nor PICTURE."""
+    answer = client.chat.completions.create(model=CLAUDE, messages=_with_picture(SECRET + ' [[emulator reply="ok"]]'))
+    assert answer.choices[0].message.content == "ok"
+    with pytest.raises(openai.BadRequestError):
+        client.chat.completions.create(model=CLAUDE, messages=_with_picture(SECRET + " [[emulator error=validation]]"))
+    time.sleep(0.2)  # let the worker's last lines reach the log file
+    log = server.output()
+    assert "/v1/chat/completions" in log  # the requests were logged: there was a log to leak into
+    encoded = base64.b64encode(PICTURE).decode()
+    for private in (SECRET, encoded, encoded.rstrip("=")):
+        assert private not in log
