@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import boto3
 import pytest
 
 from swiftchat_api.emulator import launch
@@ -49,6 +50,14 @@ def emulator():
     yield url
     process.terminate()
     process.wait(10)
+
+
+@pytest.fixture(scope="session")
+def bedrock(emulator):
+    """A boto3 bedrock-runtime client talking to the emulator."""
+    client = boto3.client("bedrock-runtime", region_name="us-west-2", endpoint_url=emulator)
+    yield client
+    client.close()  # its pooled keep-alive connections, before the interpreter finds them open
 
 
 @pytest.fixture(scope="session")

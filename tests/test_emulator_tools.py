@@ -2,7 +2,6 @@
 
 import json
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
 
@@ -10,11 +9,6 @@ MODEL = "anthropic.claude-3-5-sonnet-20240620-v1:0"
 WEATHER = {"toolSpec": {"name": "get_weather", "inputSchema": {"json": {"type": "object"}}}}
 TIME = {"toolSpec": {"name": "get_time", "inputSchema": {"json": {"type": "object"}}}}
 TOOLS = {"tools": [WEATHER, TIME]}
-
-
-@pytest.fixture(scope="module")
-def bedrock(emulator):
-    return boto3.client("bedrock-runtime", region_name="us-west-2", endpoint_url=emulator)
 
 
 def said(text):

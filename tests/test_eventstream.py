@@ -593,13 +593,6 @@ def test_a_negative_chunk_size_is_refused_at_once():
 # --- end to end ------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def bedrock(emulator):
-    client = boto3.client("bedrock-runtime", region_name="us-west-2", endpoint_url=emulator)
-    yield client
-    client.close()  # its pooled keep-alive connections, before the interpreter finds them open
-
-
 WEATHER = {"toolSpec": {"name": "get_weather", "inputSchema": {"json": {"type": "object"}}}}
 
 

@@ -4,7 +4,6 @@ import base64
 import json
 import struct
 
-import boto3
 import botocore.session
 import pytest
 from botocore.exceptions import ClientError, ParamValidationError
@@ -839,11 +838,6 @@ def test_image_answers_carry_b64_json_and_refusals_keep_their_status():
 
 
 # --- through boto3 and the emulator -----------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def bedrock(emulator):
-    return boto3.client("bedrock-runtime", region_name="us-west-2", endpoint_url=emulator)
 
 
 def streamed(bedrock, body):
