@@ -3,6 +3,7 @@
 import http.client
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -190,3 +191,20 @@ def chat(text, model="anthropic.claude-3-5-sonnet-20240620-v1:0", **extra):
         "region": "us-west-2",
         **extra,
     }
+
+
+def access_lines(server):
+    """The server's access log entries, one dict a request."""
+    lines = [json.loads(line) for line in server.output().splitlines() if line.startswith("{")]
+    return [line for line in lines if line.get("logger") == "swiftchat_api.access"]
+
+
+def metric_value(text, name, **labels):
+    """The value of series ``name`` in /metrics ``text``, summed over the series (and workers) with these labels."""
+    total = 0.0
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            found = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}")[0])) if "{" in line else {}
+            if all(found.get(k) == v for k, v in labels.items()):
+                total += float(line.rsplit(" ", 1)[1])
+    return total

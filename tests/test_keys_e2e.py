@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import redis
-from conftest import ROOT, TEST_KEY, Server, chat, emulator_env, free_port
+from conftest import ROOT, TEST_KEY, Server, access_lines, chat, emulator_env, free_port, metric_value
 from redis_fixture import RedisServer, require_redis_server
 
 from swiftchat_api.store import open_store
@@ -97,22 +97,11 @@ def tokens_of(body):
     raise AssertionError(f"no usage in {body[-200:]!r}")
 
 
-def access_lines(server):
-    lines = [json.loads(line) for line in server.output().splitlines() if line.startswith("{")]
-    return [line for line in lines if line.get("logger") == "swiftchat_api.access"]
-
-
 def metric(server, name, **labels):
     """The value of a /metrics series (summed over workers), read with the shared key."""
     status, _, body = server.request("/metrics", method="GET")
     assert status == 200
-    total = 0.0
-    for line in body.decode().splitlines():
-        if line.startswith(name + "{"):
-            found = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}")[0]))
-            if all(found.get(label) == value for label, value in labels.items()):
-                total += float(line.rsplit(" ", 1)[1])
-    return total
+    return metric_value(body.decode(), name, **labels)
 
 
 def wait_for_metric(server, value, name, **labels):

@@ -14,7 +14,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
-from conftest import TEST_KEY, Server, chat, emulator_env, stream_record
+from conftest import TEST_KEY, Server, access_lines, chat, emulator_env, metric_value, stream_record
 from openapi_spec_validator import validate
 
 from swiftchat_api import create_app
@@ -24,11 +24,6 @@ from swiftchat_api.emulator.images import png
 
 def _json(body):
     return json.loads(body)
-
-
-def _access_lines(server):
-    lines = [json.loads(line) for line in server.output().splitlines() if line.startswith("{")]
-    return [line for line in lines if line.get("logger") == "swiftchat_api.access"]
 
 
 def test_openapi_describes_every_route(server):
@@ -125,16 +120,6 @@ def test_metrics_token_replaces_the_api_key(emulator):
         live.stop()
 
 
-def _metric(text, name, **labels):
-    total = 0.0
-    for line in text.splitlines():
-        if line.startswith(name + "{") or line.startswith(name + " "):
-            found = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}")[0])) if "{" in line else {}
-            if all(found.get(k) == v for k, v in labels.items()):
-                total += float(line.rsplit(" ", 1)[1])
-    return total
-
-
 @pytest.fixture(scope="module")
 def two_workers(emulator):
     live = Server({**emulator_env(emulator), "API_KEY": TEST_KEY, "BEDROCK_MAX_ATTEMPTS": "1"}, workers=2)
@@ -148,24 +133,24 @@ def test_metrics_sum_over_two_workers(two_workers):
         results = list(pool.map(lambda _: two_workers.request("/api/converse/v3", body), range(60)))
     assert all(status == 200 for status, _, _ in results)
     assert two_workers.request("/api/converse/v3", chat("[[emulator error=throttling]]"))[0] == 429
-    served_by = {line["pid"] for line in _access_lines(two_workers) if line["route"] == "/api/converse/v3"}
+    served_by = {line["pid"] for line in access_lines(two_workers) if line["route"] == "/api/converse/v3"}
     assert len(served_by) == 2, "both workers should have served streams"
     deadline = time.monotonic() + 5  # a worker counts a request once its last byte has gone
     while time.monotonic() < deadline:
         text = two_workers.request("/metrics", method="GET")[2].decode()
-        counted = _metric(text, "swiftchat_requests_total", route="/api/converse/v3", status="200")
-        if counted + _metric(text, "swiftchat_requests_total", route="/api/converse/v3", status="429") >= 61:
+        counted = metric_value(text, "swiftchat_requests_total", route="/api/converse/v3", status="200")
+        if counted + metric_value(text, "swiftchat_requests_total", route="/api/converse/v3", status="429") >= 61:
             break
         time.sleep(0.1)
     for _ in range(4):  # whichever worker answers, it reports the sum
         text = two_workers.request("/metrics", method="GET")[2].decode()
-        assert _metric(text, "swiftchat_requests_total", route="/api/converse/v3", status="200") == 60
-        assert _metric(text, "swiftchat_requests_total", route="/api/converse/v3", status="429") == 1
-        assert _metric(text, "swiftchat_bedrock_tokens_total", direction="output") == 60 * 10
-        assert _metric(text, "swiftchat_time_to_first_event_seconds_count", route="/api/converse/v3") == 60
-        assert _metric(text, "swiftchat_stream_duration_seconds_count", route="/api/converse/v3") == 60
-        assert _metric(text, "swiftchat_upstream_errors_total", type="ThrottlingException") == 1
-        assert _metric(text, "swiftchat_open_streams") == 0
+        assert metric_value(text, "swiftchat_requests_total", route="/api/converse/v3", status="200") == 60
+        assert metric_value(text, "swiftchat_requests_total", route="/api/converse/v3", status="429") == 1
+        assert metric_value(text, "swiftchat_bedrock_tokens_total", direction="output") == 60 * 10
+        assert metric_value(text, "swiftchat_time_to_first_event_seconds_count", route="/api/converse/v3") == 60
+        assert metric_value(text, "swiftchat_stream_duration_seconds_count", route="/api/converse/v3") == 60
+        assert metric_value(text, "swiftchat_upstream_errors_total", type="ThrottlingException") == 1
+        assert metric_value(text, "swiftchat_open_streams") == 0
 
 
 def test_disconnects_and_mid_stream_errors_are_counted(server):
@@ -177,16 +162,18 @@ def test_disconnects_and_mid_stream_errors_are_counted(server):
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline:
         after = server.request("/metrics", method="GET")[2].decode()
-        if _metric(after, "swiftchat_client_disconnects_total") > _metric(before, "swiftchat_client_disconnects_total"):
+        if metric_value(after, "swiftchat_client_disconnects_total") > metric_value(
+            before, "swiftchat_client_disconnects_total"
+        ):
             break
         time.sleep(0.1)
     assert (
-        _metric(after, "swiftchat_client_disconnects_total")
-        == _metric(before, "swiftchat_client_disconnects_total") + 1
+        metric_value(after, "swiftchat_client_disconnects_total")
+        == metric_value(before, "swiftchat_client_disconnects_total") + 1
     )
     errors = "swiftchat_upstream_errors_total"
     code = "modelStreamErrorException"
-    assert _metric(after, errors, type=code) == _metric(before, errors, type=code) + 1
+    assert metric_value(after, errors, type=code) == metric_value(before, errors, type=code) + 1
 
 
 def test_access_line_per_request_with_request_id(server):
@@ -197,12 +184,12 @@ def test_access_line_per_request_with_request_id(server):
     _, generated, _ = server.request("/api/converse", chat("hi"), headers={"X-Request-ID": "bad id\twith spaces"})
     assert re.fullmatch(r"[0-9a-f]{32}", generated["x-request-id"])
     time.sleep(0.2)
-    line = next(line for line in _access_lines(server) if line["request_id"] == "req-42")
+    line = next(line for line in access_lines(server) if line["request_id"] == "req-42")
     assert line["route"] == "/api/converse/v3" and line["status"] == 200 and line["method"] == "POST"
     assert line["model"] == "anthropic.claude-3-5-sonnet-20240620-v1:0"
     assert (line["input_tokens"], line["output_tokens"]) == (1, 2)
     assert line["bytes"] > 0 and line["duration_ms"] >= 0
-    assert any(line["request_id"] == generated["x-request-id"] for line in _access_lines(server))
+    assert any(line["request_id"] == generated["x-request-id"] for line in access_lines(server))
 
 
 def test_logs_never_hold_the_key_text_or_images(server):
