@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from streams import KEY, MODEL, cpu_seconds, load, start_gunicorn  # noqa: E402
+from streams import KEY, MODEL, chat, start_gunicorn, through_worker  # noqa: E402
 
 from swiftchat_api.emulator import launch  # noqa: E402
 
@@ -40,21 +40,11 @@ def rss_kb(pid):
     return 0
 
 
-def chat(text):
-    return {"messages": [{"role": "user", "content": [{"text": text}]}], "modelId": MODEL, "region": "us-west-2"}
-
-
 def direct(url, text, streams, hold=False, one_by_one=False):
     command = [sys.executable, str(ROOT / "bench" / "direct.py"), "--url", url, "--model", MODEL, "--text", text]
     command += ["--streams", str(streams)] + (["--hold"] if hold else []) + (["--one-by-one"] if one_by_one else [])
     env = {**os.environ, **launch.environment(url)}
     return json.loads(subprocess.run(command, capture_output=True, text=True, check=True, env=env).stdout)
-
-
-def through_worker(worker, port, text, streams, expect):
-    before = cpu_seconds(worker)
-    result = load(port, "/api/converse/v3", chat(text), r"b'\n\n'", expect, streams, {"Authorization": f"Bearer {KEY}"})
-    return result, cpu_seconds(worker) - before
 
 
 def hold_streams(worker, port, count, one_by_one=False):

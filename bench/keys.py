@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "bench"))
 
-from streams import KEY, MODEL, cpu_seconds, load, start_gunicorn  # noqa: E402
+from streams import KEY, cpu_seconds, start_gunicorn, through_worker  # noqa: E402
 
 CONNECTIONS = 8
 _PROBE = """
@@ -136,17 +136,12 @@ def main():
         )
 
         text = f"[[emulator words={args.words} delay_ms={args.delay_ms}]]"
-        chat = {"messages": [{"role": "user", "content": [{"text": text}]}], "modelId": MODEL, "region": "us-west-2"}
         expect = args.words + 4
         for key in (KEY, personal):
-            load(port, "/api/converse/v3", chat, r"b'\n\n'", expect, 1, {"Authorization": f"Bearer {key}"})
+            through_worker(worker, port, text, 1, expect, key)
         print(f"{args.streams} concurrent streams, {expect} events each, {args.delay_ms} ms between deltas:")
         for name, key in (("shared", KEY), ("personal", personal)):
-            before = cpu_seconds(worker)
-            result = load(
-                port, "/api/converse/v3", chat, r"b'\n\n'", expect, args.streams, {"Authorization": f"Bearer {key}"}
-            )
-            used = cpu_seconds(worker) - before
+            result, used = through_worker(worker, port, text, args.streams, expect, key)
             print(
                 f"  {name:<8} key: completed {result['completed']}/{args.streams}, failed {result['failed']}, "
                 f"{result['events'] / result['wall']:.0f} events/s, "

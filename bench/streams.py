@@ -83,6 +83,18 @@ def load(port, path, body, separator, expect, streams, headers=None):
     return json.loads(result.stdout)
 
 
+def chat(text):
+    """A chat body of one user message, ``text`` (an emulator directive)."""
+    return {"messages": [{"role": "user", "content": [{"text": text}]}], "modelId": MODEL, "region": "us-west-2"}
+
+
+def through_worker(worker, port, text, streams, expect, key=KEY):
+    """``streams`` v3 streams of ``text`` through the worker at once: (loadgen's result, worker CPU seconds)."""
+    before = cpu_seconds(worker)
+    result = load(port, "/api/converse/v3", chat(text), r"b'\n\n'", expect, streams, {"Authorization": f"Bearer {key}"})
+    return result, cpu_seconds(worker) - before
+
+
 def start_gunicorn(emulator_url, streams):
     port = free_port()
     env = {
@@ -135,27 +147,23 @@ def main():
     parser.add_argument("--delay-ms", type=int, default=100, help="emulator pause between deltas")
     args = parser.parse_args()
     text = f"[[emulator words={args.words} delay_ms={args.delay_ms}]]"
-    chat = {"messages": [{"role": "user", "content": [{"text": text}]}], "modelId": MODEL, "region": "us-west-2"}
     expect = args.words + 4  # messageStart, deltas, contentBlockStop, messageStop, metadata
     emulator, url = launch.start()
     master, worker, port = start_gunicorn(url, args.streams)
     try:
         emulator_port = int(url.rsplit(":", 1)[1])
-        upstream = {"messages": chat["messages"], "inferenceConfig": {"maxTokens": 4096}}
+        upstream = {"messages": chat(text)["messages"], "inferenceConfig": {"maxTokens": 4096}}
         # One stream each way first, so neither side is measured while importing or connecting.
         load(emulator_port, f"/model/{MODEL}/converse-stream", upstream, "b':event-type'", expect, 1)
-        load(port, "/api/converse/v3", chat, r"b'\n\n'", expect, 1, {"Authorization": f"Bearer {KEY}"})
+        through_worker(worker, port, text, 1, expect)
         print(f"{args.streams} concurrent streams, {expect} events each, {args.delay_ms} ms between deltas")
         emulator_before = cpu_seconds(emulator.pid)
         direct = load(
             emulator_port, f"/model/{MODEL}/converse-stream", upstream, "b':event-type'", expect, args.streams
         )
         emulator_direct = cpu_seconds(emulator.pid) - emulator_before
-        cpu_before, emulator_before = cpu_seconds(worker), cpu_seconds(emulator.pid)
-        proxied = load(
-            port, "/api/converse/v3", chat, r"b'\n\n'", expect, args.streams, {"Authorization": f"Bearer {KEY}"}
-        )
-        cpu_used = cpu_seconds(worker) - cpu_before
+        emulator_before = cpu_seconds(emulator.pid)
+        proxied, cpu_used = through_worker(worker, port, text, args.streams, expect)
         emulator_proxied = cpu_seconds(emulator.pid) - emulator_before
         direct_rate, direct_ttfb = report("direct", direct, args.streams)
         proxy_rate, proxy_ttfb = report("proxied", proxied, args.streams)
