@@ -81,6 +81,9 @@ class Server:
         self.logfile = ROOT / ".pytest_cache" / f"gunicorn-{self.port}.log"
         self.logfile.parent.mkdir(exist_ok=True)
         self._log = self.logfile.open("w")
+        store = self.logfile.with_suffix(".db")
+        for leftover in (store, Path(f"{store}-wal"), Path(f"{store}-shm")):  # an earlier run's, on the same port
+            leftover.unlink(missing_ok=True)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "-w", str(workers), "wsgi:app"],
             cwd=ROOT,
@@ -88,7 +91,7 @@ class Server:
                 **os.environ,
                 "GUNICORN_BIND": f"127.0.0.1:{self.port}",
                 # Each server its own key store, not a swiftchat.db shared by every run in the checkout.
-                "SWIFTCHAT_STORE": f"sqlite:///{self.logfile.with_suffix('.db')}",
+                "SWIFTCHAT_STORE": f"sqlite:///{store}",
                 **env,
             },
             stdout=self._log,
