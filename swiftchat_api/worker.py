@@ -1,4 +1,4 @@
-"""Our gunicorn worker: gunicorn's gevent worker with two changes the apps need, and one for memory.
+"""Our gunicorn worker: gunicorn's gevent worker with two changes the apps need, and two for its cost.
 
 1. The apps (2.3+) name the "Use Proxy" target in a ``request_url`` header. gunicorn drops
    every header whose name holds an underscore (its ``header_map`` setting), because
@@ -13,6 +13,9 @@
    events are a few hundred bytes and larger reads bypass the buffer, so the worker sets it
    to 1 KiB. The setting is read only by Python code that buffers a socket (``makefile``);
    in this process that is the upstream HTTP responses.
+4. Every open stream is an upstream connection of its own, and gevent resolves each new
+   connection's host name on a thread. Concurrent lookups of the same name share one
+   (``resolver.SharedLookups``): a burst of a thousand streams makes a handful of lookups.
 
 Selected in gunicorn.conf.py as ``worker_class``. HTTP/1 only: HTTP/2 (off by default) keeps
 gunicorn's own header policy.
@@ -32,6 +35,8 @@ from gunicorn.http.message import Request
 from gunicorn.http.parser import Parser, RequestParser
 from gunicorn.http.wsgi import Response, default_environ
 from gunicorn.workers.ggevent import GeventWorker
+
+from .resolver import SharedLookups
 
 ADMITTED = "REQUEST_URL"  # gunicorn spells header names in upper case
 _SAME_VARIABLE = frozenset((ADMITTED, ADMITTED.replace("_", "-")))
@@ -126,6 +131,11 @@ class SwiftChatWorker(GeventWorker):
         RequestParser.finish_body = _bounded_finish_body
         io.DEFAULT_BUFFER_SIZE = UPSTREAM_READ_BUFFER
         super().init_process()
+
+    def run(self):  # after the fork and gevent's patching, before the first request
+        hub = gevent.get_hub()
+        hub.resolver = SharedLookups(hub.resolver)
+        super().run()
 
     def handle_error(self, req, client, addr, exc):
         """Answer a request gunicorn could not serve with ``{"detail": ...}``, as every other error."""
