@@ -2,15 +2,16 @@
 
     python bench/cost.py [--streams 300] [--events 200] [--delay-ms 100] [--held 1000]
 
-Three figures, each from the worker's own CPU time (/proc/<pid>/stat) or RSS, so a noisy
-shared machine matters little:
+The issue's three figures and two more, each from the worker's own CPU time (/proc/<pid>/stat)
+or RSS, so a noisy shared machine matters little:
 - CPU per relayed event: --streams streams of --events deltas, --delay-ms apart (realistic
   pacing: each event is relayed alone);
 - CPU per request: --streams one-word replies;
 - KB per open stream: --held streams held open (a silent model after its first event), opened
   one after another, then (a second line) all at once; each on a fresh worker, whose heap has no
   room to spare. All at once, the worker serves every request together and its heap keeps the
-  peak of their transient memory for later use, so the second line is the larger.
+  peak of their transient memory for later use, so the second line is the larger;
+- CPU per request in that burst, where every request opens a new upstream connection.
 The "direct" column is a gevent process reading the same streams from the emulator with boto3
 alone: what any Python relay pays before it writes a byte.
 """
@@ -28,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from streams import KEY, MODEL, chat, start_gunicorn, through_worker  # noqa: E402
+from streams import KEY, MODEL, chat, cpu_seconds, start_gunicorn, through_worker  # noqa: E402
 
 from swiftchat_api.emulator import launch  # noqa: E402
 
@@ -48,7 +49,7 @@ def direct(url, text, streams, hold=False, one_by_one=False):
 
 
 def hold_streams(worker, port, count, one_by_one=False):
-    """Open count silent streams through the worker; its RSS growth in KB once all are open.
+    """Open count silent streams through the worker: (its RSS growth in KB, its CPU seconds) once all are open.
 
     All at once, the worker serves every request together, and its heap keeps the peak of their
     transient memory for later requests; one by one, the growth is what the open streams hold.
@@ -59,7 +60,7 @@ def hold_streams(worker, port, count, one_by_one=False):
         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
     ).encode() + body
     time.sleep(0.5)
-    before = rss_kb(worker)
+    before, cpu = rss_kb(worker), cpu_seconds(worker)
     sockets = []
     try:
         for _ in range(count):
@@ -70,8 +71,9 @@ def hold_streams(worker, port, count, one_by_one=False):
                 _first_event(sock)
         for sock in [] if one_by_one else sockets:
             _first_event(sock)
+        cpu = cpu_seconds(worker) - cpu
         time.sleep(0.5)
-        return rss_kb(worker) - before
+        return rss_kb(worker) - before, cpu
     finally:
         for sock in sockets:
             sock.close()
@@ -83,12 +85,15 @@ def _first_event(sock):
 
 
 def held(url, count, one_by_one):
-    """(worker KB, direct KB) per open stream, each on a fresh process: a used heap has room to spare."""
+    """Per stream held open, each side on a fresh process (a used heap has room to spare):
+    ((worker KB, direct KB), (worker CPU ms, direct CPU ms) to open it on a connection of its own).
+    """
     base = direct(url, "[[emulator first_delay_ms=120000]]", count, hold=True, one_by_one=one_by_one)
     master, worker, port = start_gunicorn(url, count)
     try:
         through_worker(worker, port, '[[emulator reply="ok"]]', 20, 5)  # warm up: imports, connections
-        return hold_streams(worker, port, count, one_by_one) / count, base["rss_growth_kb"] / count
+        grown, cpu = hold_streams(worker, port, count, one_by_one)
+        return (grown / count, base["rss_growth_kb"] / count), (cpu / count * 1e3, base["cpu"] / count * 1e3)
     finally:
         master.terminate()
         master.wait(30)
@@ -107,7 +112,7 @@ def main():
     master = None
     try:
         print(f"one gevent worker; {args.streams} streams x {args.events} events {args.delay_ms} ms apart")
-        one_by_one, burst = held(url, args.held, True), held(url, args.held, False)
+        (one_by_one, _), (burst, opened) = held(url, args.held, True), held(url, args.held, False)
         master, worker, port = start_gunicorn(url, args.streams)
         through_worker(worker, port, short, 20, 5)
 
@@ -126,6 +131,7 @@ def main():
         print(f"{'CPU per request':28}{per_request[0]:8.2f} ms{per_request[1]:12.2f} ms")
         print(f"{'RSS per open stream':28}{one_by_one[0]:8.0f} KB{one_by_one[1]:12.0f} KB")
         print(f"{'  ... opened in one burst':28}{burst[0]:8.0f} KB{burst[1]:12.0f} KB")
+        print(f"{'CPU per request in the burst':28}{opened[0]:8.2f} ms{opened[1]:12.2f} ms")
         print(f"failed streams: {failed}")
     finally:
         if master is not None:
