@@ -1,16 +1,20 @@
 """A burst of new upstream connections shares its name lookups, and nothing else changes.
 
-The worker puts SharedLookups in front of gevent's resolver (every end-to-end test goes
-through it: each upstream connection is resolved). Here it stands in front of a fake resolver,
-the DNS boundary, which answers slowly and counts what it was asked.
+The worker puts SharedLookups in front of gevent's resolver; the last test sees that through a
+real gunicorn worker. The others stand it in front of a fake resolver, the DNS boundary, which
+answers slowly and counts what it was asked.
 """
 
+import os
 import socket
 
 import gevent
 import pytest
+from conftest import TEST_KEY, Server, emulator_env
 
-from swiftchat_api.resolver import SharedLookups
+from swiftchat_api.resolver import JOIN_WITHIN, SharedLookups
+
+MODEL = "anthropic.claude-3-5-sonnet-20240620-v1:0"
 
 ANSWER = [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("192.0.2.10", 443))]
 
@@ -96,3 +100,68 @@ def test_one_caller_giving_up_leaves_the_others_their_answer():
 
 def test_everything_else_is_the_resolver_s_own():
     assert SharedLookups(SlowDns()).gethostbyname("bedrock.example") == "192.0.2.10"
+
+
+class StuckFirst(SlowDns):
+    """The first lookup never returns (a resolver that hangs); later ones answer at once."""
+
+    def getaddrinfo(self, host, port, family=0, type=0, proto=0, flags=0):
+        first = not self.asked
+        self.asked.append((host, port, family, type))
+        if first:
+            gevent.sleep(3600)
+        return ANSWER
+
+
+def test_a_stuck_lookup_holds_up_only_those_already_waiting_for_it():
+    dns = StuckFirst()
+    resolver = SharedLookups(dns)
+    stuck = gevent.spawn(resolver.getaddrinfo, "bedrock.example", 443)
+    gevent.sleep(JOIN_WITHIN + 0.1)
+    assert gevent.with_timeout(2, resolver.getaddrinfo, "bedrock.example", 443) == ANSWER
+    assert len(dns.asked) == 2 and not stuck.ready()
+    stuck.kill()
+
+
+class Interrupted(SlowDns):
+    """The first lookup ends with a BaseException (as a killed greenlet would); later ones answer."""
+
+    def getaddrinfo(self, host, port, family=0, type=0, proto=0, flags=0):
+        self.asked.append((host, port, family, type))
+        gevent.sleep(self.seconds)
+        if len(self.asked) == 1:
+            raise gevent.GreenletExit
+        return ANSWER
+
+
+def test_an_interrupted_lookup_fails_its_callers_and_the_next_call_looks_up_again():
+    dns = Interrupted()
+    resolver = SharedLookups(dns)
+    greenlets = _burst(resolver, [("bedrock.example", 443)] * 5)
+    assert all(isinstance(g.exception, OSError) for g in greenlets)
+    assert resolver.getaddrinfo("bedrock.example", 443) == ANSWER
+    assert len(dns.asked) == 2
+
+
+def _threads(pid):
+    return len(os.listdir(f"/proc/{pid}/task"))
+
+
+def test_a_burst_of_new_streams_through_the_worker_keeps_one_resolver_thread_busy(emulator):
+    live = Server({**emulator_env(emulator), "API_KEY": TEST_KEY})
+    try:
+        with open(f"/proc/{live.process.pid}/task/{live.process.pid}/children") as children:
+            worker = int(children.read().split()[0])
+        before = _threads(worker)
+        body = {"modelId": MODEL, "region": "us-west-2", "messages": [{"role": "user", "content": [{"text": "hi"}]}]}
+        sockets = [live.open_stream("/api/converse/v2", body) for _ in range(40)]  # each a new upstream connection
+        for sock in sockets:
+            answer = b""
+            while not answer.endswith(b"0\r\n\r\n") and (chunk := sock.recv(65536)):
+                answer += chunk
+            assert b"messageStop" in answer
+            sock.close()
+        # gevent's resolver pool grows a thread per lookup queued at once, up to ten.
+        assert _threads(worker) - before <= 2
+    finally:
+        live.stop()
