@@ -113,9 +113,13 @@ _STORE_LOG_INTERVAL = 10.0  # an outage is logged once per interval and operatio
 _store_logged = {}
 
 
+def is_shared_key(source, presented, refresh=False):
+    """Whether ``presented`` is the configured shared key (constant-time); ApiError if it cannot be read."""
+    return hmac.compare_digest(presented.encode(), source.get(refresh=refresh).encode())
+
+
 def _check_shared(source, presented, refresh):
-    expected = source.get(refresh=refresh)
-    if not hmac.compare_digest(presented.encode(), expected.encode()):
+    if not is_shared_key(source, presented, refresh):
         raise ApiError(401, "Invalid API Key")
 
 

@@ -1,10 +1,8 @@
 """POST /api/gpt and /api/openai: "Use Proxy", relayed to an OpenAI-compatible provider the operator allows."""
 
-import hmac
-
 from flask import Blueprint, Response, current_app, request
 
-from .. import bodies
+from .. import auth, bodies
 from ..exceptions import ApiError
 from ..services import proxy
 from ..store import shaped_like_a_key
@@ -37,7 +35,7 @@ def _refuse_our_key_as_the_providers():
     ours = shaped_like_a_key(provider_key)  # a per-person key, working or not: no provider's looks so
     if not ours:
         try:
-            ours = hmac.compare_digest(provider_key.encode(), resources().keys.get().encode())
+            ours = auth.is_shared_key(resources().keys, provider_key)
         except ApiError:  # the shared key cannot be read: nothing to compare with
             return
     if ours:
