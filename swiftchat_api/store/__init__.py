@@ -122,6 +122,11 @@ def day_of(now):
     return time.strftime("%Y-%m-%d", time.gmtime(now))
 
 
+def _counted(**labels):
+    """A usage entry that starts at zero: its labels, then requests, input and output tokens."""
+    return {**labels, "requests": 0, "input_tokens": 0, "output_tokens": 0}
+
+
 def _seconds_to_next_day(now):
     return max(1, math.ceil((math.floor(now / 86400) + 1) * 86400 - now))
 
@@ -222,19 +227,13 @@ class Store:
         """Per name, with every key listed: requests, input and output tokens, per day and model (I/O)."""
         rows = self._usage_rows(since)
         names = {info.name for info in self.list_keys()}
-        people = {name: {"name": name, "requests": 0, "input_tokens": 0, "output_tokens": 0} for name in names}
+        people = {name: _counted(name=name) for name in names}
         days = {}
         for name, day, model, requests, input_tokens, output_tokens in sorted(rows):
-            person = people.setdefault(name, {"name": name, "requests": 0, "input_tokens": 0, "output_tokens": 0})
+            person = people.setdefault(name, _counted(name=name))
             entry = days.get((name, day))
             if entry is None:
-                entry = days[(name, day)] = {
-                    "day": day,
-                    "requests": 0,
-                    "input_tokens": 0,
-                    "output_tokens": 0,
-                    "models": [],
-                }
+                entry = days[(name, day)] = {**_counted(day=day), "models": []}
                 person.setdefault("days", []).append(entry)
             entry["models"].append(
                 {
