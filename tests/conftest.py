@@ -147,6 +147,12 @@ class Server:
         return response.status, {k.lower(): v for k, v in response.getheaders()}, data
 
 
+def flask_keys(env, *args):
+    """Run the operator's CLI, ``flask --app wsgi keys ARGS``, with exactly ``env``; its CompletedProcess."""
+    command = [sys.executable, "-m", "flask", "--app", "wsgi", "keys", *args]
+    return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+
+
 def emulator_env(url):
     return {**launch.environment(url), "AWS_ENDPOINT_URL": "http://127.0.0.1:9"}
 

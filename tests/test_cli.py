@@ -3,12 +3,10 @@
 import json
 import os
 import re
-import subprocess
-import sys
 import time
 
 import pytest
-from conftest import ROOT, free_port
+from conftest import flask_keys, free_port
 
 from swiftchat_api.store import Identity, open_store
 
@@ -36,14 +34,7 @@ def keys(store_url, *args, **env):
         AWS_SHARED_CREDENTIALS_FILE=os.devnull,
         AWS_CONFIG_FILE=os.devnull,
     )
-    return subprocess.run(
-        [sys.executable, "-m", "flask", "--app", "wsgi", "keys", *args],
-        cwd=ROOT,
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    return flask_keys(environment, *args)
 
 
 @pytest.fixture

@@ -6,15 +6,13 @@ import os
 import re
 import signal
 import sqlite3
-import subprocess
-import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import redis
-from conftest import ROOT, TEST_KEY, Server, access_lines, chat, emulator_env, free_port, metric_value
+from conftest import TEST_KEY, Server, access_lines, chat, emulator_env, flask_keys, free_port, metric_value
 from redis_fixture import RedisServer, require_redis_server
 
 from swiftchat_api.store import open_store
@@ -36,14 +34,7 @@ class Deployment:
 
     def keys(self, *args):
         """Run ``flask --app wsgi keys ARGS`` as the operator would, with the servers' settings."""
-        return subprocess.run(
-            [sys.executable, "-m", "flask", "--app", "wsgi", "keys", *args],
-            cwd=ROOT,
-            env={**os.environ, **self.env},
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        return flask_keys({**os.environ, **self.env}, *args)
 
     def create(self, name, *options):
         made = self.keys("create", name, *options)

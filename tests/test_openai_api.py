@@ -6,14 +6,12 @@ import math
 import os
 import sqlite3
 import struct
-import subprocess
-import sys
 import time
 
 import openai
 import pytest
 import schemathesis
-from conftest import ROOT, TEST_KEY, Server, emulator_calls, emulator_env, stream_record
+from conftest import TEST_KEY, Server, emulator_calls, emulator_env, flask_keys, stream_record
 from schemathesis.core.failures import Failure, FailureGroup
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
@@ -576,14 +574,7 @@ def test_answers_match_the_openapi_document(documented, answer):
 
 
 def _create_key(env, name, *options):
-    made = subprocess.run(
-        [sys.executable, "-m", "flask", "--app", "wsgi", "keys", "create", name, *options],
-        cwd=ROOT,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    made = flask_keys({**os.environ, **env}, "create", name, *options)
     assert made.returncode == 0, made.stderr
     return made.stdout.strip().splitlines()[-1]
 
