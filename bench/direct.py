@@ -49,8 +49,9 @@ def main():
         config=Config(max_pool_connections=args.streams + 10, read_timeout=None, retries={"total_max_attempts": 1}),
     )
     messages = [{"role": "user", "content": [{"text": args.text}]}]
-    one = client.converse_stream(modelId=args.model, messages=messages, inferenceConfig={"maxTokens": 4096})
-    list(one["stream"])  # load botocore's models before measuring
+    # Load botocore's models before measuring, with a one-word reply: args.text may keep a stream open for minutes.
+    warm_up = [{"role": "user", "content": [{"text": '[[emulator reply="ok"]]'}]}]
+    list(client.converse_stream(modelId=args.model, messages=warm_up, inferenceConfig={"maxTokens": 4096})["stream"])
     counted = {"events": 0, "requests": 0}
     opened, release = [], Event()
 
