@@ -190,6 +190,11 @@ def _decode(stream, converters):
     # The chunked body read with the very calls urllib3's read_chunked(65536) makes, so every
     # failure is raised alike and reads the same, without its generator and decoder steps per chunk.
     raw._init_decoder()  # urllib3 refuses some Content-Encoding chains here, before reading
+    # The last reads of the response's headers and retry history: each open stream would keep
+    # them (two copies of the headers, one a whole email.message) for as long as it is open.
+    raw.retries = raw.headers = None
+    if raw._original_response is not None:
+        raw._original_response.msg = raw._original_response.headers = None
     with raw._error_catcher():  # urllib3's: the same errors, and the connection released at the end
         if body.fp is None:
             return
