@@ -18,9 +18,7 @@ alone: what any Python relay pays before it writes a byte.
 
 import argparse
 import json
-import os
 import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -29,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from streams import KEY, MODEL, chat, cpu_seconds, start_gunicorn, through_worker  # noqa: E402
+from streams import KEY, chat, cpu_seconds, direct, start_gunicorn, through_worker  # noqa: E402
 
 from swiftchat_api.emulator import launch  # noqa: E402
 
@@ -39,13 +37,6 @@ def rss_kb(pid):
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     return 0
-
-
-def direct(url, text, streams, hold=False, one_by_one=False):
-    command = [sys.executable, str(ROOT / "bench" / "direct.py"), "--url", url, "--model", MODEL, "--text", text]
-    command += ["--streams", str(streams)] + (["--hold"] if hold else []) + (["--one-by-one"] if one_by_one else [])
-    env = {**os.environ, **launch.environment(url)}
-    return json.loads(subprocess.run(command, capture_output=True, text=True, check=True, env=env).stdout)
 
 
 def hold_streams(worker, port, count, one_by_one=False):

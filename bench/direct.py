@@ -1,14 +1,16 @@
-"""The baseline for bench/cost.py: the same streams read with boto3 straight from the emulator.
+"""The baseline for bench/cost.py and bench/streams.py: the same streams read with boto3 straight from the emulator.
 
-Run by bench/cost.py in its own process (gevent-patched, like a worker). Prints one JSON
-object: events and requests read, this process's CPU seconds (with ``--hold``, until every
-stream is open), and its RSS growth while ``--hold`` streams were open at once (opened all
-together, or ``--one-by-one``).
+Run by bench/cost.py and bench/streams.py in its own process (gevent-patched, like a worker).
+Prints one JSON object: events and requests read, each stream's time from its call to its first
+event, the wall time, this process's CPU seconds (with ``--hold``, until every stream is open),
+and its RSS growth while ``--hold`` streams were open at once (opened all together, or
+``--one-by-one``).
 """
 
 import argparse
 import json
 import resource
+import time
 
 from gevent import monkey
 
@@ -52,20 +54,23 @@ def main():
     # Load botocore's models before measuring, with a one-word reply: args.text may keep a stream open for minutes.
     warm_up = [{"role": "user", "content": [{"text": '[[emulator reply="ok"]]'}]}]
     list(client.converse_stream(modelId=args.model, messages=warm_up, inferenceConfig={"maxTokens": 4096})["stream"])
-    counted = {"events": 0, "requests": 0}
+    counted = {"events": 0, "requests": 0, "ttfb": []}
     opened, release = [], Event()
 
     def read_one():
+        called = time.perf_counter()
         stream = client.converse_stream(modelId=args.model, messages=messages, inferenceConfig={"maxTokens": 4096})
         counted["requests"] += 1
-        for _event in stream["stream"]:
+        for index, _event in enumerate(stream["stream"]):
+            if index == 0:
+                counted["ttfb"].append(time.perf_counter() - called)
             counted["events"] += 1
             if args.hold:
                 opened.append(stream)
                 release.wait()
                 break
 
-    before_rss, before_cpu = rss_kb(), cpu_seconds()
+    before_rss, before_cpu, started = rss_kb(), cpu_seconds(), time.perf_counter()
     greenlets = []
     for _ in range(args.streams):
         greenlets.append(gevent.spawn(read_one))
@@ -78,9 +83,10 @@ def main():
         held_rss, used = rss_kb(), cpu_seconds() - before_cpu
         release.set()
     gevent.joinall(greenlets)
+    wall = time.perf_counter() - started
     if not args.hold:
         used = cpu_seconds() - before_cpu
-    print(json.dumps({**counted, "cpu": used, "rss_growth_kb": held_rss - before_rss}))
+    print(json.dumps({**counted, "wall": wall, "cpu": used, "rss_growth_kb": held_rss - before_rss}))
 
 
 if __name__ == "__main__":

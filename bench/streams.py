@@ -83,6 +83,14 @@ def load(port, path, body, separator, expect, streams, headers=None):
     return json.loads(result.stdout)
 
 
+def direct(url, text, streams, hold=False, one_by_one=False):
+    """``streams`` streams of ``text`` read with boto3 straight from the emulator (bench/direct.py)."""
+    command = [sys.executable, str(ROOT / "bench" / "direct.py"), "--url", url, "--model", MODEL, "--text", text]
+    command += ["--streams", str(streams)] + (["--hold"] if hold else []) + (["--one-by-one"] if one_by_one else [])
+    env = {**os.environ, **launch.environment(url)}
+    return json.loads(subprocess.run(command, capture_output=True, text=True, check=True, env=env).stdout)
+
+
 def chat(text):
     """A chat body of one user message, ``text`` (an emulator directive)."""
     return {"messages": [{"role": "user", "content": [{"text": text}]}], "modelId": MODEL, "region": "us-west-2"}
@@ -127,6 +135,12 @@ def start_gunicorn(emulator_url, streams):
     raise RuntimeError("gunicorn did not start")
 
 
+def boto3_read(url, text, streams):
+    """The same streams read by boto3 alone, timed to their first event, in loadgen's terms for report()."""
+    read = direct(url, text, streams)
+    return {**read, "completed": len(read["ttfb"]), "failed": streams - len(read["ttfb"]), "errors": {}}
+
+
 def report(name, result, streams):
     ttfb = result["ttfb"]
     rate = result["events"] / result["wall"]
@@ -165,11 +179,13 @@ def main():
         emulator_before = cpu_seconds(emulator.pid)
         proxied, cpu_used = through_worker(worker, port, text, args.streams, expect)
         emulator_proxied = cpu_seconds(emulator.pid) - emulator_before
+        read = boto3_read(url, text, args.streams)
         direct_rate, direct_ttfb = report("direct", direct, args.streams)
+        _, boto3_ttfb = report("boto3", read, args.streams)
         proxy_rate, proxy_ttfb = report("proxied", proxied, args.streams)
         print(
             f"throughput proxied/direct {proxy_rate / direct_rate:.2f}   ttfb p50 proxied/direct "
-            f"{proxy_ttfb / direct_ttfb:.1f}"
+            f"{proxy_ttfb / direct_ttfb:.1f}   ttfb p50 proxied - boto3 {(proxy_ttfb - boto3_ttfb) * 1000:.1f} ms"
         )
         print(
             f"worker peak RSS {peak_rss_mb(worker):.0f} MB   worker CPU {cpu_used:.2f} s = "
