@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from streams import KEY, chat, cpu_seconds, direct, start_gunicorn, through_worker  # noqa: E402
+from streams import KEY, chat, cpu_seconds, start_gunicorn, through_worker, with_boto3  # noqa: E402
 
 from swiftchat_api.emulator import launch  # noqa: E402
 
@@ -79,7 +79,7 @@ def held(url, count, one_by_one):
     """Per stream held open, each side on a fresh process (a used heap has room to spare):
     ((worker KB, direct KB), (worker CPU ms, direct CPU ms) to open it on a connection of its own).
     """
-    base = direct(url, "[[emulator first_delay_ms=120000]]", count, hold=True, one_by_one=one_by_one)
+    base = with_boto3(url, "[[emulator first_delay_ms=120000]]", count, hold=True, one_by_one=one_by_one)
     master, worker, port = start_gunicorn(url, count)
     try:
         through_worker(worker, port, '[[emulator reply="ok"]]', 20, 5)  # warm up: imports, connections
@@ -107,12 +107,12 @@ def main():
         master, worker, port = start_gunicorn(url, args.streams)
         through_worker(worker, port, short, 20, 5)
 
-        base = direct(url, paced, args.streams)
+        base = with_boto3(url, paced, args.streams)
         relayed, cpu = through_worker(worker, port, paced, args.streams, args.events + 4)
         per_event = (cpu / max(relayed["events"], 1) * 1e6, base["cpu"] / max(base["events"], 1) * 1e6)
         failed = relayed["failed"]
 
-        base = direct(url, short, args.streams)
+        base = with_boto3(url, short, args.streams)
         answered, cpu = through_worker(worker, port, short, args.streams, 5)
         per_request = (cpu / args.streams * 1e3, base["cpu"] / max(base["requests"], 1) * 1e3)
         failed += answered["failed"]

@@ -4,7 +4,9 @@
 
 Both runs stream the same scripted reply in the same session of this script, so the ratios
 compare like with like on a shared, noisy machine. Prints completed/failed streams, time to
-first byte, aggregate events per second, the worker's peak RSS and its CPU time per event.
+first byte, aggregate events per second, the worker's peak RSS and its CPU time per event. A
+third row, "boto3", reads the same streams with boto3 alone (bench/direct.py) and times each to
+its first event: the best a relay built on boto3 could do.
 """
 
 import argparse
@@ -83,7 +85,7 @@ def load(port, path, body, separator, expect, streams, headers=None):
     return json.loads(result.stdout)
 
 
-def direct(url, text, streams, hold=False, one_by_one=False):
+def with_boto3(url, text, streams, hold=False, one_by_one=False):
     """``streams`` streams of ``text`` read with boto3 straight from the emulator (bench/direct.py)."""
     command = [sys.executable, str(ROOT / "bench" / "direct.py"), "--url", url, "--model", MODEL, "--text", text]
     command += ["--streams", str(streams)] + (["--hold"] if hold else []) + (["--one-by-one"] if one_by_one else [])
@@ -137,7 +139,7 @@ def start_gunicorn(emulator_url, streams):
 
 def boto3_read(url, text, streams):
     """The same streams read by boto3 alone, timed to their first event, in loadgen's terms for report()."""
-    read = direct(url, text, streams)
+    read = with_boto3(url, text, streams)
     return {**read, "completed": len(read["ttfb"]), "failed": streams - len(read["ttfb"]), "errors": {}}
 
 
