@@ -1,0 +1,99 @@
+"""After a burst, a worker gives the memory its requests freed back to the system.
+
+The schedule is tested with a clock and a ``malloc_trim`` stand-in (the C library is the
+boundary); the last test sees the real thing through a gunicorn worker, in its debug log.
+"""
+
+import contextlib
+import json
+import re
+import time
+
+from conftest import TEST_KEY, Server, emulator_env
+
+from swiftchat_api import heap
+
+MODEL = "anthropic.claude-3-5-sonnet-20240620-v1:0"
+
+
+class Done(Exception):
+    pass
+
+
+class Log:
+    def __init__(self):
+        self.lines = []
+
+    def debug(self, message, *args):
+        self.lines.append(message % args)
+
+
+def schedule(freed_counts, quiet=1.0, interval=5.0):
+    """Run trim_after_bursts over ``freed_counts`` (the count seen at each wake-up): when it trimmed."""
+    clock = [0.0]
+    counts = iter([0, *freed_counts])
+    trims = []
+
+    def sleep(seconds):
+        clock[0] += seconds
+
+    def freed():
+        try:
+            return next(counts)
+        except StopIteration:
+            raise Done from None
+
+    with contextlib.suppress(Done):  # the counts ran out
+        heap.trim_after_bursts(
+            lambda pad: trims.append(clock[0]),
+            freed,
+            Log(),
+            quiet=quiet,
+            interval=interval,
+            sleep=sleep,
+            clock=lambda: clock[0],
+        )
+    return trims
+
+
+def test_nothing_freed_nothing_trimmed():
+    assert schedule([0] * 20) == []
+
+
+def test_a_burst_is_trimmed_once_it_pauses():
+    # requests free memory during the first three seconds, then nothing more
+    assert schedule([5, 40, 90, 90, 90, 90, 90]) == [4.0]
+
+
+def test_memory_freed_again_is_trimmed_again():
+    assert schedule([5, 5, 5, 9, 9, 9]) == [2.0, 5.0]
+
+
+def test_requests_that_never_pause_are_trimmed_every_interval():
+    assert schedule(list(range(1, 13)), interval=5.0) == [5.0, 10.0]
+
+
+def test_a_real_worker_gives_back_what_a_burst_freed(emulator):
+    live = Server({**emulator_env(emulator), "API_KEY": TEST_KEY, "LOG_LEVEL": "debug"})
+    try:
+        filler = "lorem ipsum dolor sit amet " * 40
+        history = [
+            {"role": "user" if turn % 2 == 0 else "assistant", "content": [{"text": f"{turn} {filler}"}]}
+            for turn in range(63)
+        ]  # a long conversation, as the apps send it with every message
+        body = {"modelId": MODEL, "region": "us-west-2", "messages": history}
+        assert len(json.dumps(body)) > 64 * 1024
+        sockets = [live.open_stream("/api/converse/v2", body) for _ in range(60)]
+        for sock in sockets:
+            answer = b""
+            while not answer.endswith(b"0\r\n\r\n") and (chunk := sock.recv(65536)):
+                answer += chunk
+            assert b"messageStop" in answer
+            sock.close()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and "Gave back" not in live.output():
+            time.sleep(0.2)
+        given = [float(mb) for mb in re.findall(r"Gave back ([0-9.]+) MB", live.output())]
+        assert given and max(given) > 1, live.output()[-2000:]
+    finally:
+        live.stop()
