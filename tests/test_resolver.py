@@ -38,6 +38,14 @@ class SlowDns:
         return "192.0.2.10"
 
 
+@pytest.fixture(autouse=True)
+def _loop_clock_now():
+    """gevent's loop reads the clock only when it runs. After a pause in this process's use of
+    gevent (another test file's run), its time-outs and sleeps would start from a stale time and
+    end at once."""
+    gevent.get_hub().loop.update_now()
+
+
 def _burst(resolver, calls):
     greenlets = [gevent.spawn(resolver.getaddrinfo, *call) for call in calls]
     gevent.joinall(greenlets, timeout=5)
