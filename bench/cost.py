@@ -1,8 +1,8 @@
 """Benchmark: what one stream costs one gevent worker, next to boto3 reading the same streams directly.
 
-    python bench/cost.py [--streams 300] [--events 200] [--delay-ms 100] [--held 1000]
+    python bench/cost.py [--streams 300] [--events 200] [--delay-ms 100] [--held 1000] [--long-held 300]
 
-The issue's three figures and two more, each from the worker's own CPU time (/proc/<pid>/stat)
+The issue's three figures and three more, each from the worker's own CPU time (/proc/<pid>/stat)
 or RSS, so a noisy shared machine matters little:
 - CPU per relayed event: --streams streams of --events deltas, --delay-ms apart (realistic
   pacing: each event is relayed alone);
@@ -10,10 +10,13 @@ or RSS, so a noisy shared machine matters little:
 - KB per open stream: --held streams held open (a silent model after its first event), opened
   one after another, then (a second line) all at once; each on a fresh worker, whose heap has no
   room to spare. All at once, the worker serves every request together and its heap keeps the
-  peak of their transient memory for later use, so the second line is the larger;
+  peak of their transient memory for later use, so the second line is the larger; a third line
+  opens --long-held streams at once whose requests carry 32 KB of earlier turns, as the apps
+  send a chat's history with every message. The worker's growth is read a few seconds after the
+  last stream opened, once it has given back what it freed (swiftchat_api/heap.py);
 - CPU per request in that burst, where every request opens a new upstream connection.
 The "direct" column is a gevent process reading the same streams from the emulator with boto3
-alone: what any Python relay pays before it writes a byte.
+alone: what any Python relay pays before it writes a byte (it gives nothing back).
 """
 
 import argparse
@@ -31,6 +34,8 @@ from streams import KEY, chat, cpu_seconds, start_gunicorn, through_worker, with
 
 from swiftchat_api.emulator import launch  # noqa: E402
 
+SETTLE = 3.0
+
 
 def rss_kb(pid):
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -39,13 +44,15 @@ def rss_kb(pid):
     return 0
 
 
-def hold_streams(worker, port, count, one_by_one=False):
+def hold_streams(worker, port, count, one_by_one=False, history_kb=0):
     """Open count silent streams through the worker: (its RSS growth in KB, its CPU seconds) once all are open.
 
     All at once, the worker serves every request together, and its heap keeps the peak of their
     transient memory for later requests; one by one, the growth is what the open streams hold.
+    The growth is read SETTLE seconds after the last stream opened, once the worker has given
+    back what it freed (swiftchat_api/heap.py).
     """
-    body = json.dumps(chat("[[emulator first_delay_ms=120000]]")).encode()
+    body = json.dumps(chat("[[emulator first_delay_ms=120000]]", history_kb)).encode()
     request = (
         f"POST /api/converse/v2 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {KEY}\r\n"
         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
@@ -63,7 +70,7 @@ def hold_streams(worker, port, count, one_by_one=False):
         for sock in [] if one_by_one else sockets:
             _first_event(sock)
         cpu = cpu_seconds(worker) - cpu
-        time.sleep(0.5)
+        time.sleep(SETTLE)
         return rss_kb(worker) - before, cpu
     finally:
         for sock in sockets:
@@ -75,15 +82,16 @@ def _first_event(sock):
         sock.recv(65536)
 
 
-def held(url, count, one_by_one):
+def held(url, count, one_by_one, history_kb=0):
     """Per stream held open, each side on a fresh process (a used heap has room to spare):
     ((worker KB, direct KB), (worker CPU ms, direct CPU ms) to open it on a connection of its own).
     """
-    base = with_boto3(url, "[[emulator first_delay_ms=120000]]", count, hold=True, one_by_one=one_by_one)
+    silent = "[[emulator first_delay_ms=120000]]"
+    base = with_boto3(url, silent, count, hold=True, one_by_one=one_by_one, history_kb=history_kb)
     master, worker, port = start_gunicorn(url, count)
     try:
         through_worker(worker, port, '[[emulator reply="ok"]]', 20, 5)  # warm up: imports, connections
-        grown, cpu = hold_streams(worker, port, count, one_by_one)
+        grown, cpu = hold_streams(worker, port, count, one_by_one, history_kb)
         return (grown / count, base["rss_growth_kb"] / count), (cpu / count * 1e3, base["cpu"] / count * 1e3)
     finally:
         master.terminate()
@@ -96,6 +104,7 @@ def main():
     parser.add_argument("--events", type=int, default=200)
     parser.add_argument("--delay-ms", type=int, default=100)
     parser.add_argument("--held", type=int, default=1000)
+    parser.add_argument("--long-held", type=int, default=300, help="streams of 32 KB conversations opened at once")
     args = parser.parse_args()
     paced = f"[[emulator words={args.events} delay_ms={args.delay_ms}]]"
     short = '[[emulator reply="ok"]]'
@@ -104,6 +113,7 @@ def main():
     try:
         print(f"one gevent worker; {args.streams} streams x {args.events} events {args.delay_ms} ms apart")
         (one_by_one, _), (burst, opened) = held(url, args.held, True), held(url, args.held, False)
+        (long_burst, _) = held(url, args.long_held, False, history_kb=32)
         master, worker, port = start_gunicorn(url, args.streams)
         through_worker(worker, port, short, 20, 5)
 
@@ -117,12 +127,13 @@ def main():
         per_request = (cpu / args.streams * 1e3, base["cpu"] / max(base["requests"], 1) * 1e3)
         failed += answered["failed"]
 
-        print(f"{'':28}{'worker':>10}{'direct boto3':>14}")
-        print(f"{'CPU per relayed event':28}{per_event[0]:8.0f} µs{per_event[1]:12.0f} µs")
-        print(f"{'CPU per request':28}{per_request[0]:8.2f} ms{per_request[1]:12.2f} ms")
-        print(f"{'RSS per open stream':28}{one_by_one[0]:8.0f} KB{one_by_one[1]:12.0f} KB")
-        print(f"{'  ... opened in one burst':28}{burst[0]:8.0f} KB{burst[1]:12.0f} KB")
-        print(f"{'CPU per request in the burst':28}{opened[0]:8.2f} ms{opened[1]:12.2f} ms")
+        print(f"{'':34}{'worker':>10}{'direct boto3':>14}")
+        print(f"{'CPU per relayed event':34}{per_event[0]:8.0f} µs{per_event[1]:12.0f} µs")
+        print(f"{'CPU per request':34}{per_request[0]:8.2f} ms{per_request[1]:12.2f} ms")
+        print(f"{'RSS per open stream':34}{one_by_one[0]:8.0f} KB{one_by_one[1]:12.0f} KB")
+        print(f"{'  ... opened in one burst':34}{burst[0]:8.0f} KB{burst[1]:12.0f} KB")
+        print(f"{f'  ... {args.long_held} at once, 32 KB chats':34}{long_burst[0]:8.0f} KB{long_burst[1]:12.0f} KB")
+        print(f"{'CPU per request in the burst':34}{opened[0]:8.2f} ms{opened[1]:12.2f} ms")
         print(f"failed streams: {failed}")
     finally:
         if master is not None:

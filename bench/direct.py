@@ -20,6 +20,7 @@ import boto3  # noqa: E402
 import gevent  # noqa: E402
 from botocore.config import Config  # noqa: E402
 from gevent.event import Event  # noqa: E402
+from streams import conversation  # noqa: E402 (bench/ is this script's directory)
 
 
 def rss_kb():
@@ -43,6 +44,7 @@ def main():
     parser.add_argument("--streams", type=int, required=True)
     parser.add_argument("--hold", action="store_true", help="keep every stream open after its first event")
     parser.add_argument("--one-by-one", action="store_true", help="with --hold: open them in turn")
+    parser.add_argument("--history-kb", type=int, default=0, help="earlier turns sent with the message, in KB")
     args = parser.parse_args()
     client = boto3.client(
         "bedrock-runtime",
@@ -50,7 +52,7 @@ def main():
         endpoint_url=args.url,
         config=Config(max_pool_connections=args.streams + 10, read_timeout=None, retries={"total_max_attempts": 1}),
     )
-    messages = [{"role": "user", "content": [{"text": args.text}]}]
+    messages = conversation(args.text, args.history_kb)
     # Load botocore's models before measuring, with a one-word reply: args.text may keep a stream open for minutes.
     warm_up = [{"role": "user", "content": [{"text": '[[emulator reply="ok"]]'}]}]
     list(client.converse_stream(modelId=args.model, messages=warm_up, inferenceConfig={"maxTokens": 4096})["stream"])

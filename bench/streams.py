@@ -85,17 +85,30 @@ def load(port, path, body, separator, expect, streams, headers=None):
     return json.loads(result.stdout)
 
 
-def with_boto3(url, text, streams, hold=False, one_by_one=False):
+def with_boto3(url, text, streams, hold=False, one_by_one=False, history_kb=0):
     """``streams`` streams of ``text`` read with boto3 straight from the emulator (bench/direct.py)."""
     command = [sys.executable, str(ROOT / "bench" / "direct.py"), "--url", url, "--model", MODEL, "--text", text]
-    command += ["--streams", str(streams)] + (["--hold"] if hold else []) + (["--one-by-one"] if one_by_one else [])
+    command += ["--streams", str(streams), "--history-kb", str(history_kb)]
+    command += (["--hold"] if hold else []) + (["--one-by-one"] if one_by_one else [])
     env = {**os.environ, **launch.environment(url)}
     return json.loads(subprocess.run(command, capture_output=True, text=True, check=True, env=env).stdout)
 
 
-def chat(text):
-    """A chat body of one user message, ``text`` (an emulator directive)."""
-    return {"messages": [{"role": "user", "content": [{"text": text}]}], "modelId": MODEL, "region": "us-west-2"}
+def conversation(text, history_kb=0):
+    """Messages ending with a user message, ``text`` (an emulator directive), after about
+    ``history_kb`` KB of earlier turns: the apps send a chat's whole history with every message."""
+    turn = "lorem ipsum dolor sit amet " * 38  # about 1 KB
+    history = [
+        {"role": role, "content": [{"text": f"{number} {turn}"}]}
+        for number in range(history_kb // 2)
+        for role in ("user", "assistant")
+    ]
+    return [*history, {"role": "user", "content": [{"text": text}]}]
+
+
+def chat(text, history_kb=0):
+    """A chat body: ``text`` (an emulator directive) after ``history_kb`` KB of earlier turns."""
+    return {"messages": conversation(text, history_kb), "modelId": MODEL, "region": "us-west-2"}
 
 
 def through_worker(worker, port, text, streams, expect, key=KEY):
