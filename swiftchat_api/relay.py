@@ -421,6 +421,9 @@ class Relay:
             self._end_of_stream()
         if self._watcher is not None:
             self._watcher.close()
+            # It holds _client_left: kept, the relay and all it holds (the upstream response, the
+            # client's socket, gunicorn's request) would be freed only by the cyclic collector.
+            self._watcher = None
         if not self._reported:
             self._reported = True
             self.finished_at = time.monotonic()
