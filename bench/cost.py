@@ -12,7 +12,7 @@ or RSS, so a noisy shared machine matters little:
   room to spare. All at once, the worker serves every request together and its heap keeps the
   peak of their transient memory for later use, so the second line is the larger; a third line
   opens --long-held streams at once whose requests carry 32 KB of earlier turns, as the apps
-  send a chat's history with every message. The worker's growth is read a few seconds after the
+  send a chat's history with every message. The worker's growth is read 12 s after the
   last stream opened, once it has given back what it freed (swiftchat_api/heap.py);
 - CPU per request in that burst, where every request opens a new upstream connection.
 The "direct" column is a gevent process reading the same streams from the emulator with boto3
@@ -34,7 +34,7 @@ from streams import KEY, chat, cpu_seconds, start_gunicorn, through_worker, with
 
 from swiftchat_api.emulator import launch  # noqa: E402
 
-SETTLE = 3.0
+SETTLE = 12.0  # past the first trim: heap.GAP after the worker started, a second after the burst
 
 
 def rss_kb(pid):

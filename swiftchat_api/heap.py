@@ -3,22 +3,23 @@
 Python hands its larger blocks (request bodies, the text of every message in a conversation,
 the JSON boto3 sends) to the C library's malloc, which keeps freed memory for later use and
 returns only the top of its heap. So after a burst of long conversations a worker stays at the
-burst's peak: 300 chats of 32 KB each, once open, left 129 KB per stream where a stream holds
+burst's peak: 300 chats of 32 KB each, once open, left 127 KB per stream where a stream holds
 about 30. glibc's ``malloc_trim`` also gives back the whole free pages inside the heap (66 KB
 per stream in that case; the rest is Python's own allocator, which keeps its pools). The worker
-calls it once its requests have freed memory and then ``quiet`` seconds have passed without more,
-and at most every ``interval`` seconds while they keep doing so. It takes milliseconds, in the
-worker's one thread, so it is not done after every request.
+calls it once its requests have freed memory and then ``quiet`` seconds have passed without more;
+while they keep doing so, every ``interval`` seconds. A trim walks the whole heap (milliseconds
+in a large one, in the worker's one thread, and as long again when there is nothing left to give
+back), so trims are at least ``gap`` seconds apart.
 """
 
 import ctypes
-import ctypes.util
 import os
 import time
 
 import gevent
 
 QUIET = 1.0
+GAP = 10.0
 INTERVAL = 30.0
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -26,9 +27,11 @@ _PAGE = os.sysconf("SC_PAGE_SIZE")
 def malloc_trim():
     """glibc's ``malloc_trim``, or None where the C library has none (musl, macOS)."""
     try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").malloc_trim
+        trim = ctypes.CDLL("libc.so.6").malloc_trim
     except (OSError, AttributeError):
         return None
+    trim.argtypes = [ctypes.c_size_t]
+    return trim
 
 
 def resident_bytes():
@@ -39,17 +42,17 @@ def resident_bytes():
         return 0
 
 
-def trim_after_bursts(trim, freed, log, quiet=QUIET, interval=INTERVAL, sleep=gevent.sleep, clock=time.monotonic):
+def trim_after_bursts(
+    trim, freed, log, quiet=QUIET, gap=GAP, interval=INTERVAL, sleep=gevent.sleep, clock=time.monotonic
+):
     """Forever: give memory back when ``freed()`` (a count that grows as requests free memory) pauses."""
     seen, trimmed, owed = freed(), clock(), False
     while True:
         sleep(quiet)
         count, now = freed(), clock()
-        if count != seen:
-            seen, owed = count, True
-            if now - trimmed < interval:
-                continue
-        if owed:
+        busy, seen = count != seen, count
+        owed = owed or busy
+        if owed and now - trimmed >= (interval if busy else gap):
             before = resident_bytes()
             trim(0)
             trimmed, owed = clock(), False
