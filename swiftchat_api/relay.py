@@ -215,7 +215,13 @@ class Relay:
         self._arrived.wait(window)
         if self._finished and self.first_event_at is None:
             self.close()
-            raise self.upstream_error or EmptyStream("Bedrock ended the stream before its first event.")
+            raise self._refusal()
+
+    def _refusal(self):
+        # Raised, the error gets a traceback through the caller's frame, which holds the relay:
+        # the relay no longer holds the error, or the two would wait for a full collection.
+        error, self.upstream_error = self.upstream_error, None
+        return error or EmptyStream("Bedrock ended the stream before its first event.")
 
     def __iter__(self):
         if self._output is None:
@@ -299,7 +305,7 @@ class Relay:
                         event = metadata = data = None  # nothing of it stays referenced while Bedrock is awaited
                 except Exception as error:  # after the first byte, failures travel in-band
                     if not self._halted:
-                        self.upstream_error = error
+                        self.upstream_error = _untraced(error)
                 finally:
                     self._relaying = False
                     self._end_of_stream()
@@ -368,7 +374,7 @@ class Relay:
                 break
         except Exception as error:
             if not self._halted:
-                self.upstream_error = error
+                self.upstream_error = _untraced(error)
         finally:
             self._reading = False
             if not self._handed_over:
@@ -430,6 +436,18 @@ class Relay:
             self.client_gone = self.client_gone or not self._completed
             if self.on_done is not None:
                 self.on_done(self)
+
+
+def _untraced(error):
+    """``error`` to be kept by the relay: its tracebacks, and its causes', hold the frames that
+    raised it, this relay's among them, which would keep the stream alive until a full collection."""
+    seen = set()
+    cause = error
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        cause.__traceback__ = None
+        cause = cause.__cause__ or cause.__context__
+    return error
 
 
 class EmptyStream(Exception):

@@ -10,27 +10,32 @@ import gc
 import weakref
 
 import gevent
+import pytest
 from gevent import socket
 
 from swiftchat_api import wire
 from swiftchat_api.relay import Limits, Relay, Ticker
 
-EVENTS = [
-    {"messageStart": {"role": "assistant"}},
-    {"contentBlockDelta": {"delta": {"text": "Hello"}, "contentBlockIndex": 0}},
-    {"messageStop": {"stopReason": "end_turn"}},
-]
+START = {"messageStart": {"role": "assistant"}}
+DELTA = {"contentBlockDelta": {"delta": {"text": "Hello"}, "contentBlockIndex": 0}}
+STOP = {"messageStop": {"stopReason": "end_turn"}}
 
 
 class Stream:
     """What the relay reads Bedrock through: boto3's EventStream iterates events and closes."""
 
-    def __init__(self, events):
+    def __init__(self, events, failure=None):
         self._events = events
+        self._failure = failure
         self.closed = False
 
     def __iter__(self):
-        return iter(self._events)
+        yield from self._events
+        if self._failure is not None:
+            try:
+                raise ConnectionResetError(104, "Connection reset by peer")
+            except OSError as cause:  # as urllib3 reports a broken body: an error with its cause
+                raise RuntimeError(self._failure) from cause
 
     def close(self):
         self.closed = True
@@ -39,21 +44,31 @@ class Stream:
 def relayed(client, stream):
     relay = Relay(stream, wire.DIALECTS["v3"], Ticker(0.05), Limits(30, 5, 30), {"gunicorn.socket": client})
     relay.start()
-    relay.wait_for_first_event(1)
+    try:
+        relay.wait_for_first_event(1)
+    except Exception as refused:  # the view answers with a status, from the error alone
+        return str(refused).encode()
     body = b"".join(relay)
     relay.close()
     return body
 
 
-def test_a_finished_stream_is_freed_without_the_cycle_collector():
+@pytest.mark.parametrize(
+    "events, failure, shown",
+    [
+        pytest.param([START, DELTA, STOP], None, b"Hello", id="a stream that ends"),
+        pytest.param([START, DELTA], "Connection broken", b"Connection broken", id="failing mid-stream"),
+        pytest.param([], "Throttled", b"Throttled", id="refused before its first event"),
+    ],
+)
+def test_a_finished_stream_is_freed_without_the_cycle_collector(events, failure, shown):
     client, peer = socket.socketpair()
     gc.collect()
     gc.disable()
     try:
-        stream = Stream(EVENTS)
+        stream = Stream(events, failure)
         gone = weakref.ref(stream)
-        body = relayed(client, stream)
-        assert b"Hello" in body and stream.closed
+        assert shown in relayed(client, stream) and stream.closed
         del stream
         gevent.sleep(0.1)  # the ticker lets go of the relay at its next turn
         assert gone() is None, [type(holder).__name__ for holder in gc.get_referrers(gone())]
