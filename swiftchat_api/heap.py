@@ -35,6 +35,7 @@ def malloc_trim():
 
 
 def resident_bytes():
+    """This process's resident memory in bytes (0 without /proc)."""
     try:
         with open("/proc/self/statm") as statm:
             return int(statm.read().split()[1]) * _PAGE

@@ -132,6 +132,17 @@ class Server:
         sock.sendall(head.encode() + data)
         return sock
 
+    def streams_at_once(self, path, body, count):
+        """Open ``count`` chat streams together, then read each to its end: their raw answers."""
+        answers = []
+        for sock in [self.open_stream(path, body) for _ in range(count)]:
+            answer = b""
+            while not answer.endswith(b"0\r\n\r\n") and (chunk := sock.recv(65536)):
+                answer += chunk
+            sock.close()
+            answers.append(answer)
+        return answers
+
     def request(self, path, body=None, headers=None, key=TEST_KEY, method="POST", raw=None):
         """Send one request; return (status, headers, body bytes)."""
         connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)

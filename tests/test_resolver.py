@@ -162,13 +162,8 @@ def test_a_burst_of_new_streams_through_the_worker_keeps_one_resolver_thread_bus
             worker = int(children.read().split()[0])
         before = _threads(worker)
         body = {"modelId": MODEL, "region": "us-west-2", "messages": [{"role": "user", "content": [{"text": "hi"}]}]}
-        sockets = [live.open_stream("/api/converse/v2", body) for _ in range(40)]  # each a new upstream connection
-        for sock in sockets:
-            answer = b""
-            while not answer.endswith(b"0\r\n\r\n") and (chunk := sock.recv(65536)):
-                answer += chunk
-            assert b"messageStop" in answer
-            sock.close()
+        answers = live.streams_at_once("/api/converse/v2", body, 40)  # each a new upstream connection
+        assert all(b"messageStop" in answer for answer in answers)
         # gevent's resolver pool grows a thread per lookup queued at once, up to ten.
         assert _threads(worker) - before <= 2
     finally:
