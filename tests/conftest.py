@@ -137,7 +137,8 @@ class Server:
         answers = []
         for sock in [self.open_stream(path, body) for _ in range(count)]:
             answer = b""
-            while not answer.endswith(b"0\r\n\r\n") and (chunk := sock.recv(65536)):
+            # the last chunk, after the one before it: a header line may end in "0" too
+            while not answer.endswith(b"\r\n0\r\n\r\n") and (chunk := sock.recv(65536)):
                 answer += chunk
             sock.close()
             answers.append(answer)
