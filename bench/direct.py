@@ -54,7 +54,7 @@ def main():
     )
     messages = conversation(args.text, args.history_kb)
     # Load botocore's models before measuring, with a one-word reply: args.text may keep a stream open for minutes.
-    warm_up = [{"role": "user", "content": [{"text": '[[emulator reply="ok"]]'}]}]
+    warm_up = conversation('[[emulator reply="ok"]]')
     list(client.converse_stream(modelId=args.model, messages=warm_up, inferenceConfig={"maxTokens": 4096})["stream"])
     counted = {"events": 0, "requests": 0, "ttfb": []}
     opened, release = [], Event()

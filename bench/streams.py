@@ -181,7 +181,7 @@ def main():
     master, worker, port = start_gunicorn(url, args.streams)
     try:
         emulator_port = int(url.rsplit(":", 1)[1])
-        upstream = {"messages": chat(text)["messages"], "inferenceConfig": {"maxTokens": 4096}}
+        upstream = {"messages": conversation(text), "inferenceConfig": {"maxTokens": 4096}}
         # One stream each way first, so neither side is measured while importing or connecting.
         load(emulator_port, f"/model/{MODEL}/converse-stream", upstream, "b':event-type'", expect, 1)
         through_worker(worker, port, text, 1, expect)
