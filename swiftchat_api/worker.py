@@ -1,4 +1,4 @@
-"""Our gunicorn worker: gunicorn's gevent worker with two changes the apps need, and four for its cost.
+"""Our gunicorn worker: gunicorn's gevent worker with two changes the apps need, and five for its cost.
 
 1. The apps (2.3+) name the "Use Proxy" target in a ``request_url`` header. gunicorn drops
    every header whose name holds an underscore (its ``header_map`` setting), because
@@ -19,6 +19,12 @@
 5. After a burst, the memory it freed stays with the C library's malloc; the worker gives it
    back once requests pause (``heap``).
 6. Everything loaded before the first request is frozen out of the cycle collector's reach.
+7. gevent's server accepts up to 100 waiting connections per turn of the event loop, and gunicorn
+   cuts that to 1 when there are several workers (so that one worker does not take them all).
+   Here it is ``ACCEPT_PER_TURN`` either way. Taken 100 at a time, a burst of streams is started
+   all together, and the heap keeps the peak of their transient memory for good; taken 1 at a
+   time, a worker that is busy relaying takes one new connection per turn and new users wait
+   seconds for their first byte. The figures are in the README's performance section.
 
 Selected in gunicorn.conf.py as ``worker_class``. HTTP/1 only: HTTP/2 (off by default) keeps
 gunicorn's own header policy.
@@ -33,11 +39,13 @@ from datetime import datetime
 from ssl import SSLError
 
 import gevent
+from gevent.server import StreamServer
 from gunicorn import util
 from gunicorn.http import errors
 from gunicorn.http.message import Request
 from gunicorn.http.parser import Parser, RequestParser
 from gunicorn.http.wsgi import Response, default_environ
+from gunicorn.workers import ggevent
 from gunicorn.workers.ggevent import GeventWorker
 
 from . import heap
@@ -72,6 +80,19 @@ _PARSE_ERRORS = (
 )
 _APPLICATION_FAULTS = (errors.InvalidResponseHeader, errors.InvalidResponseHeaderName)
 UPSTREAM_READ_BUFFER = 1024  # bytes: see 3. above
+ACCEPT_PER_TURN = 32  # connections: see 7. above
+
+
+class Listener(StreamServer):
+    """gevent's server as gunicorn's worker makes it, taking ``ACCEPT_PER_TURN`` waiting connections per turn."""
+
+    @property
+    def max_accept(self):
+        return ACCEPT_PER_TURN
+
+    @max_accept.setter
+    def max_accept(self, value):
+        pass  # gunicorn's 1 for several workers: see 7. in the module's docstring
 
 
 class SwiftChatRequest(Request):
@@ -134,6 +155,9 @@ class SwiftChatWorker(GeventWorker):
         if RequestParser.finish_body is not Parser.finish_body or not hasattr(Parser, "finish_body"):
             raise RuntimeError("gunicorn's RequestParser drains bodies in a way of its own")
         RequestParser.finish_body = _bounded_finish_body
+        if getattr(ggevent, "StreamServer", None) not in (StreamServer, Listener):
+            raise RuntimeError("gunicorn's gevent worker no longer serves with gevent's StreamServer")
+        ggevent.StreamServer = Listener
         io.DEFAULT_BUFFER_SIZE = UPSTREAM_READ_BUFFER
         super().init_process()
 
