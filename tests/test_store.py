@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+import gevent
 import pytest
 import redis
 from conftest import ROOT
@@ -24,6 +25,7 @@ from swiftchat_api.store import (
     StoreUnavailable,
     open_store,
 )
+from swiftchat_api.store.recorder import UsageRecorder
 
 # 2025-12-31 23:59:59.500 UTC: half a second before a minute and a day boundary.
 T = 1767225599.5
@@ -238,6 +240,80 @@ def test_usage_per_key_day_and_model(store):
     with pytest.raises(InvalidRequest):
         store.record_usage("no spaces please", "claude", 1, 1, "2026-01-02")
     assert [day["day"] for day in store.usage(since="2026-01-02")[0]["days"]] == ["2026-01-02"]
+
+
+def test_requests_written_together_add_up_per_name_day_and_model(store):
+    store.record_usages(
+        [
+            ("alice", "claude", 10, 100, "2026-01-01"),
+            ("alice", "claude", 20, 200, "2026-01-01"),
+            ("alice", "nova", 1, 2, "2026-01-01"),
+            ("default", "claude", 7, 8, "2026-01-02"),
+        ]
+    )
+    store.record_usages([("alice", "claude", 1, 1, "2026-01-01")])
+    alice, default = store.usage()
+    assert alice["days"] == [
+        {
+            "day": "2026-01-01",
+            "requests": 4,
+            "input_tokens": 32,
+            "output_tokens": 303,
+            "models": [
+                {"model": "claude", "requests": 3, "input_tokens": 31, "output_tokens": 301},
+                {"model": "nova", "requests": 1, "input_tokens": 1, "output_tokens": 2},
+            ],
+        }
+    ]
+    assert (default["name"], default["requests"], default["input_tokens"]) == ("default", 1, 7)
+
+
+def test_requests_written_together_with_a_bad_name_are_refused_whole(store):
+    with pytest.raises(InvalidRequest):
+        store.record_usages([("alice", "claude", 1, 1, DAY), ("no spaces please", "claude", 1, 1, DAY)])
+    assert store.usage() == []
+
+
+def _requests_of(store, name, at_least, seconds=5):
+    deadline = time.monotonic() + seconds
+    while True:
+        found = next((person["requests"] for person in store.usage() if person["name"] == name), 0)
+        if found >= at_least or time.monotonic() > deadline:
+            return found
+        gevent.sleep(0.02)  # the recorder's writer runs meanwhile
+
+
+def test_the_recorder_writes_what_gathered_and_what_is_left_at_exit(store):
+    lost = []
+    recorder = UsageRecorder(store, failed=lost.append)
+    for _ in range(3):
+        recorder.add("alice", "claude", 10, 20)
+    assert _requests_of(store, "alice", 3) == 3
+    recorder.add("alice", "claude", 1, 2)
+    recorder.flush()  # a worker's exit, before the writer's gathering is over
+    assert recorder.pending() == 0
+    assert _requests_of(store, "alice", 4, seconds=0) == 4
+    (alice,) = store.usage()
+    assert (alice["input_tokens"], alice["output_tokens"], lost) == (31, 62, [])
+
+
+def test_the_recorder_reports_a_failed_write_and_carries_on(tmp_path):
+    folder = tmp_path / "not-yet"
+    store = open_store(f"sqlite:///{folder / 'keys.db'}", timeout=1)
+    lost = []
+    recorder = UsageRecorder(store, failed=lost.append)
+    try:
+        recorder.add("alice", "claude", 1, 1)
+        deadline = time.monotonic() + 5
+        while not lost and time.monotonic() < deadline:
+            gevent.sleep(0.02)
+        assert [type(error) for error in lost] == [StoreUnavailable]
+        folder.mkdir()
+        recorder.add("alice", "claude", 2, 2)
+        assert _requests_of(store, "alice", 1) == 1
+        assert store.usage()[0]["input_tokens"] == 2
+    finally:
+        store.close()
 
 
 def test_new_limits_reach_another_worker_within_a_second(store, store_url):

@@ -218,10 +218,22 @@ class Store:
         name need not belong to a key (the shared key's usage is kept under a name of its own), but
         must be shaped like a key's name.
         """
-        check_name(name)
-        model = (model or "")[:MAX_MODEL_CHARS]
-        day = day or day_of(time.time())
-        self._record(name, model, max(0, int(input_tokens or 0)), max(0, int(output_tokens or 0)), day)
+        self.record_usages([(name, model, input_tokens, output_tokens, day or day_of(time.time()))])
+
+    def record_usages(self, served):
+        """Add served requests, each ``(name, model, input_tokens, output_tokens, day)``, in one write (I/O).
+
+        Requests of the same name, day and model are added up first; nothing is written unless
+        every name is shaped like a key's name.
+        """
+        totals = {}
+        for name, model, input_tokens, output_tokens, day in served:
+            counted = totals.setdefault((check_name(name), day, (model or "")[:MAX_MODEL_CHARS]), [0, 0, 0])
+            counted[0] += 1
+            counted[1] += max(0, int(input_tokens or 0))
+            counted[2] += max(0, int(output_tokens or 0))
+        if totals:
+            self._record([(*where, *counted) for where, counted in totals.items()])
 
     def usage(self, since=None):
         """Per name, with every key listed: requests, input and output tokens, per day and model (I/O)."""
@@ -288,7 +300,8 @@ class Store:
         """Return (None, None) when admitted and counted, else (limit, oldest request time in window)."""
         raise NotImplementedError
 
-    def _record(self, name, model, input_tokens, output_tokens, day):
+    def _record(self, rows):
+        """Add rows (name, day, model, requests, input_tokens, output_tokens) to the usage, together."""
         raise NotImplementedError
 
     def _usage_rows(self, since):

@@ -56,13 +56,13 @@ end
 return {}
 """
 
-# One command instead of a MULTI of five: half the client's CPU per request.
+# One command instead of a MULTI of five: half the client's CPU per name, day and model written.
 _RECORD = """
-redis.call('HINCRBY', KEYS[1], 'r:' .. ARGV[1], 1)
-redis.call('HINCRBY', KEYS[1], 'i:' .. ARGV[1], ARGV[2])
-redis.call('HINCRBY', KEYS[1], 'o:' .. ARGV[1], ARGV[3])
-redis.call('HINCRBY', KEYS[1], 'tokens', ARGV[4])
-redis.call('SADD', KEYS[2], ARGV[5])
+redis.call('HINCRBY', KEYS[1], 'r:' .. ARGV[1], ARGV[2])
+redis.call('HINCRBY', KEYS[1], 'i:' .. ARGV[1], ARGV[3])
+redis.call('HINCRBY', KEYS[1], 'o:' .. ARGV[1], ARGV[4])
+redis.call('HINCRBY', KEYS[1], 'tokens', ARGV[5])
+redis.call('SADD', KEYS[2], ARGV[6])
 return 1
 """
 
@@ -154,10 +154,16 @@ class RedisStore(Store):
             return None, None
         return answer[0], float(answer[1]) if len(answer) > 1 else None
 
-    def _record(self, name, model, input_tokens, output_tokens, day):
-        keys = [PREFIX + f"usage:{name}:{day}", PREFIX + "usage-index"]
-        args = [model, input_tokens, output_tokens, input_tokens + output_tokens, f"{name} {day}"]
-        self._call(lambda r: self._record_script(keys=keys, args=args))
+    def _record(self, rows):
+        def work(r):
+            pipe = r.pipeline(transaction=False)  # one round trip for them all
+            for name, day, model, requests, input_tokens, output_tokens in rows:
+                keys = [PREFIX + f"usage:{name}:{day}", PREFIX + "usage-index"]
+                args = [model, requests, input_tokens, output_tokens, input_tokens + output_tokens, f"{name} {day}"]
+                self._record_script(keys=keys, args=args, client=pipe)
+            pipe.execute()
+
+        self._call(work)
 
     def _usage_rows(self, since):
         def work(r):

@@ -224,18 +224,17 @@ class SQLiteStore(Store):
         # A budget alone is only read; counting against an rpm window needs the write lock.
         return self._run(work, write=identity.rpm is not None)
 
-    def _record(self, name, model, input_tokens, output_tokens, day):
+    def _record(self, rows):
         def work(db):
-            # One statement is its own transaction: no BEGIN/COMMIT round needed.
-            db.execute(
-                "INSERT INTO usage (name, day, model, requests, input_tokens, output_tokens) VALUES (?, ?, ?, 1, ?, ?)"
-                " ON CONFLICT (name, day, model) DO UPDATE SET requests = requests + 1,"
+            db.executemany(
+                "INSERT INTO usage (name, day, model, requests, input_tokens, output_tokens) VALUES (?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (name, day, model) DO UPDATE SET requests = requests + excluded.requests,"
                 " input_tokens = input_tokens + excluded.input_tokens,"
                 " output_tokens = output_tokens + excluded.output_tokens",
-                (name, day, model, input_tokens, output_tokens),
+                rows,
             )
 
-        self._run(work)
+        self._run(work, write=len(rows) > 1)  # one statement is a transaction of its own
 
     def _usage_rows(self, since):
         def work(db):
