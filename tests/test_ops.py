@@ -20,6 +20,7 @@ from openapi_spec_validator import validate
 from swiftchat_api import create_app
 from swiftchat_api.config import Config
 from swiftchat_api.emulator.images import png
+from swiftchat_api.store import open_store
 
 
 def _json(body):
@@ -253,6 +254,14 @@ def test_sigterm_lets_open_streams_finish_and_refuses_new_ones(emulator):
     body = b"".join(received)
     assert body.count(b'{"contentBlockDelta"') == 40
     assert b'{"metadata"' in body
+    # The stream ended during the shutdown, moments before the worker exited: its usage was kept.
+    store = open_store(f"sqlite:///{live.logfile.with_suffix('.db')}")
+    try:
+        (default,) = store.usage()
+    finally:
+        store.close()
+    assert (default["name"], default["requests"]) == ("default", 1)
+    assert default["output_tokens"] > 0
 
 
 def test_grace_period_ends_with_upstream_closed(emulator):
