@@ -32,7 +32,7 @@ def create_app(config=None):
     from flask import Flask, request
 
     from . import cli, errors, logs
-    from .auth import PARAMETER_STORE, ParameterStoreKey, StaticKey, store_failed
+    from .auth import PARAMETER_STORE, ParameterStoreKey, StaticKey, usage_lost
     from .aws import Clients
     from .blueprints import converse, image, models, ops, proxy, token, upgrade, v1
     from .cache import TTLCache
@@ -77,7 +77,7 @@ def create_app(config=None):
         releases_cache=TTLCache(config.upgrade_cache_seconds),
         http=urllib3.PoolManager(num_pools=4, maxsize=8),
         store=store,
-        usage=UsageRecorder(store, failed=lambda error: store_failed("record", error)),
+        usage=UsageRecorder(store, failed=usage_lost),
     )
     for module in (converse, image, models, upgrade, token, proxy, ops, v1):
         app.register_blueprint(module.bp)

@@ -132,6 +132,12 @@ def store_failed(operation, error):
         log.warning("key store %s failed: %s", operation, error)
 
 
+def usage_lost(error, lost):
+    """Count ``lost`` requests whose usage was not written, and the failure as store_failed does."""
+    telemetry.USAGE_LOST.inc(lost)
+    store_failed("record", error)
+
+
 def identify(source, store, headers, refresh=False):
     """The Identity of the request's key: a per-person key from the store, or the shared key.
 

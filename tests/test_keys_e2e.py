@@ -271,6 +271,20 @@ def test_a_busy_store_is_a_fast_503_for_limited_keys_while_the_shared_key_works(
     assert metric(server, "swiftchat_store_errors_total", operation="admit") == errors_before + 2
 
 
+def test_usage_that_cannot_be_written_is_counted_lost_and_the_answers_are_unharmed(emulator, tmp_path):
+    env = {**emulator_env(emulator), "API_KEY": TEST_KEY, "SWIFTCHAT_STORE": f"sqlite:///{tmp_path / 'gone' / 'k.db'}"}
+    server = Server(env)  # a store in a directory that does not exist: every usage write fails
+    try:
+        for _ in range(3):
+            status, _, body = server.request("/api/converse/v3", SHORT)
+            assert status == 200 and b'"metadata"' in body
+        wait_for_metric(server, 3, "swiftchat_usage_lost_total")
+        assert metric(server, "swiftchat_store_errors_total", operation="record") >= 1
+        assert TEST_KEY not in server.output()
+    finally:
+        server.stop()
+
+
 def test_access_log_names_the_key_and_metrics_count_per_key(sqlite):
     server = sqlite.servers[0]
     key = sqlite.create("counted", "--rpm", "2")

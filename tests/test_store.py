@@ -6,6 +6,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -285,12 +286,14 @@ def _requests_of(store, name, at_least, seconds=5):
 
 def test_the_recorder_writes_what_gathered_and_what_is_left_at_exit(store):
     lost = []
-    recorder = UsageRecorder(store, failed=lost.append)
+    recorder = UsageRecorder(store, failed=lambda error, count: lost.append((error, count)))
     for _ in range(3):
         recorder.add("alice", "claude", 10, 20)
     assert _requests_of(store, "alice", 3) == 3
     recorder.add("alice", "claude", 1, 2)
-    recorder.flush()  # a worker's exit, before the writer's gathering is over
+    gevent.sleep(0.05)
+    assert recorder.pending() == 1  # still gathering, and still queued
+    recorder.flush()  # a worker's exit
     assert recorder.pending() == 0
     assert _requests_of(store, "alice", 4, seconds=0) == 4
     (alice,) = store.usage()
@@ -301,19 +304,100 @@ def test_the_recorder_reports_a_failed_write_and_carries_on(tmp_path):
     folder = tmp_path / "not-yet"
     store = open_store(f"sqlite:///{folder / 'keys.db'}", timeout=1)
     lost = []
-    recorder = UsageRecorder(store, failed=lost.append)
+    recorder = UsageRecorder(store, failed=lambda error, count: lost.append((type(error), count)))
     try:
         recorder.add("alice", "claude", 1, 1)
+        recorder.add("bob", "claude", 1, 1)
         deadline = time.monotonic() + 5
         while not lost and time.monotonic() < deadline:
             gevent.sleep(0.02)
-        assert [type(error) for error in lost] == [StoreUnavailable]
+        assert lost == [(StoreUnavailable, 2)]  # one failed write, two requests' usage
         folder.mkdir()
         recorder.add("alice", "claude", 2, 2)
         assert _requests_of(store, "alice", 1) == 1
         assert store.usage()[0]["input_tokens"] == 2
     finally:
         store.close()
+
+
+_EXIT_PROBE = """
+from gevent import monkey
+
+monkey.patch_all()
+import json, sqlite3, sys, time
+import gevent
+from swiftchat_api.store import open_store
+from swiftchat_api.store.recorder import GATHER_SECONDS, UsageRecorder
+
+path, hold_for, flush_for = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
+store = open_store(f"sqlite:///{path}", timeout=5)
+store.record_usage("warm", "claude", 1, 1)  # the file and its schema exist
+lost = []
+recorder = UsageRecorder(store, failed=lambda error, count: lost.append(count))
+holder = sqlite3.connect(path, isolation_level=None)
+holder.execute("BEGIN IMMEDIATE")  # another worker holds the write lock
+recorder.add("alice", "claude", 1, 1)
+gevent.sleep(GATHER_SECONDS + 0.2)  # the writer has taken the record and waits for the lock
+taken = recorder.pending() == 0
+gevent.spawn_later(hold_for, holder.execute, "ROLLBACK")
+recorder.flush(flush_for)  # the worker exits now
+written = [p["requests"] for p in store.usage() if p["name"] == "alice"]
+print(json.dumps({"taken": taken, "written": written, "lost": lost}))
+"""
+
+
+@pytest.mark.parametrize(("hold_for", "flush_for", "written", "lost"), [(0.3, 2, [1], []), (3, 0.3, [], [1])])
+def test_a_write_under_way_at_exit_is_waited_for_or_reported(tmp_path, hold_for, flush_for, written, lost):
+    """In a gevent-patched process, as in a worker: the writer is waiting for SQLite's lock at exit."""
+    command = [sys.executable, "-c", _EXIT_PROBE, str(tmp_path / "keys.db"), str(hold_for), str(flush_for)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout.splitlines()[-1]) == {"taken": True, "written": written, "lost": lost}
+
+
+class _CutFirstAnswer:
+    """A TCP relay in front of redis-server that closes the client's connection instead of passing on
+    the answer to the first batch of usage, as a network failure after Redis ran the call would."""
+
+    def __init__(self, upstream_port):
+        self.upstream_port = upstream_port
+        self.cut = 0
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"redis://127.0.0.1:{self._listener.getsockname()[1]}/0"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            client, _ = self._listener.accept()
+            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+            threading.Thread(target=self._relay, args=(client, upstream), daemon=True).start()
+
+    def _relay(self, client, upstream):
+        with client, upstream:
+            while data := client.recv(65536):
+                upstream.sendall(data)
+                answer = upstream.recv(65536)
+                if b"usage-batch" in data and not answer.startswith(b"-NOSCRIPT") and not self.cut:
+                    self.cut += 1
+                    return  # Redis ran it; the client never hears
+                client.sendall(answer)
+
+    def close(self):
+        self._listener.close()
+
+
+def test_a_batch_resent_after_a_broken_connection_is_counted_once(redis_server):
+    redis.Redis.from_url(redis_server.url).flushdb()
+    relay = _CutFirstAnswer(redis_server.port)
+    store = open_store(relay.url, timeout=2)
+    try:
+        store.record_usages([("alice", "claude", 10, 20, DAY), ("alice", "claude", 1, 2, DAY)])
+        assert relay.cut == 1  # redis-py sent it again on a new connection
+        (alice,) = store.usage()
+        assert (alice["requests"], alice["input_tokens"], alice["output_tokens"]) == (2, 11, 22)
+    finally:
+        store.close()
+        relay.close()
 
 
 def test_new_limits_reach_another_worker_within_a_second(store, store_url):

@@ -218,17 +218,19 @@ class Store:
         name need not belong to a key (the shared key's usage is kept under a name of its own), but
         must be shaped like a key's name.
         """
-        self.record_usages([(name, model, input_tokens, output_tokens, day or day_of(time.time()))])
+        self.record_usages([(name, model, input_tokens, output_tokens, day)])
 
     def record_usages(self, served):
         """Add served requests, each ``(name, model, input_tokens, output_tokens, day)``, in one write (I/O).
 
-        Requests of the same name, day and model are added up first; nothing is written unless
-        every name is shaped like a key's name.
+        A day of None is today (UTC). Requests of the same name, day and model are added up
+        first; nothing is written unless every name is shaped like a key's name.
         """
+        today = day_of(time.time())
         totals = {}
         for name, model, input_tokens, output_tokens, day in served:
-            counted = totals.setdefault((check_name(name), day, (model or "")[:MAX_MODEL_CHARS]), [0, 0, 0])
+            where = (check_name(name), day or today, (model or "")[:MAX_MODEL_CHARS])
+            counted = totals.setdefault(where, [0, 0, 0])
             counted[0] += 1
             counted[1] += max(0, int(input_tokens or 0))
             counted[2] += max(0, int(output_tokens or 0))

@@ -7,15 +7,16 @@ queue is bounded: while the store is down, what does not fit is dropped and repo
 outage can never grow a worker's memory.
 
 The writer lets requests gather for ``GATHER_SECONDS`` and writes them in one go (one SQLite
-transaction, one Redis round trip). Written one by one, requests served one after another
-spent a tenth of their CPU in the worker on SQLite, and each write took the lock that every
-worker on the host shares. A day's budget thus sees a request that long after it ended.
+transaction, one Redis call). Written one by one, requests served one after another spent a
+tenth of their CPU in the worker on SQLite, and each write took the lock that every worker on
+the host shares. A day's budget thus sees a request that long after it ended.
 """
 
 import atexit
 import time
 
 import gevent
+from gevent.event import Event
 from gevent.queue import Empty, Full, Queue
 
 from . import day_of
@@ -27,13 +28,19 @@ BATCH_SIZE = 1_000  # requests written in one go at most
 
 
 class UsageRecorder:
-    """Queues served requests' usage and writes it to ``store`` in order; ``failed(error)`` hears of each lost write."""
+    """Queues served requests' usage and writes it to ``store`` in order.
+
+    ``failed(error, lost)`` hears of every failure: ``lost`` is how many requests' usage it cost.
+    """
 
     def __init__(self, store, failed, size=QUEUE_SIZE):
         self._store = store
         self._failed = failed
         self._queue = Queue(size)
         self._writer = None
+        self._writing = 0  # requests in the write under way
+        self._written = Event()  # set while no write is under way
+        self._written.set()
         atexit.register(self.flush)  # a worker that exits writes what is still queued
 
     def add(self, name, model, input_tokens, output_tokens):
@@ -41,7 +48,7 @@ class UsageRecorder:
         try:
             self._queue.put_nowait((name, model, input_tokens, output_tokens, day_of(time.time())))
         except Full:
-            self._failed(OverflowError(f"{self._queue.maxsize:,} usage records were already waiting"))
+            self._failed(OverflowError(f"{self._queue.maxsize:,} usage records were already waiting"), 1)
             return
         if self._writer is None or self._writer.dead:
             self._writer = gevent.spawn(self._write)
@@ -49,10 +56,14 @@ class UsageRecorder:
     def flush(self, seconds=FLUSH_SECONDS):
         """Write what is queued now, in the calling greenlet, for at most about ``seconds``.
 
-        A worker's exit must not wait on a store that is down: after the first failure, or once
-        the time is up, whatever is left is reported lost.
+        A write the background writer has under way is waited for first. A worker's exit must
+        not wait on a store that is down: after the first failure, or once the time is up,
+        whatever is left is reported lost.
         """
         deadline = time.monotonic() + seconds
+        if not self._written.wait(seconds):
+            waited = TimeoutError("a usage write was still waiting on the store when the worker exited")
+            self._failed(waited, self._writing)
         while time.monotonic() < deadline:
             batch = self._take()
             if not batch:
@@ -63,7 +74,7 @@ class UsageRecorder:
         if left:
             while self._queue.qsize():
                 self._queue.get_nowait()
-            self._failed(TimeoutError(f"{left:,} usage records were not written before the worker exited"))
+            self._failed(TimeoutError(f"{left:,} usage records were not written before the worker exited"), left)
 
     def pending(self):
         """How many records wait to be written."""
@@ -86,9 +97,14 @@ class UsageRecorder:
         return batch
 
     def _write_batch(self, batch):
+        self._writing = len(batch)
+        self._written.clear()
         try:
             self._store.record_usages(batch)
             return True
         except Exception as error:  # lost records are reported, and the writer carries on
-            self._failed(error)
+            self._failed(error, len(batch))
             return False
+        finally:
+            self._writing = 0
+            self._written.set()
