@@ -103,6 +103,8 @@ class SwiftChatResponse(Response):
     """gunicorn's HTTP/1 response, putting each body write on the wire with ``send`` (see 8. above)."""
 
     def _emit_body(self, data):
+        if not data:  # a stream's first yield (headers only) on a response that is not chunked
+            return
         if self.chunked:
             data = b"%X\r\n%b\r\n" % (len(data), data)
         sock = self.sock
