@@ -361,12 +361,13 @@ def test_bad_settings_are_refused_by_name(env, message):
     assert "Traceback" not in result.stderr
 
 
-def test_access_log_zero_means_off(emulator):
-    live = Server({**emulator_env(emulator), "API_KEY": TEST_KEY, "ACCESS_LOG": "0"})
+@pytest.mark.parametrize(("setting", "gunicorn_line"), [("0", False), ("1", True)])
+def test_access_log_adds_gunicorns_own_line_only_when_asked(emulator, setting, gunicorn_line):
+    live = Server({**emulator_env(emulator), "API_KEY": TEST_KEY, "ACCESS_LOG": setting})
     try:
         assert live.request("/healthz", method="GET", key=None)[0] == 200
         time.sleep(0.2)
     finally:
         live.stop()
-    assert '"logger": "gunicorn.access"' not in live.output()
+    assert ('"logger": "gunicorn.access"' in live.output()) is gunicorn_line
     assert '"logger": "swiftchat_api.access"' in live.output()
