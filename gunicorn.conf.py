@@ -31,7 +31,6 @@ worker_class = "swiftchat_api.worker.SwiftChatWorker"
 # Off, so each gevent worker patches sockets before the app (and boto3) is imported.
 preload_app = False
 logconfig_dict = gunicorn_logconfig(access_log=access_log, level=loglevel)
-logger_class = "swiftchat_api.logs.GunicornLogger"
 control_socket_disable = os.environ.get("GUNICORN_CONTROL_SOCKET", "") == ""
 control_socket = os.environ.get("GUNICORN_CONTROL_SOCKET") or None
 

@@ -5,8 +5,6 @@ import logging
 import os
 import time
 
-from gunicorn import glogging
-
 
 class JsonFormatter(logging.Formatter):
     """Render a record as one JSON line; ``extra={"fields": {...}}`` adds its members."""
@@ -35,19 +33,6 @@ def configure(level="INFO"):
     root.addHandler(handler)
     root.setLevel(level.upper())
     logging.getLogger("botocore").setLevel(logging.WARNING)
-
-
-class GunicornLogger(glogging.Logger):
-    """gunicorn's logger, building no access line when its access logger is off.
-
-    With a ``logconfig_dict`` gunicorn counts its access log as on and builds every line (the
-    request's headers copied, its atoms formatted) for a logger that then drops it: 2.8% of the
-    worker's samples (py-spy) serving requests one after another.
-    """
-
-    def access(self, resp, req, environ, request_time):
-        if self.access_log.isEnabledFor(logging.INFO):
-            super().access(resp, req, environ, request_time)
 
 
 def gunicorn_logconfig(access_log=False, level="INFO"):

@@ -35,7 +35,7 @@ KEY_REQUESTS = Counter("swiftchat_key_requests", "Requests served, per key name.
 KEY_TOKENS = Counter("swiftchat_key_tokens", "Bedrock tokens used, per key name.", ["key", "direction"])
 KEY_REFUSALS = Counter("swiftchat_key_refusals", "Requests refused over a key's limit.", ["key", "limit"])
 STORE_ERRORS = Counter("swiftchat_store_errors", "Key store calls that failed, by operation.", ["operation"])
-USAGE_LOST = Counter("swiftchat_usage_lost", "Served requests whose usage could not be written to the key store.")
+USAGE_LOST = Counter("swiftchat_usage_lost", "Served requests whose usage may not have reached the key store.")
 
 
 def upstream_error(error):

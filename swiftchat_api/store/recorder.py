@@ -41,10 +41,14 @@ class UsageRecorder:
         self._writing = 0  # requests in the write under way
         self._written = Event()  # set while no write is under way
         self._written.set()
+        self._closed = False  # flushed: the worker is exiting, and flush writes what is left itself
         atexit.register(self.flush)  # a worker that exits writes what is still queued
 
     def add(self, name, model, input_tokens, output_tokens):
         """Queue one served request and its tokens for today (UTC); never blocks, never raises."""
+        if self._closed:
+            self._failed(RuntimeError("a usage record came after the worker's last write"), 1)
+            return
         try:
             self._queue.put_nowait((name, model, input_tokens, output_tokens, day_of(time.time())))
         except Full:
@@ -54,12 +58,15 @@ class UsageRecorder:
             self._writer = gevent.spawn(self._write)
 
     def flush(self, seconds=FLUSH_SECONDS):
-        """Write what is queued now, in the calling greenlet, for at most about ``seconds``.
+        """At a worker's exit (once): write what is queued, in the calling greenlet, for about ``seconds``.
 
-        A write the background writer has under way is waited for first. A worker's exit must
-        not wait on a store that is down: after the first failure, or once the time is up,
-        whatever is left is reported lost.
+        The background writer stops, and a write it has under way is waited for first. A
+        worker's exit must not wait on a store that is down: after the first failure, or once
+        the time is up, whatever is left is reported lost.
         """
+        if self._closed:
+            return
+        self._closed = True
         deadline = time.monotonic() + seconds
         if not self._written.wait(seconds):
             waited = TimeoutError("a usage write was still waiting on the store when the worker exited")
@@ -81,11 +88,12 @@ class UsageRecorder:
         return self._queue.qsize()
 
     def _write(self):
-        while True:
+        while not self._closed:
             self._queue.peek()  # left queued while more gather: a worker's exit (flush) still writes it
             if self._queue.qsize() < BATCH_SIZE:
                 gevent.sleep(GATHER_SECONDS)
-            self._write_batch(self._take())
+            if not self._closed:
+                self._write_batch(self._take())
 
     def _take(self):
         batch = []
