@@ -43,32 +43,73 @@ def _decode_media(block, within=""):
     return block
 
 
+def _content_block(value):
+    """A content block as Bedrock gets it: untouched except for base64 media, in it or in its tool result."""
+    if not isinstance(value, dict):
+        raise ValidationError("Each content block must be an object.")
+    block = _decode_media(value)
+    result = block.get("toolResult")
+    if isinstance(result, dict) and isinstance(result.get("content"), list):
+        parts = []
+        for position, part in enumerate(result["content"]):
+            try:
+                parts.append(_decode_media(part, " of the tool result") if isinstance(part, dict) else part)
+            except ValidationError as error:
+                raise ValidationError({"toolResult": {"content": {position: error.messages}}}) from None
+        block = {**block, "toolResult": {**result, "content": parts}}
+    return block
+
+
 class ContentBlock(fields.Field):
     """A Converse content block, passed through untouched except for base64 media."""
 
     def _deserialize(self, value, attr, data, **kwargs):
-        if not isinstance(value, dict):
-            raise ValidationError("Each content block must be an object.")
-        block = _decode_media(value)
-        result = block.get("toolResult")
-        if isinstance(result, dict) and isinstance(result.get("content"), list):
-            parts = []
-            for position, part in enumerate(result["content"]):
-                try:
-                    parts.append(_decode_media(part, " of the tool result") if isinstance(part, dict) else part)
-                except ValidationError as error:
-                    raise ValidationError({"toolResult": {"content": {position: error.messages}}}) from None
-            block = {**block, "toolResult": {**result, "content": parts}}
-        return block
+        return _content_block(value)
+
+
+_ROLES = ("user", "assistant")
 
 
 class Message(_Body):
-    role = fields.String(required=True, validate=validate.OneOf(["user", "assistant"]))
+    role = fields.String(required=True, validate=validate.OneOf(_ROLES))
     content = fields.List(ContentBlock(), required=True)
 
 
+def _plain_message(value):
+    """``value`` loaded as Message loads it, if it is plainly well formed; None for anything else."""
+    if type(value) is not dict:
+        return None
+    role, content = value.get("role"), value.get("content")
+    if type(role) is not str or role not in _ROLES or type(content) is not list:
+        return None
+    try:
+        return {"role": role, "content": [_content_block(block) for block in content]}
+    except ValidationError:
+        return None
+
+
+class Messages(fields.List):
+    """A chat's messages, loaded as a list of ``Message``.
+
+    The apps send a chat's whole history with every message, and marshmallow's nested load took
+    about 6 µs a message, a tenth of a long chat's request. Well-formed messages are read here in
+    plain Python, with the same result; a list with anything else in it is loaded by the nested
+    schema, so that every error is marshmallow's own.
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(fields.Nested(Message), **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if type(value) is list:
+            loaded = [_plain_message(item) for item in value]
+            if None not in loaded:
+                return loaded
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
 class ConverseRequest(_Body):
-    messages = fields.List(fields.Nested(Message), load_default=list)
+    messages = Messages(load_default=list)
     modelId = fields.String(required=True, validate=validate.Length(min=1, max=2048))
     region = fields.String(required=True, validate=_valid_region)
     enableThinking = fields.Boolean(load_default=None, allow_none=True)

@@ -1,9 +1,11 @@
 """The chat request schema and the ConverseStream command built from it."""
 
 import pytest
-from marshmallow import ValidationError
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from marshmallow import ValidationError, fields
 
-from swiftchat_api.schemas import ConverseRequest
+from swiftchat_api.schemas import ConverseRequest, Message
 from swiftchat_api.services.converse import command
 from swiftchat_api.services.images import helper_model
 
@@ -48,6 +50,79 @@ def test_media_bytes_are_decoded_everywhere_they_appear():
     assert loaded[1] == content[1]
     assert loaded[2]["toolResult"]["content"][0]["document"]["source"]["bytes"] == b"x"
     assert loaded[3] == content[3]
+
+
+class _NestedMessages(ConverseRequest):
+    """The chat schema as it was declared before messages got a plain-Python reading: the reference."""
+
+    messages = fields.List(fields.Nested(Message), load_default=list)
+
+
+_nested_schema = _NestedMessages()
+
+
+def _media(source):
+    return st.fixed_dictionaries({"format": st.sampled_from(["png", "pdf"])}, optional={"source": source})
+
+
+def _blocks(base64_text):
+    media = _media(st.fixed_dictionaries({"bytes": base64_text}))
+    parts = st.one_of(st.fixed_dictionaries({"image": media}), st.just({"json": 1}), st.just("text"))
+    result = st.fixed_dictionaries({"toolUseId": st.just("t"), "content": st.lists(parts, max_size=3)})
+    return st.one_of(
+        st.fixed_dictionaries({"text": st.text(max_size=5)}),
+        st.fixed_dictionaries({st.sampled_from(["image", "document", "video"]): media}),
+        st.fixed_dictionaries({"toolResult": result}),
+    )
+
+
+_good_message = st.fixed_dictionaries(
+    {"role": st.sampled_from(["user", "assistant"]), "content": st.lists(_blocks(st.just("aGVsbG8=")), max_size=3)},
+    optional={"clientTimestamp": st.integers()},
+)
+_odd_message = st.one_of(
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "role": st.sampled_from(["user", "assistant", "robot", "User", "", None, 1, ["user"]]),
+            "content": st.one_of(
+                st.lists(
+                    st.one_of(
+                        _blocks(st.sampled_from(["eA==", "", "%%%", "aGVsbG8", 7, None])),
+                        st.sampled_from([None, "hi", 3, [], {}]),
+                    ),
+                    max_size=3,
+                ),
+                st.sampled_from([None, "hi", {}, 5]),
+            ),
+        },
+    ),
+    st.sampled_from([None, "hi", 3, []]),
+)
+
+
+@st.composite
+def _histories(draw):
+    """Mostly well-formed histories, about half of them with one odd message somewhere."""
+    messages = draw(st.lists(_good_message, max_size=5))
+    if draw(st.booleans()):
+        messages.insert(draw(st.integers(0, len(messages))), draw(_odd_message))
+    return messages
+
+
+def _outcome(loader, body):
+    try:
+        return "loaded", loader.load(body)
+    except ValidationError as error:
+        return "refused", error.messages
+
+
+@settings(max_examples=400, deadline=None)
+@given(messages=st.one_of(_histories(), st.sampled_from([None, "hi", {}, 3])))
+def test_messages_load_exactly_as_the_nested_schema_loads_them(messages):
+    """Every chat history is loaded, or refused with the same error, as marshmallow's nested schema does it."""
+    body = {"modelId": "m", "region": "eu-central-1", "messages": messages}
+    assert _outcome(schema, body) == _outcome(_nested_schema, body)
 
 
 def test_invalid_base64_inside_a_tool_result_names_its_place():
