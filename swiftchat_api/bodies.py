@@ -2,9 +2,13 @@
 
 The API key ships inside every app, so any body may be hostile: a few megabytes of ``{},``
 become a million objects, deep nesting exhausts the stack of every recursive consumer
-(the JSON parser, marshmallow, botocore's serialiser), and text that is not Unicode breaks
-whatever encodes it later. The checks here are linear and mostly run at C speed on the raw
-bytes, so a hostile body is refused in milliseconds with a short answer.
+(marshmallow, botocore's validator and serialiser), and text that is not Unicode breaks
+whatever encodes it later. The checks here are linear, so a hostile body is refused in
+milliseconds with a short answer:
+- objects, lists and values are counted on the raw bytes, before parsing, at C speed;
+- JSON's parser stops itself at Python's recursion limit, and the parsed body's depth is then
+  measured without recursion, before anything else reads it;
+- lone surrogates are looked for only where the raw bytes hold such an escape.
 """
 
 import json
@@ -21,8 +25,7 @@ MAX_VALUES = 100_000  # members and items in one body
 # Possessive, and an unterminated string runs to the end: every attempt succeeds where it starts,
 # so the pass stays linear (a backtracking pattern took quadratic time on '"' + '\\"' * n).
 _STRING = re.compile(rb'"[^"\\]*+(?:\\.[^"\\]*+)*+(?:"|\\?\Z)', re.DOTALL)
-_NOT_BRACKETS = bytes(set(range(256)) - set(b"[]{}"))
-_OPENING = frozenset(b"[{")
+_NOT_MARKS = bytes(set(range(256)) - set(b"[]{},"))
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
@@ -60,20 +63,41 @@ def _invalid(message):
     return ValidationError({"_schema": [message]})
 
 
-def _check_structure(raw):
-    """Count and measure the body's objects and lists with its strings cut out (C-speed passes)."""
-    skeleton = _STRING.sub(b'""', raw)
-    containers = skeleton.count(b"{") + skeleton.count(b"[")
-    if containers > MAX_CONTAINERS or containers + skeleton.count(b",") > MAX_VALUES:
+def _too_deep():
+    return _invalid(f"The body is nested too deeply (at most {MAX_DEPTH} levels).")
+
+
+def _too_many(marks):
+    containers = marks.count(b"{") + marks.count(b"[")
+    return containers > MAX_CONTAINERS or containers + marks.count(b",") > MAX_VALUES
+
+
+def _check_counts(raw):
+    """Refuse a body with too many objects, lists or values before it is parsed.
+
+    Brackets and commas are counted on the raw bytes first, which counts those inside strings
+    too: an upper bound, and quick. Only when that is over a limit are the strings cut out (a
+    regular expression, several times slower) for the exact count.
+    """
+    if _too_many(raw.translate(None, _NOT_MARKS)) and _too_many(_STRING.sub(b'""', raw).translate(None, _NOT_MARKS)):
         raise _invalid(
             f"The body holds too many values (at most {MAX_CONTAINERS:,} objects and lists and "
             f"{MAX_VALUES:,} values in all)."
         )
-    depth = 0
-    for byte in skeleton.translate(None, _NOT_BRACKETS):
-        depth = depth + 1 if byte in _OPENING else depth - 1
-        if depth > MAX_DEPTH:
-            raise _invalid(f"The body is nested too deeply (at most {MAX_DEPTH} levels).")
+
+
+def _deeper_than(value, levels):
+    """True if a parsed body's objects and lists nest more than ``levels`` deep (read a level at a time)."""
+    level = [value]
+    while level:
+        containers = [item for item in level if type(item) is dict or type(item) is list]
+        if not containers:
+            return False
+        if levels == 0:
+            return True
+        levels -= 1
+        level = [child for item in containers for child in (item.values() if type(item) is dict else item)]
+    return False
 
 
 def _finite(text):
@@ -114,7 +138,7 @@ def loads(raw):
         raise _invalid("The body is not valid UTF-8 text.") from None
     if not text.strip():
         return {}
-    _check_structure(raw)
+    _check_counts(raw)
     try:
         value = json.loads(text, parse_float=_finite, parse_constant=_no_constant)
     except json.JSONDecodeError as error:
@@ -122,7 +146,9 @@ def loads(raw):
     except ValueError:  # a non-finite number, or an integer past Python's digit limit
         raise _invalid("The body holds a number that is too large or not finite.") from None
     except RecursionError:
-        raise _invalid(f"The body is nested too deeply (at most {MAX_DEPTH} levels).") from None
+        raise _too_deep() from None
+    if _deeper_than(value, MAX_DEPTH):
+        raise _too_deep()
     if _SURROGATE_ESCAPE.search(raw) and _lone_surrogate(value):
         raise _invalid("The body holds text that is not valid Unicode (an unpaired surrogate escape).")
     return value
