@@ -6,7 +6,8 @@ The issue's three figures and three more, each from the worker's own CPU time (/
 or RSS, so a noisy shared machine matters little:
 - CPU per relayed event: --streams streams of --events deltas, --delay-ms apart (realistic
   pacing: each event is relayed alone);
-- CPU per request: --streams one-word replies;
+- CPU per request: --streams one-word replies; a second line sends each with 32 KB of earlier
+  turns, as the apps send a chat's whole history with every message;
 - KB per open stream: --held streams held open (a silent model after its first event), opened
   one after another, then (a second line) all at once; each on a fresh worker, whose heap has no
   room to spare. All at once, the worker serves every request together and its heap keeps the
@@ -122,14 +123,17 @@ def main():
         per_event = (cpu / max(relayed["events"], 1) * 1e6, base["cpu"] / max(base["events"], 1) * 1e6)
         failed = relayed["failed"]
 
-        base = with_boto3(url, short, args.streams)
-        answered, cpu = through_worker(worker, port, short, args.streams, 5)
-        per_request = (cpu / args.streams * 1e3, base["cpu"] / max(base["requests"], 1) * 1e3)
-        failed += answered["failed"]
+        per_request = {}
+        for history_kb in (0, 32):
+            base = with_boto3(url, short, args.streams, history_kb=history_kb)
+            answered, cpu = through_worker(worker, port, short, args.streams, 5, history_kb=history_kb)
+            per_request[history_kb] = (cpu / args.streams * 1e3, base["cpu"] / max(base["requests"], 1) * 1e3)
+            failed += answered["failed"]
 
         print(f"{'':34}{'worker':>10}{'direct boto3':>14}")
         print(f"{'CPU per relayed event':34}{per_event[0]:8.0f} µs{per_event[1]:12.0f} µs")
-        print(f"{'CPU per request':34}{per_request[0]:8.2f} ms{per_request[1]:12.2f} ms")
+        print(f"{'CPU per request':34}{per_request[0][0]:8.2f} ms{per_request[0][1]:12.2f} ms")
+        print(f"{'  ... 32 KB chats':34}{per_request[32][0]:8.2f} ms{per_request[32][1]:12.2f} ms")
         print(f"{'RSS per open stream':34}{one_by_one[0]:8.0f} KB{one_by_one[1]:12.0f} KB")
         print(f"{'  ... opened in one burst':34}{burst[0]:8.0f} KB{burst[1]:12.0f} KB")
         print(f"{f'  ... {args.long_held} at once, 32 KB chats':34}{long_burst[0]:8.0f} KB{long_burst[1]:12.0f} KB")

@@ -111,10 +111,12 @@ def chat(text, history_kb=0):
     return {"messages": conversation(text, history_kb), "modelId": MODEL, "region": "us-west-2"}
 
 
-def through_worker(worker, port, text, streams, expect, key=KEY):
-    """``streams`` v3 streams of ``text`` through the worker at once: (loadgen's result, worker CPU seconds)."""
+def through_worker(worker, port, text, streams, expect, key=KEY, history_kb=0):
+    """``streams`` v3 streams of ``text`` (after ``history_kb`` KB of earlier turns) through the worker at once:
+    (loadgen's result, worker CPU seconds)."""
     before = cpu_seconds(worker)
-    result = load(port, "/api/converse/v3", chat(text), r"b'\n\n'", expect, streams, {"Authorization": f"Bearer {key}"})
+    body = chat(text, history_kb)
+    result = load(port, "/api/converse/v3", body, r"b'\n\n'", expect, streams, {"Authorization": f"Bearer {key}"})
     return result, cpu_seconds(worker) - before
 
 
