@@ -130,26 +130,33 @@ def two_workers(emulator):
 
 def test_metrics_sum_over_two_workers(two_workers):
     body = chat("[[emulator words=10 delay_ms=30]]")
-    with ThreadPoolExecutor(max_workers=60) as pool:
-        results = list(pool.map(lambda _: two_workers.request("/api/converse/v3", body), range(60)))
-    assert all(status == 200 for status, _, _ in results)
-    assert two_workers.request("/api/converse/v3", chat("[[emulator error=throttling]]"))[0] == 429
-    served_by = {line["pid"] for line in access_lines(two_workers) if line["route"] == "/api/converse/v3"}
+    sent = 0
+    # A worker takes up to 32 waiting connections a turn, so on a busy machine one worker can take
+    # a whole burst while the other waits to be scheduled: bursts go on until both have served.
+    for _ in range(5):
+        with ThreadPoolExecutor(max_workers=60) as pool:
+            results = list(pool.map(lambda _: two_workers.request("/api/converse/v3", body), range(60)))
+        assert all(status == 200 for status, _, _ in results)
+        sent += 60
+        served_by = {line["pid"] for line in access_lines(two_workers) if line["route"] == "/api/converse/v3"}
+        if len(served_by) == 2:
+            break
     assert len(served_by) == 2, "both workers should have served streams"
+    assert two_workers.request("/api/converse/v3", chat("[[emulator error=throttling]]"))[0] == 429
     deadline = time.monotonic() + 5  # a worker counts a request once its last byte has gone
     while time.monotonic() < deadline:
         text = two_workers.request("/metrics", method="GET")[2].decode()
         counted = metric_value(text, "swiftchat_requests_total", route="/api/converse/v3", status="200")
-        if counted + metric_value(text, "swiftchat_requests_total", route="/api/converse/v3", status="429") >= 61:
+        if counted + metric_value(text, "swiftchat_requests_total", route="/api/converse/v3", status="429") >= sent + 1:
             break
         time.sleep(0.1)
     for _ in range(4):  # whichever worker answers, it reports the sum
         text = two_workers.request("/metrics", method="GET")[2].decode()
-        assert metric_value(text, "swiftchat_requests_total", route="/api/converse/v3", status="200") == 60
+        assert metric_value(text, "swiftchat_requests_total", route="/api/converse/v3", status="200") == sent
         assert metric_value(text, "swiftchat_requests_total", route="/api/converse/v3", status="429") == 1
-        assert metric_value(text, "swiftchat_bedrock_tokens_total", direction="output") == 60 * 10
-        assert metric_value(text, "swiftchat_time_to_first_event_seconds_count", route="/api/converse/v3") == 60
-        assert metric_value(text, "swiftchat_stream_duration_seconds_count", route="/api/converse/v3") == 60
+        assert metric_value(text, "swiftchat_bedrock_tokens_total", direction="output") == sent * 10
+        assert metric_value(text, "swiftchat_time_to_first_event_seconds_count", route="/api/converse/v3") == sent
+        assert metric_value(text, "swiftchat_stream_duration_seconds_count", route="/api/converse/v3") == sent
         assert metric_value(text, "swiftchat_upstream_errors_total", type="ThrottlingException") == 1
         assert metric_value(text, "swiftchat_open_streams") == 0
 
