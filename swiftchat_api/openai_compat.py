@@ -35,6 +35,7 @@ from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
 from .exceptions import BEDROCK_STATUS, describe
+from .schemas import PlainFirst
 from .services.converse import max_tokens
 from .services.images import family as image_family
 from .services.images import size_problem
@@ -359,6 +360,20 @@ class _StreamOptions(_Open):
     include_usage = fields.Boolean(load_default=False, allow_none=True)
 
 
+_TEXT_ROLES = frozenset(("system", "developer", "user", "assistant"))
+
+
+def _plain_message(value):
+    """A message of text without tool fields, loaded as ``_Message`` loads it; None for any other."""
+    if type(value) is not dict or value.get("tool_calls") is not None or value.get("tool_call_id") is not None:
+        return None
+    role, content = value.get("role"), value.get("content")
+    if type(role) is not str or role not in _TEXT_ROLES or type(content) is not str or len(content) > MAX_TEXT:
+        return None
+    text = {"type": "text", "text": content, "cache": False}
+    return {"role": role, "content": [text], "tool_calls": None, "tool_call_id": None}
+
+
 _TOKENS = validate.Range(min=1, max=10_000_000)
 
 
@@ -366,7 +381,7 @@ class ChatCompletionRequest(_Open):
     """The body of POST /v1/chat/completions."""
 
     model = fields.String(required=True, validate=validate.Length(min=1, max=2048))
-    messages = fields.List(fields.Nested(_Message), required=True, validate=validate.Length(min=1, max=MAX_MESSAGES))
+    messages = PlainFirst(_Message, _plain_message, required=True, validate=validate.Length(min=1, max=MAX_MESSAGES))
     stream = fields.Boolean(load_default=False, allow_none=True)
     stream_options = fields.Nested(_StreamOptions, load_default=None, allow_none=True)
     max_tokens = fields.Integer(load_default=None, allow_none=True, validate=_TOKENS)

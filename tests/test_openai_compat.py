@@ -9,15 +9,20 @@ import pytest
 from botocore.exceptions import ClientError, ParamValidationError
 from botocore.validate import validate_parameters
 from conftest import stream_record
-from marshmallow import ValidationError
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from marshmallow import ValidationError, fields, validate
 
 from swiftchat_api.openai_compat import (
     JSON_INSTRUCTION,
+    MAX_MESSAGES,
+    MAX_TEXT,
     ChatCompletionRequest,
     ChunkTranslator,
     EmbeddingsRequest,
     ImagesRequest,
     OpenAIError,
+    _Message,
     completion,
     converse_args,
     embedding_calls,
@@ -86,6 +91,78 @@ ANSWERED = [*CALLED, tool("call_1", "18 °C")]
 
 
 # --- messages ---------------------------------------------------------------------------------
+
+
+class _NestedMessages(ChatCompletionRequest):
+    """The request schema as it was declared before messages got a plain-Python reading: the reference."""
+
+    messages = fields.List(fields.Nested(_Message), required=True, validate=validate.Length(min=1, max=MAX_MESSAGES))
+
+
+def _outcome(schema, messages):
+    try:
+        return "loaded", schema.load({"model": CLAUDE, "messages": messages})
+    except ValidationError as error:
+        return "refused", error.messages
+
+
+_text_message = st.fixed_dictionaries(
+    {"role": st.sampled_from(["system", "developer", "user", "assistant"]), "content": st.text(max_size=5)},
+    optional={"name": st.just("ann"), "tool_calls": st.none(), "tool_call_id": st.none()},
+)
+_odd_message = st.one_of(
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "role": st.sampled_from(["user", "assistant", "tool", "robot", "", None, 1]),
+            "content": st.one_of(
+                st.none(),
+                st.sampled_from(["", "hi", 5, {}]),
+                st.lists(st.one_of(st.just({"type": "text", "text": "a"}), st.just(image(data_url())), st.just("x"))),
+            ),
+            "tool_calls": st.one_of(
+                st.sampled_from([[], "x"]), st.just([{"id": "c", "function": {"name": "f", "arguments": "{}"}}])
+            ),
+            "tool_call_id": st.sampled_from(["c", "", 3]),
+        },
+    ),
+    st.sampled_from([None, "hi", 3, []]),
+    st.sampled_from([tool("c", "18 °C"), {"role": "tool", "content": "18 °C"}, {"role": "assistant", "content": None}]),
+)
+
+
+@st.composite
+def _histories(draw):
+    """Mostly text histories, about half of them with one odd message somewhere."""
+    messages = draw(st.lists(_text_message, max_size=5))
+    if draw(st.booleans()):
+        messages.insert(draw(st.integers(0, len(messages))), draw(_odd_message))
+    return messages
+
+
+@settings(max_examples=400, deadline=None)
+@given(messages=st.one_of(_histories(), st.sampled_from([None, "hi", {}, 3])))
+def test_messages_load_exactly_as_the_nested_schema_loads_them(messages):
+    """Every history is loaded, or refused with the same error, as marshmallow's nested schema does it."""
+    assert _outcome(ChatCompletionRequest(), messages) == _outcome(_NestedMessages(), messages)
+
+
+@pytest.mark.parametrize(
+    "messages",
+    [
+        [user("x" * MAX_TEXT)],
+        [user("x" * (MAX_TEXT + 1))],
+        [user("hi")] * MAX_MESSAGES,
+        [user("hi")] * (MAX_MESSAGES + 1),
+    ],
+    ids=["text at the limit", "text over it", "messages at the limit", "messages over it"],
+)
+def test_limits_on_text_messages_hold_as_before(messages):
+    outcome = _outcome(ChatCompletionRequest(), messages)
+    assert outcome == _outcome(_NestedMessages(), messages)
+    assert outcome[0] == (
+        "loaded" if len(messages) <= MAX_MESSAGES and len(messages[0]["content"]) <= MAX_TEXT else "refused"
+    )
 
 
 def test_system_and_developer_messages_become_system_blocks_in_order_without_empty_ones():
