@@ -381,7 +381,9 @@ class ChatCompletionRequest(_Open):
     """The body of POST /v1/chat/completions."""
 
     model = fields.String(required=True, validate=validate.Length(min=1, max=2048))
-    messages = PlainFirst(_Message, _plain_message, required=True, validate=validate.Length(min=1, max=MAX_MESSAGES))
+    messages = fields.List(
+        PlainFirst(_Message, _plain_message), required=True, validate=validate.Length(min=1, max=MAX_MESSAGES)
+    )
     stream = fields.Boolean(load_default=False, allow_none=True)
     stream_options = fields.Nested(_StreamOptions, load_default=None, allow_none=True)
     max_tokens = fields.Integer(load_default=None, allow_none=True, validate=_TOKENS)
