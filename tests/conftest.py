@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 import boto3
 import pytest
+from hypothesis import strategies as st
 
 from swiftchat_api.emulator import launch
 
@@ -202,6 +203,15 @@ def stream_record(emulator_url, tag):
 def emulator_calls(emulator_url):
     """The emulator's latest non-streaming calls, oldest first."""
     return _emulator_get(emulator_url, "/_emulator/calls")
+
+
+@st.composite
+def histories(draw, good, odd):
+    """Chat histories of up to five ``good`` messages, about half of them with one ``odd`` message somewhere."""
+    messages = draw(st.lists(good, max_size=5))
+    if draw(st.booleans()):
+        messages.insert(draw(st.integers(0, len(messages))), draw(odd))
+    return messages
 
 
 def chat(text, model="anthropic.claude-3-5-sonnet-20240620-v1:0", **extra):

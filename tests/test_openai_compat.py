@@ -8,7 +8,7 @@ import botocore.session
 import pytest
 from botocore.exceptions import ClientError, ParamValidationError
 from botocore.validate import validate_parameters
-from conftest import stream_record
+from conftest import histories, stream_record
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from marshmallow import ValidationError, fields, validate
@@ -131,17 +131,8 @@ _odd_message = st.one_of(
 )
 
 
-@st.composite
-def _histories(draw):
-    """Mostly text histories, about half of them with one odd message somewhere."""
-    messages = draw(st.lists(_text_message, max_size=5))
-    if draw(st.booleans()):
-        messages.insert(draw(st.integers(0, len(messages))), draw(_odd_message))
-    return messages
-
-
 @settings(max_examples=400, deadline=None)
-@given(messages=st.one_of(_histories(), st.sampled_from([None, "hi", {}, 3])))
+@given(messages=st.one_of(histories(_text_message, _odd_message), st.sampled_from([None, "hi", {}, 3])))
 def test_messages_load_exactly_as_the_nested_schema_loads_them(messages):
     """Every history is loaded, or refused with the same error, as marshmallow's nested schema does it."""
     assert _outcome(ChatCompletionRequest(), messages) == _outcome(_NestedMessages(), messages)

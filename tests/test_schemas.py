@@ -1,6 +1,7 @@
 """The chat request schema and the ConverseStream command built from it."""
 
 import pytest
+from conftest import histories
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from marshmallow import ValidationError, fields
@@ -101,15 +102,6 @@ _odd_message = st.one_of(
 )
 
 
-@st.composite
-def _histories(draw):
-    """Mostly well-formed histories, about half of them with one odd message somewhere."""
-    messages = draw(st.lists(_good_message, max_size=5))
-    if draw(st.booleans()):
-        messages.insert(draw(st.integers(0, len(messages))), draw(_odd_message))
-    return messages
-
-
 def _outcome(loader, body):
     try:
         return "loaded", loader.load(body)
@@ -118,7 +110,7 @@ def _outcome(loader, body):
 
 
 @settings(max_examples=400, deadline=None)
-@given(messages=st.one_of(_histories(), st.sampled_from([None, "hi", {}, 3])))
+@given(messages=st.one_of(histories(_good_message, _odd_message), st.sampled_from([None, "hi", {}, 3])))
 def test_messages_load_exactly_as_the_nested_schema_loads_them(messages):
     """Every chat history is loaded, or refused with the same error, as marshmallow's nested schema does it."""
     body = {"modelId": "m", "region": "eu-central-1", "messages": messages}
