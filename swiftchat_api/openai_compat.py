@@ -210,13 +210,18 @@ def _cached(part):
     return isinstance(control, dict) and control.get("type") == "ephemeral"
 
 
+def _text(text, cache=False):
+    """A content part of text, as every message's content is normalised."""
+    return {"type": "text", "text": text, "cache": cache}
+
+
 def _text_part(part):
     text = part.get("text")
     if not isinstance(text, str):
         raise ValidationError("A text part needs a string text.")
     if len(text) > MAX_TEXT:
         raise ValidationError(f"Text longer than {MAX_TEXT} characters.")
-    return {"type": "text", "text": text, "cache": _cached(part)}
+    return _text(text, _cached(part))
 
 
 def _image_part(part):
@@ -236,7 +241,7 @@ class _Content(fields.Field):
         if isinstance(value, str):
             if len(value) > MAX_TEXT:
                 raise ValidationError(f"Text longer than {MAX_TEXT} characters.")
-            return [{"type": "text", "text": value, "cache": False}]
+            return [_text(value)]
         if not isinstance(value, list):
             raise ValidationError("Content must be a string or a list of content parts.")
         if len(value) > MAX_PARTS:
@@ -276,8 +281,11 @@ class _ToolCall(_Open):
     function = fields.Nested(_CalledFunction, required=True)
 
 
+_ROLES = ("system", "developer", "user", "assistant", "tool")
+
+
 class _Message(_Open):
-    role = fields.String(required=True, validate=validate.OneOf(["system", "developer", "user", "assistant", "tool"]))
+    role = fields.String(required=True, validate=validate.OneOf(_ROLES))
     content = _Content(load_default=None, allow_none=True)
     tool_calls = fields.List(
         fields.Nested(_ToolCall), load_default=None, allow_none=True, validate=validate.Length(max=MAX_TOOL_CALLS)
@@ -360,7 +368,7 @@ class _StreamOptions(_Open):
     include_usage = fields.Boolean(load_default=False, allow_none=True)
 
 
-_TEXT_ROLES = frozenset(("system", "developer", "user", "assistant"))
+_TEXT_ROLES = frozenset(_ROLES) - {"tool"}  # a tool's answer needs its tool_call_id
 
 
 def _plain_message(value):
@@ -370,8 +378,7 @@ def _plain_message(value):
     role, content = value.get("role"), value.get("content")
     if type(role) is not str or role not in _TEXT_ROLES or type(content) is not str or len(content) > MAX_TEXT:
         return None
-    text = {"type": "text", "text": content, "cache": False}
-    return {"role": role, "content": [text], "tool_calls": None, "tool_call_id": None}
+    return {"role": role, "content": [_text(content)], "tool_calls": None, "tool_call_id": None}
 
 
 _TOKENS = validate.Range(min=1, max=10_000_000)
