@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 import boto3
 import pytest
 from hypothesis import strategies as st
+from marshmallow import ValidationError
 
 from swiftchat_api.emulator import launch
 
@@ -203,6 +204,14 @@ def stream_record(emulator_url, tag):
 def emulator_calls(emulator_url):
     """The emulator's latest non-streaming calls, oldest first."""
     return _emulator_get(emulator_url, "/_emulator/calls")
+
+
+def load_outcome(schema, body):
+    """("loaded", what ``schema`` loads from ``body``) or ("refused", its errors)."""
+    try:
+        return "loaded", schema.load(body)
+    except ValidationError as error:
+        return "refused", error.messages
 
 
 @st.composite

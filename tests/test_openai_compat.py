@@ -8,7 +8,7 @@ import botocore.session
 import pytest
 from botocore.exceptions import ClientError, ParamValidationError
 from botocore.validate import validate_parameters
-from conftest import histories, stream_record
+from conftest import histories, load_outcome, stream_record
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from marshmallow import ValidationError, fields, validate
@@ -100,10 +100,7 @@ class _NestedMessages(ChatCompletionRequest):
 
 
 def _outcome(schema, messages):
-    try:
-        return "loaded", schema.load({"model": CLAUDE, "messages": messages})
-    except ValidationError as error:
-        return "refused", error.messages
+    return load_outcome(schema, {"model": CLAUDE, "messages": messages})
 
 
 _text_message = st.fixed_dictionaries(

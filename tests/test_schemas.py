@@ -1,7 +1,7 @@
 """The chat request schema and the ConverseStream command built from it."""
 
 import pytest
-from conftest import histories
+from conftest import histories, load_outcome
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from marshmallow import ValidationError, fields
@@ -102,19 +102,12 @@ _odd_message = st.one_of(
 )
 
 
-def _outcome(loader, body):
-    try:
-        return "loaded", loader.load(body)
-    except ValidationError as error:
-        return "refused", error.messages
-
-
 @settings(max_examples=400, deadline=None)
 @given(messages=st.one_of(histories(_good_message, _odd_message), st.sampled_from([None, "hi", {}, 3])))
 def test_messages_load_exactly_as_the_nested_schema_loads_them(messages):
     """Every chat history is loaded, or refused with the same error, as marshmallow's nested schema does it."""
     body = {"modelId": "m", "region": "eu-central-1", "messages": messages}
-    assert _outcome(schema, body) == _outcome(_nested_schema, body)
+    assert load_outcome(schema, body) == load_outcome(_nested_schema, body)
 
 
 def test_invalid_base64_inside_a_tool_result_names_its_place():
