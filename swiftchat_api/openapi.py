@@ -213,6 +213,11 @@ def _stream(summary, framing):
         "description": "No key, or not a Bearer key (JSON); or Bedrock denied access (text).",
         "content": {**_json("Detail"), **_TEXT_ERROR},
     }
+    refused["422"] = {
+        "description": "The body is not in the apps' shape (JSON list); or it is, but an attachment's base64 is "
+        "invalid (text, which the apps show).",
+        "content": {**_json("ValidationFailure"), **_TEXT_ERROR},
+    }
     ok = {
         "description": f"Streamed as Bedrock answers: {framing} A failure after the first byte is written "
         "as `Error: <message>` and ends the stream.",

@@ -23,6 +23,36 @@ class _Body(Schema):
         unknown = EXCLUDE
 
 
+class Unusable(str):
+    """A problem with content the apps do send (invalid base64 in an attachment), not with the body's shape."""
+
+
+class UnusableContent(ValidationError):
+    """A chat body in the apps' shape whose content cannot be used: every problem in it is ``Unusable``.
+
+    ``text`` says what in words, once each; the chat routes answer it as text, which every app
+    generation shows, where a 422 list would reach the chat screen as raw JSON.
+    """
+
+    status = 422
+
+    def __init__(self, messages, problems):
+        super().__init__(messages)
+        self.text = " ".join(dict.fromkeys(problems))
+
+
+def _problems(messages):
+    """Every message in a marshmallow error's nested messages."""
+    if isinstance(messages, dict):
+        for value in messages.values():
+            yield from _problems(value)
+    elif isinstance(messages, list):
+        for value in messages:
+            yield from _problems(value)
+    else:
+        yield messages
+
+
 def _decode_media(block, within=""):
     """Return a content block whose image/video/document bytes are decoded from base64."""
     for kind in _MEDIA:
@@ -36,9 +66,8 @@ def _decode_media(block, within=""):
         try:
             decoded = base64.b64decode(data, validate=True)
         except (binascii.Error, ValueError):
-            raise ValidationError(
-                {kind: {"source": {"bytes": [f"Invalid base64 data in the {kind} block{within}."]}}}
-            ) from None
+            problem = Unusable(f"Invalid base64 data in the {kind} block{within}.")
+            raise ValidationError({kind: {"source": {"bytes": [problem]}}}) from None
         block = {**block, kind: {**media, "source": {**source, "bytes": decoded}}}
     return block
 
@@ -116,6 +145,12 @@ class ConverseRequest(_Body):
     region = fields.String(required=True, validate=_valid_region)
     enableThinking = fields.Boolean(load_default=None, allow_none=True)
     system = fields.List(fields.Dict(), load_default=None, allow_none=True)
+
+    def handle_error(self, error, data, **kwargs):
+        """A body whose only problems are Unusable content is UnusableContent; any other stays a ValidationError."""
+        problems = list(_problems(error.messages))
+        if problems and all(isinstance(problem, Unusable) for problem in problems):
+            raise UnusableContent(error.messages, problems)
 
 
 class Base64Text(fields.String):

@@ -66,22 +66,35 @@ def test_malformed_json_is_a_422(server):
     assert SECRET.encode() not in body
 
 
-def test_invalid_base64_is_a_clear_422(server):
+@pytest.mark.parametrize("route", ["/api/converse", "/api/converse/v2", "/api/converse/v3"])
+def test_invalid_base64_is_a_422_in_words_the_apps_show(server, route):
     image = {"image": {"format": "png", "source": {"bytes": SECRET + "!!"}}}
     payload = {
         "messages": [{"role": "user", "content": [{"text": "see"}, image]}],
         "modelId": "m",
         "region": "us-west-2",
     }
-    status, _, body = server.request("/api/converse/v2", payload)
+    status, headers, body = server.request(route, payload)
     assert status == 422
+    assert headers["content-type"] == "text/plain; charset=utf-8"
+    assert body == b"Error: Invalid base64 data in the image block."
+
+
+def test_invalid_base64_in_a_body_not_in_the_apps_shape_stays_a_422_list(server):
+    image = {"image": {"format": "png", "source": {"bytes": SECRET + "!!"}}}
+    payload = {"messages": [{"role": "user", "content": [image]}], "region": "us-west-2"}  # no modelId
+    status, headers, body = server.request("/api/converse/v3", payload)
+    assert status == 422
+    assert headers["content-type"] == "application/json"
     assert _detail(body) == [
         {
-            "loc": ["body", "messages", 0, "content", 1, "image", "source", "bytes"],
+            "loc": ["body", "messages", 0, "content", 0, "image", "source", "bytes"],
             "msg": "Invalid base64 data in the image block.",
             "type": "value_error",
-        }
+        },
+        {"loc": ["body", "modelId"], "msg": "Missing data for required field.", "type": "missing"},
     ]
+    assert SECRET.encode() not in body
 
 
 def test_unknown_fields_are_ignored(server):

@@ -293,6 +293,9 @@ def test_a_thousand_bad_blocks_get_a_short_answer(server):
     blocks = [{"image": {"format": "png", "source": {"bytes": "!!" + SECRET}}}] * 1000
     payload = {"messages": [{"role": "user", "content": blocks}], "modelId": "m", "region": "us-west-2"}
     status, _, body = server.request("/api/converse/v3", payload)
+    assert (status, body) == (422, b"Error: Invalid base64 data in the image block.")  # said once, not 1000 times
+    payload["messages"][0]["role"] = "robot"  # not the apps' shape too: a list, cut at 20 items
+    status, _, body = server.request("/api/converse/v3", payload)
     assert status == 422
     detail = json.loads(body)["detail"]
     assert len(detail) <= 21 and len(body) < 4096

@@ -252,3 +252,30 @@ def test_a_keep_alive_is_a_write_of_its_own(server):
     keepalives = [c for c in response.chunks if not c.strip(b"\n")]
     assert keepalives and all(c == b"\n\n" for c in keepalives)
     assert all(c.startswith(b"{") for c in response.chunks if c.strip(b"\n"))
+
+
+# A body the apps can send but nothing can use is answered as text, which every generation shows.
+
+PICTURE = {"image": {"format": "png", "source": {"bytes": "aGVsbG8="}}}
+PDF = {"document": {"format": "pdf", "name": "notes", "source": {"bytes": "aGVsbG8="}}}
+
+
+@each_app
+def test_an_attachment_with_invalid_base64_shows_a_readable_error(server, generation, platform):
+    body = ask("", reply="never")
+    body["messages"][0]["content"].append({"image": {"format": "png", "source": {"bytes": "not base64!"}}})
+    assert_sees(
+        apps.see(server.port, generation, platform, body), "Error: Invalid base64 data in the image block.", usage=False
+    )
+
+
+@pytest.mark.parametrize("attachment", [PICTURE, PDF], ids=["image", "document"])
+@each_app
+def test_bedrock_refusing_an_attachment_shows_a_readable_error(server, generation, platform, attachment):
+    body = ask("error=validation")
+    body["messages"][0]["content"].append(attachment)
+    expected = (
+        "Error: An error occurred (ValidationException) when calling the ConverseStream operation "
+        "(reached max retries: 0): The emulator refused the call (validation)."
+    )
+    assert_sees(apps.see(server.port, generation, platform, body), expected, usage=False)
