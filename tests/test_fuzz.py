@@ -217,6 +217,12 @@ KNOWN_ANSWERS = {
     "chat, Bedrock access refusal": ("/api/converse", _chat("[[emulator error=access]]"), {}, 403),
     "chat, unknown model": ("/api/converse/v3", _chat("[[emulator error=notfound]]"), {}, 404),
     "chat, throttled": ("/api/converse/v3", _chat("[[emulator error=throttling]]"), {}, 429),
+    "chat, attachment with invalid base64": (
+        "/api/converse/v3",
+        {**_chat("see"), "messages": [{"role": "user", "content": [{"image": {"source": {"bytes": "!"}}}]}]},
+        {},
+        422,
+    ),
     "chat, no key": ("/api/converse/v3", _chat("hi"), {"key": None}, 403),
     "chat, wrong key": ("/api/converse/v3", _chat("hi"), {"key": "not-the-key"}, 401),
     "chat, body over the limit": ("/api/converse/v3", {**_chat("hi"), "pad": "x" * (3 << 20)}, {}, 413),
