@@ -248,12 +248,17 @@ def _relayed(summary, target):
             "description": "A target not relayed to, or this server's key as the provider's.",
             "content": _json("Detail"),
         },
-        "502": {"description": "The provider answered with a redirect (never followed).", "content": _TEXT_ERROR},
+        "502": {
+            "description": "The provider answered with a redirect (never followed): an OpenAI error event "
+            '(`data: {"error": {"message": ...}}`), then `Error: <message>`.',
+            "content": event_stream,
+        },
         "default": {"description": "The provider's own status and body.", "content": event_stream},
     }
     ok = {
-        "description": "The provider's answer, byte for byte as it arrives; `Error: <message>` when the provider "
-        "cannot be reached, or after its bytes when it breaks off or falls silent.",
+        "description": "The provider's answer, byte for byte as it arrives. When the provider cannot be reached, an "
+        'OpenAI error event (`data: {"error": {"message": ...}}`) then `Error: <message>`; when it breaks off or '
+        "falls silent, `Error: <message>` after its bytes.",
         "content": event_stream,
     }
     operation = _api(summary, "ChatCompletionsRequest", ok, answers)

@@ -319,19 +319,40 @@ class TimedOut(Exception):
     """The response headers took longer than the app waits."""
 
 
-def fetch(port, route, body, platform, header_timeout=60, timeout=30):
-    """POST a chat on a raw socket and cut the response into reads as ``platform`` (a name) would."""
+@dataclass(frozen=True)
+class Link:
+    """The client's side of the network: its receive buffer (the window the server sees) and how
+    long the app takes before each read (None: it reads at once)."""
+
+    receive_buffer: int = RECEIVE_BUFFER
+    pause: Callable | None = None
+
+
+def slow_link(rng, receive_buffer=4096, longest_pause=0.004):
+    """A phone on a poor network: a small window, and reads after random pauses."""
+    return Link(receive_buffer, lambda: rng.uniform(0, longest_pause))
+
+
+def fetch(port, route, body, platform, header_timeout=60, timeout=30, headers=None, link=Link()):
+    """POST a chat on a raw socket and cut the response into reads as ``platform`` (a name) would.
+
+    ``headers`` replace the ``Authorization: Bearer <our key>`` the chat routes get (Use Proxy sends
+    the provider's key, and ``request_url``).
+    """
     platform = PLATFORMS[platform]
     data = json.dumps(body).encode()
+    sent = {"Authorization": f"Bearer {TEST_KEY}"} if headers is None else headers
+    lines = "".join(f"{name}: {value}\r\n" for name, value in sent.items())
     head = (
-        f"POST {route} HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer {TEST_KEY}\r\n"
+        f"POST {route} HTTP/1.1\r\nHost: 127.0.0.1\r\n{lines}"
         f"Content-Type: application/json\r\nAccept: */*\r\nContent-Length: {len(data)}\r\nConnection: close\r\n\r\n"
     )
     started = time.monotonic()
     with socket.socket() as sock:
-        # A receive buffer bigger than any reply: the server never waits on us, so on loopback a
-        # read ends where a write ended; how reads fall then depends on the server's writes alone.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
+        # By default a receive buffer bigger than any reply: the server never waits on us, so on
+        # loopback a read ends where a write ended; how reads fall then depends on the server's
+        # writes alone. A slow link has a small window, and reads come when the app gets to them.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, link.receive_buffer)
         sock.settimeout(header_timeout)
         sock.connect(("127.0.0.1", port))
         sock.sendall(head.encode() + data)
@@ -356,6 +377,8 @@ def fetch(port, route, body, platform, header_timeout=60, timeout=30):
             reads += [decode(read) for read in _cut(body.feed(data), platform)]
             if body.done:
                 break
+            if link.pause is not None:
+                time.sleep(link.pause())
             data = sock.recv(RECEIVE_BUFFER)
             if not data:
                 break
@@ -370,4 +393,240 @@ def see(port, generation, platform, body):
         response = fetch(port, generation.route, body, platform, header_timeout=generation.header_timeout)
     except TimedOut:
         return Screen(text="\n\nRequest error: Timed out", raw=["Request error: Timed out"])
+    return generation.parse(response.reads)
+
+
+# --- Use Proxy: the apps' OpenAI client ---------------------------------------------------------
+#
+# With Use Proxy on, a chat with an OpenAI(-compatible) model goes through invokeOpenAIWithCallBack
+# in ``react-native/src/api/open-api.ts``: 1.10.0–2.2.0 post to /api/gpt, 2.3.0+ to /api/openai.
+# None of them looks at the status: the body is read one network read at a time (the same
+# React Native networking as the chat routes, so PLATFORMS cut it the same way), each read goes
+# through parseStreamData with whatever the last read held back, and what the chat bubble shows
+# is the message of the last callback. The parsers below are our own re-implementations of that
+# file at each tag: 1.10.0; 2.0.0 (same in 2.0.1, 2.1.0); 2.2.0; 2.3.0 (same reading in 2.4.0,
+# 2.5.0); 2.5.1 (unchanged in 2.6.0, 2.7.0 and main at 3dc507c).
+
+GITHUB_LINK = "https://github.com/aws-samples/swift-chat"
+OPENROUTER_TAG = ": OPENROUTER PROCESSING"
+UPGRADE = f"Error: Please upgrade your [server API]({GITHUB_LINK}?tab=readme-ov-file#upgrade-api), API "
+
+
+class _Thrown(Exception):
+    """What JSON.parse, or reading a property of null or undefined, throws inside parseStreamData's try."""
+
+
+def _reject_constant(name):
+    raise ValueError(name)  # JSON.parse knows no NaN or Infinity
+
+
+def _json_parse(text):
+    try:
+        return json.loads(text, parse_constant=_reject_constant)
+    except ValueError:
+        raise _Thrown("SyntaxError: JSON Parse error: ") from None
+
+
+def _truthy(value):
+    """JavaScript truthiness (an empty object or list is true)."""
+    return value not in (None, False, 0, "") and value == value
+
+
+def _js_str(value):
+    """``'' + value`` in JavaScript, for the values JSON can hold."""
+    if isinstance(value, str):
+        return value
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list):
+        return ",".join("" if item is None else _js_str(item) for item in value)
+    if isinstance(value, dict):
+        return "[object Object]"
+    return format(value, "g") if isinstance(value, float) else str(value)
+
+
+def _member(value, key):
+    """``value.key``: throws on null or undefined, undefined (None) where a primitive or a list has no such key."""
+    if value is None:
+        raise _Thrown(f"TypeError: cannot read property '{key}' of undefined")
+    if isinstance(value, dict):
+        return value.get(key)
+    if isinstance(value, (list, str)) and isinstance(key, int):
+        return value[key] if key < len(value) else None
+    return None
+
+
+def _optional(value, *keys):
+    """``value?.a?.b``."""
+    for key in keys:
+        if value is None:
+            return None
+        value = _member(value, key)
+    return value
+
+
+def _number(value):
+    return value if isinstance(value, (int, float)) and not isinstance(value, bool) else float("nan")
+
+
+def _parse_stream_data(chunk, last_chunk, era, screen):
+    """parseStreamData of ``era`` ("1.10", "2.2", "2.3" or "2.5.1"; 2.0 reads as 1.10 does).
+
+    Returns what it returns, a dict with some of error, reason, content, dataChunk and usage.
+    Parts it skips without a word go to ``screen.lost``.
+    """
+    data_chunks = (last_chunk + chunk).split("\n\n")
+    content = reason = ""
+    usage = None
+    for data_chunk in data_chunks:
+        if not data_chunk.strip():
+            continue
+        if data_chunk[0] == "\n":
+            data_chunk = data_chunk[1:]
+        if era == "2.2" and not data_chunk.startswith("data"):
+            screen.lost.append(data_chunk)
+            continue
+        cleaned = data_chunk[len("data: ") :] if data_chunk.startswith("data: ") else data_chunk
+        if cleaned.strip() == "[DONE]":
+            continue
+        if era in ("2.3", "2.5.1") and cleaned.strip() == OPENROUTER_TAG:
+            continue
+        try:
+            parsed = _json_parse(cleaned)
+            error = _member(parsed, "error")
+            if _truthy(error):
+                message = _optional(error, "message")
+                if era == "1.10":
+                    return {"error": message}  # a falsy message: no error, and nothing else either
+                text = ("**Error:** " if era in ("2.3", "2.5.1") else "") + _js_str("" if message is None else message)
+                raw = _optional(error, "metadata", "raw")
+                if _truthy(raw):
+                    text += ":\n" + _js_str(raw)
+                return {"error": text}
+            detail = _member(parsed, "detail")
+            if _truthy(detail):
+                return {"error": UPGRADE + _js_str(detail)}
+            choice = _member(_member(parsed, "choices"), 0)
+            if _truthy(value := _optional(choice, "delta", "content")):
+                content += _js_str(value)
+            if _truthy(value := _optional(choice, "delta", "reasoning_content")):
+                reason += _js_str(value)
+            if era in ("2.3", "2.5.1") and _truthy(value := _optional(choice, "delta", "reasoning")):
+                reason += _js_str(value)
+            if _truthy(found := _member(parsed, "usage")):
+                usage = {
+                    "inputTokens": _number(_member(found, "prompt_tokens"))
+                    - _number(_member(found, "prompt_cache_hit_tokens") or 0),
+                    "outputTokens": _member(found, "completion_tokens"),
+                    "totalTokens": _member(found, "total_tokens"),
+                }
+        except _Thrown as thrown:
+            held = {"reason": reason, "content": content, "dataChunk": data_chunk, "usage": usage}
+            if era == "2.5.1":
+                if data_chunk == data_chunks[-1]:
+                    return held
+                screen.raw.append(chunk)
+                return {"error": chunk}
+            if era == "2.3":
+                if last_chunk:
+                    return held
+                if reason == "" and content == "":
+                    if data_chunk == "data: ":
+                        return held
+                    screen.raw.append(chunk)
+                    return {"error": chunk}
+                return held
+            if last_chunk:
+                screen.raw.append(f"{thrown}{cleaned}")
+                return {"error": f"{thrown}{cleaned}"}
+            if era == "2.2" and reason == "" and content == "":
+                screen.raw.append(chunk)
+                return {"error": chunk}
+            if reason or content:
+                return held
+            screen.lost.append(data_chunk)
+    return {"reason": reason, "content": content, "usage": usage}
+
+
+def _openai_client(reads, era, quote_reasoning=False):
+    """invokeOpenAIWithCallBack's reading loop; the screen shows the last callback's message.
+
+    ``quote_reasoning``: 1.10.0 puts the reasoning in the message as a ``> `` quote; later
+    releases keep it apart. 2.5.1+ end with a "**Parse error**" when the body ends on held text.
+    """
+    screen = Screen()
+    message = last_chunk = ""
+    first_reason = first_content = True
+    for chunk, done in [*((read, False) for read in reads), ("", True)]:
+        parsed = _parse_stream_data(chunk, last_chunk, era, screen)
+        if _truthy(parsed.get("error")):
+            message += "\n\n" + _js_str(parsed["error"])
+            break
+        if parsed.get("reason"):
+            if quote_reasoning:
+                if first_reason:
+                    message += "> "
+                    first_reason = False
+                message += parsed["reason"].replace("\n\n", "\n>\n>")
+            else:
+                screen.reasoning += parsed["reason"]
+        if parsed.get("content"):
+            if quote_reasoning and not first_reason and first_content:
+                message += "\n\n"
+                first_content = False
+            message += parsed["content"]
+        last_chunk = parsed.get("dataChunk") or ""
+        if parsed.get("usage") and _truthy(parsed["usage"]["inputTokens"]):
+            screen.usage = parsed["usage"]
+        if done:
+            if era == "2.5.1" and last_chunk:
+                screen.raw.append(last_chunk)
+                message += "\n\n**Parse error**:\n" + last_chunk
+            break
+    screen.text = message
+    return screen
+
+
+def openai_1_10(reads):
+    """1.10.0 (/api/gpt): an unparsable part is skipped unless text came before it; reasoning quoted."""
+    return _openai_client(reads, "1.10", quote_reasoning=True)
+
+
+def openai_2_0(reads):
+    """2.0.0, 2.0.1, 2.1.0 (/api/gpt): 1.10.0's parseStreamData, reasoning kept apart."""
+    return _openai_client(reads, "1.10")
+
+
+def openai_2_2(reads):
+    """2.2.0 (/api/gpt): parts not starting with ``data`` are skipped; an unparsable first part shows the read."""
+    return _openai_client(reads, "2.2")
+
+
+def openai_2_3(reads):
+    """2.3.0, 2.4.0, 2.5.0 (/api/openai): an unparsable part with nothing before it shows the whole read."""
+    return _openai_client(reads, "2.3")
+
+
+def openai_2_5_1(reads):
+    """2.5.1, 2.6.0, 2.7.0, main (/api/openai): an unparsable last part is held for the next read."""
+    return _openai_client(reads, "2.5.1")
+
+
+PROXY_GENERATIONS = [
+    Generation("1.10", "1.10.0", "/api/gpt", openai_1_10, 60),
+    Generation("2.0", "2.0.0, 2.0.1, 2.1.0", "/api/gpt", openai_2_0, 60),
+    Generation("2.2", "2.2.0", "/api/gpt", openai_2_2, 60),
+    Generation("2.3", "2.3.0, 2.4.0, 2.5.0", "/api/openai", openai_2_3, 60),
+    Generation("2.5.1", "2.5.1, 2.6.0, 2.7.0, main", "/api/openai", openai_2_5_1, 60),
+]
+
+
+def see_proxied(port, generation, platform, body, headers):
+    """What a user of ``generation`` on ``platform`` sees for this Use Proxy chat (``headers``: the app's)."""
+    try:
+        response = fetch(port, generation.route, body, platform, generation.header_timeout, headers=headers)
+    except TimedOut:
+        return Screen(text="\n\nRequest error: AbortError", raw=["Request error: AbortError"])
     return generation.parse(response.reads)

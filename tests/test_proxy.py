@@ -15,6 +15,7 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+import apps
 import pytest
 from conftest import TEST_KEY, Server, free_port
 
@@ -296,6 +297,7 @@ def _env(net, **extra):
         f"127.0.0.1:{secure}",  # ... which may be used because that address is listed too
         f"localhost:{net['tripwire'].port}",  # a listed name whose loopback address is not listed
         f"127.0.0.1:{net['closed']}",  # a provider that is down
+        UNRESOLVED,  # a provider whose name does not resolve (.invalid never does)
     ]
     return {
         "API_KEY": TEST_KEY,
@@ -314,6 +316,15 @@ def live(net):
     server = Server(_env(net))
     yield server
     server.stop()
+
+
+UNRESOLVED = "nowhere.invalid"
+
+
+def _failure(reason):
+    """A failure before the provider's answer, as the README tells it: an OpenAI error event, then the plain line."""
+    message = json.dumps(reason[:1].upper() + reason[1:])
+    return b'data: {"error": {"message": %s, "type": "proxy_error"}}\n\nError: %s' % (message.encode(), reason.encode())
 
 
 def _post(server, path, body, headers=None, raw=None):
@@ -504,8 +515,8 @@ def test_redirect_is_not_followed(live, net):
     before = net["tripwire"].connections
     status, headers, body = _post(live, "/api/openai", _chat("redirect", "redirect"), _openai(net))
     assert status == 502
-    assert headers["content-type"].startswith("text/plain")
-    assert body == b"Error: the provider answered with a redirect (302); this server follows none."
+    assert headers["content-type"].startswith("text/event-stream")
+    assert body == _failure("the provider answered with a redirect (302); this server follows none.")
     assert "location" not in headers
     time.sleep(0.3)
     assert net["tripwire"].connections == before
@@ -544,14 +555,18 @@ def test_this_servers_key_is_never_sent_to_a_provider(live, net):
 
 def test_provider_down_is_an_in_band_error(live, net):
     status, headers, body = _post(live, "/api/openai", _chat("stream", "down"), _openai(net, "closed"))
-    assert (status, body) == (200, b"Error: the provider refused the connection")
+    assert status == 200
+    assert body == (
+        b'data: {"error": {"message": "The provider refused the connection", "type": "proxy_error"}}\n\n'
+        b"Error: the provider refused the connection"
+    )
     assert headers["content-type"].startswith("text/event-stream")
 
 
 def test_provider_that_never_answers_is_given_up_and_disconnected(live, net):
     started = time.monotonic()
     status, _, body = _post(live, "/api/openai", _chat("late", "late"), _openai(net))
-    assert (status, body) == (200, b"Error: the provider did not answer within 2 s")
+    assert (status, body) == (200, _failure("the provider did not answer within 2 s"))
     assert time.monotonic() - started < 4
     assert net["plain"].record("late")["state"] == "cancelled"
 
@@ -601,6 +616,86 @@ def test_app_walking_away_before_the_provider_answers_closes_its_connection(live
     assert time.monotonic() - started < 1.5  # at once, not at the 2 s first-byte time-out
 
 
+# --- what each app generation shows (tests/apps.py reads as their open-api.ts does) ---
+
+
+@pytest.fixture(scope="module")
+def gpt_unreachable(net):
+    """A server, by failure, whose OPENAI_GPT_URL cannot be reached: started when first asked for."""
+    urls = {
+        "refused": f"http://127.0.0.1:{net['closed']}/v1/chat/completions",
+        "unresolved": f"https://{UNRESOLVED}/v1/chat/completions",
+    }
+    servers = {}
+
+    def server(failure):
+        if failure not in servers:
+            servers[failure] = Server(_env(net, OPENAI_GPT_URL=urls[failure]))
+        return servers[failure]
+
+    yield server
+    for started in servers.values():
+        started.stop()
+
+
+PROXY_COMBOS = [(generation, platform) for generation in apps.PROXY_GENERATIONS for platform in apps.PLATFORMS]
+each_proxy_app = pytest.mark.parametrize(
+    ("generation", "platform"), PROXY_COMBOS, ids=[f"{g.name}-{p}" for g, p in PROXY_COMBOS]
+)
+# How each generation's chat bubble shows an OpenAI error event's message.
+SHOWN = {"1.10": "\n\n{}", "2.0": "\n\n{}", "2.2": "\n\n{}", "2.3": "\n\n**Error:** {}", "2.5.1": "\n\n**Error:** {}"}
+
+
+def _as_the_app_sends(net, generation, target):
+    """The headers ``generation`` sends with Use Proxy on: the provider's key, and on /api/openai its URL."""
+    headers = {"Authorization": f"Bearer {PROVIDER_KEY}"}
+    if generation.route == "/api/openai":
+        headers["request_url"] = target
+    return headers
+
+
+def _app_chat(scenario, tag):
+    return _chat(scenario, tag, stream_options={"include_usage": True})
+
+
+def _assert_shows(screen, expected):
+    assert not screen.garbage, f"raw text on screen: {screen.garbage}"
+    assert not screen.lost, f"text skipped without a word: {screen.lost}"
+    assert screen.text in expected, f"the bubble shows {screen.text!r}"
+
+
+@each_proxy_app
+def test_every_app_shows_the_providers_reply(live, net, generation, platform):
+    headers = _as_the_app_sends(net, generation, _openai(net)["request_url"])
+    screen = apps.see_proxied(live.port, generation, platform, _app_chat("stream", "app-relay"), headers)
+    _assert_shows(screen, ["word0 word1 word2 "])
+
+
+UNREACHABLE = {
+    # /api/openai names its provider in request_url; /api/gpt's is the server's OPENAI_GPT_URL.
+    "refused": "the provider refused the connection",
+    "unresolved": "the provider's host name could not be resolved",
+    "redirect": "the provider answered with a redirect (302); this server follows none.",
+}
+
+
+@pytest.mark.parametrize("failure", list(UNREACHABLE))
+@each_proxy_app
+def test_every_app_shows_why_the_provider_cannot_be_reached(live, gpt_unreachable, net, generation, platform, failure):
+    server, scenario = live, "stream"
+    if failure == "redirect":  # the stand-in behind both routes redirects
+        scenario, target = "redirect", _openai(net)["request_url"]
+    else:
+        target = _openai(net, "closed")["request_url"] if failure == "refused" else f"https://{UNRESOLVED}/v1/chat"
+        if generation.route == "/api/gpt":
+            server = gpt_unreachable(failure)
+    headers = _as_the_app_sends(net, generation, target)
+    screen = apps.see_proxied(server.port, generation, platform, _app_chat(scenario, "app-" + failure), headers)
+    reason = UNREACHABLE[failure]
+    told = [reason, reason + " in time"] if failure == "unresolved" else [reason]  # a slow resolver times out
+    _assert_shows(screen, [SHOWN[generation.name].format(text[:1].upper() + text[1:]) for text in told])
+
+
 @pytest.fixture(scope="module")
 def strict(net):
     """A server that trusts only the system's CAs, relays nothing for /api/gpt and lets go of non-readers fast."""
@@ -612,7 +707,8 @@ def strict(net):
 def test_untrusted_certificate_is_refused(strict, net):
     status, _, body = _post(strict, "/api/openai", _chat("stream", "untrusted"), _openai(net, "secure"))
     assert status == 200
-    assert body.startswith(b"Error: the provider's TLS certificate was not accepted")
+    assert body.startswith(b'data: {"error": {"message": "The provider\'s TLS certificate was not accepted')
+    assert b"\n\nError: the provider's TLS certificate was not accepted" in body
     assert "untrusted" not in net["secure"].records
 
 

@@ -13,12 +13,15 @@ against the name. No redirect is followed.
 
 The provider's status and body reach the caller byte for byte as they arrive. The connection
 to the provider is bounded (connect, first byte, silence between bytes) and is closed the
-moment the caller walks away, so the provider stops generating.
+moment the caller walks away, so the provider stops generating. A provider that cannot be
+reached, or answers with a redirect, is told in a shape every app generation shows (see
+``failure_body``).
 """
 
 import contextlib
 import errno
 import ipaddress
+import json
 import logging
 import re
 import socket
@@ -53,6 +56,20 @@ REFUSED = (
     "Error: this server does not relay to that address. Use an https provider its operator allows "
     "(OPENAI_PROXY_HOSTS), or turn off Use Proxy."
 )
+
+
+def failure_body(reason):
+    """How a failure before the provider's answer is told: an OpenAI error event, then ``Error: <reason>``.
+
+    The apps' OpenAI clients (open-api.ts) show the event's message, 1.10–2.2 as it is and 2.3+
+    after "**Error:** ", and read no further; curl users, and anyone reading as the original
+    server wrote it, get the plain line too. Plain text alone is what the original server sent:
+    1.10–2.2 skip it (an empty bubble) and 2.5.1+ hold it back as an unfinished event. The other
+    order fails as well: 2.3+ show a read that starts with unparsable text raw, events and all.
+    """
+    message = reason[:1].upper() + reason[1:]
+    event = json.dumps({"error": {"message": message, "type": "proxy_error"}})
+    return f"data: {event}\n\nError: {reason}".encode()
 
 
 class ChatCompletionsRequest(Schema):
@@ -220,8 +237,8 @@ class Proxy:
         """Send ``body`` to ``target`` and return the provider's Answer once its status has arrived.
 
         Refused (403) when the target resolves only to addresses it may not use; a redirect is a
-        502; a provider that cannot be reached or does not answer in time is an Answer of 200
-        whose body is ``Error: <message>``, as the original server did. ``client`` is the
+        502 (StreamRefused); a provider that cannot be reached or does not answer in time is an
+        Answer of 200 (as the original server's) whose body is ``failure_body``. ``client`` is the
         caller's socket: when the caller walks away, the connection to the provider is closed.
         """
         answer = Answer(target, self.timeouts, client, ticker)
@@ -310,8 +327,9 @@ def _reason(error):
 class Answer:
     """The provider's answer: its status, then its body relayed as it arrives; close() ends everything.
 
-    Iterating yields nothing of its own but the in-band ``Error: ...`` (a write of its own) when
-    the provider could not be reached, broke off, or fell silent for ``timeouts.idle``.
+    Iterating yields nothing of its own but ``failure_body`` when the provider could not be
+    reached, or the in-band ``Error: ...`` (a write of its own, after the provider's bytes) when
+    it broke off or fell silent for ``timeouts.idle``.
     """
 
     def __init__(self, target, timeouts, client, ticker):
@@ -328,6 +346,7 @@ class Answer:
         self._socket = None
         self._response = None
         self._error = None
+        self._unanswered = False  # failed before the provider answered: nothing of the provider's to follow
         self._silenced = False
         self._writing_since = None
         self._last_upstream = time.monotonic()
@@ -402,9 +421,10 @@ class Answer:
             self._ticker.add(self)
 
     def fail(self, message):
-        """Answer 200 with ``Error: <message>`` instead of the provider's answer (the original server's way)."""
+        """Answer 200 (as the original server did) with ``failure_body(message)`` instead of the provider's answer."""
         self.status = 200
         self._error = message
+        self._unanswered = True
         self._disconnect()
 
     def __iter__(self):
@@ -434,7 +454,10 @@ class Answer:
                 self._writing_since = None
                 self._last_upstream = time.monotonic()
             if self._error is not None and not self.client_gone:
-                yield f"Error: {self._error}".encode()  # a write of its own, after the provider's bytes
+                if self._unanswered:
+                    yield failure_body(self._error)
+                else:
+                    yield f"Error: {self._error}".encode()  # a write of its own, after the provider's bytes
             self.completed = not self.client_gone
         finally:
             self._finish()
