@@ -10,6 +10,12 @@ whatever encodes it later. The checks here are linear in the body's size, with a
   and the counts keep any body under 10,000), and the parsed body's depth is then measured
   without recursion, before anything else reads it;
 - lone surrogates are looked for only when the raw bytes hold such an escape.
+
+JSON read out of a string inside the body (a /v1 tool call's ``arguments``) is as hostile, and
+nothing else bounds it: a 64 MB body of such strings parsed to 21 million objects that froze a
+worker for 24 s. A ``Budget`` holds one request's running totals: the body and every JSON text
+read out of it draw on the same limits (objects and lists, values, depth counted from the body's
+top, bytes), and each text is checked the way the body is, on its bytes, before it is parsed.
 """
 
 import json
@@ -63,47 +69,69 @@ def read(stream, limit, stall_timeout, announced=None):
     return b"".join(parts)
 
 
+class OverBudget(ValidationError):
+    """A request holds more than its budget allows: objects and lists, values, depth or bytes."""
+
+    def __init__(self, reason):
+        super().__init__({"_schema": [reason]})
+        self.reason = reason
+
+
 def _invalid(message):
     return ValidationError({"_schema": [message]})
 
 
 def _too_deep():
-    return _invalid(f"The body is nested too deeply (at most {MAX_DEPTH} levels).")
+    return OverBudget(f"The body is nested too deeply (at most {MAX_DEPTH} levels).")
 
 
-def _too_many(marks):
-    containers = marks.count(b"{") + marks.count(b"[")
-    return containers > MAX_CONTAINERS or containers + marks.count(b",") > MAX_VALUES
+_TOO_MANY = (
+    f"The body holds too many values (at most {MAX_CONTAINERS:,} objects and lists and {MAX_VALUES:,} values in all)."
+)
+_TOO_MANY_WITH_TEXT = (
+    f"The body holds too many values, with the JSON inside its text (at most {MAX_CONTAINERS:,} objects and "
+    f"lists and {MAX_VALUES:,} values in all)."
+)
 
 
-def _check_counts(raw):
-    """Refuse a body with too many objects, lists or values before it is parsed.
+def _too_many(marks, containers, values):
+    """True if ``marks`` (brackets and commas) added to counts already spent pass a limit.
+
+    Values are counted as objects and lists plus commas: each object or list counts its
+    members, an empty one counts one (``_measure`` counts a parsed value the same way).
+    """
+    found = marks.count(b"{") + marks.count(b"[")
+    return containers + found > MAX_CONTAINERS or values + found + marks.count(b",") > MAX_VALUES
+
+
+def _check_counts(raw, containers=0, values=0, message=_TOO_MANY):
+    """Refuse JSON text with too many objects, lists or values before it is parsed, beside those already spent.
 
     Brackets and commas are counted on the raw bytes first, which counts those inside strings
     too: an upper bound, and quick. Only when that is over a limit are the strings cut out (a
     regular expression, ten to fifty times slower) for the exact count.
     """
-    if not _too_many(raw.translate(None, _NOT_MARKS)):
+    if not _too_many(raw.translate(None, _NOT_MARKS), containers, values):
         return
     skeleton, strings = _STRING.subn(b'""', raw, count=_MOST_STRINGS + 1)
-    if strings > _MOST_STRINGS or _too_many(skeleton.translate(None, _NOT_MARKS)):
-        raise _invalid(
-            f"The body holds too many values (at most {MAX_CONTAINERS:,} objects and lists and "
-            f"{MAX_VALUES:,} values in all)."
-        )
+    if strings > _MOST_STRINGS or _too_many(skeleton.translate(None, _NOT_MARKS), containers, values):
+        raise OverBudget(message)
 
 
-def _deeper_than(value, levels):
-    """True if a parsed body's objects and lists nest more than ``levels`` deep (read a level at a time)."""
+def _measure(value, levels):
+    """(objects and lists, values) of a parsed value, a level at a time; None if it nests more than ``levels`` deep."""
+    containers = values = 0
     level = [value]
     while True:
-        containers = [item for item in level if type(item) is dict or type(item) is list]
-        if not containers:
-            return False
-        if levels == 0:
-            return True
+        found = [item for item in level if type(item) is dict or type(item) is list]
+        if not found:
+            return containers, values
+        if levels <= 0:
+            return None
         levels -= 1
-        level = [child for item in containers for child in (item.values() if type(item) is dict else item)]
+        level = [child for item in found for child in (item.values() if type(item) is dict else item)]
+        containers += len(found)
+        values += len(level) + len(found) - sum(map(bool, found))  # members, and one for each empty one
 
 
 def _finite(text):
@@ -136,25 +164,93 @@ def _lone_surrogate(value):
     return False
 
 
-def loads(raw):
-    """Parse a body as JSON within the bounds above; ValidationError (never quoting the body) otherwise."""
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise _invalid("The body is not valid UTF-8 text.") from None
-    if not text.strip():
-        return {}
-    _check_counts(raw)
+def _parse(raw, text, levels, subject, too_deep):
+    """(value, objects and lists, values) of counted JSON ``text`` (``raw``: its UTF-8), at most ``levels`` deep."""
     try:
         value = json.loads(text, parse_float=_finite, parse_constant=_no_constant)
     except json.JSONDecodeError as error:
         raise _invalid(f"JSON decode error: {error}.") from None  # line, column and offset, never the text
     except ValueError:  # a non-finite number, or an integer past Python's digit limit
-        raise _invalid("The body holds a number that is too large or not finite.") from None
+        raise _invalid(f"{subject} holds a number that is too large or not finite.") from None
     except RecursionError:
-        raise _too_deep() from None
-    if _deeper_than(value, MAX_DEPTH):
-        raise _too_deep()
+        raise too_deep() from None
+    counts = _measure(value, levels)
+    if counts is None:
+        raise too_deep()
     if _SURROGATE_ESCAPE.search(raw) and _lone_surrogate(value):
-        raise _invalid("The body holds text that is not valid Unicode (an unpaired surrogate escape).")
-    return value
+        raise _invalid(f"{subject} holds text that is not valid Unicode (an unpaired surrogate escape).")
+    return value, *counts
+
+
+class Budget:
+    """One request's allowance for everything parsed out of it: its body, then JSON read from text inside the body.
+
+    All of it draws on one running total: at most MAX_CONTAINERS objects and lists and
+    MAX_VALUES values in all, nothing deeper than MAX_DEPTH levels from the body's top, and at
+    most ``max_bytes`` bytes of JSON (the body's, plus each text's UTF-8; None: no byte limit).
+    So a text inside the body is refused when the body has already spent what it would need,
+    before it is parsed. Make one per request and hand it to whatever parses for that request.
+    """
+
+    def __init__(self, max_bytes=None):
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self.containers = 0
+        self.values = 0
+
+    def _spend(self, size, containers, values):
+        self.bytes += size
+        self.containers += containers
+        self.values += values
+
+    def _too_large(self):
+        return OverBudget(
+            f"The body and the JSON inside its text are larger than {self.max_bytes / (1024 * 1024):g} MB in all."
+        )
+
+    def body(self, raw):
+        """Parse the request body (bytes) within the bounds; ValidationError (never quoting the body) otherwise."""
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise _invalid("The body is not valid UTF-8 text.") from None
+        if not text.strip():
+            self._spend(len(raw), 0, 0)
+            return {}
+        _check_counts(raw, self.containers, self.values)
+        value, containers, values = _parse(raw, text, MAX_DEPTH, "The body", _too_deep)
+        self._spend(len(raw), containers, values)
+        return value
+
+    def nested(self, text, depth):
+        """Parse JSON ``text`` found in a string ``depth`` objects and lists deep in the body, within what is left.
+
+        The same checks as the body's, in the same order: its size, then its brackets and commas
+        counted on its bytes, then the parse (stopped past the levels left below ``depth``).
+        OverBudget past a limit, ValidationError for text that is not JSON.
+        """
+        # A str's length is at most its UTF-8 size: a text far too large costs no encoding.
+        if self.max_bytes is not None and self.bytes + len(text) > self.max_bytes:
+            raise self._too_large()
+        try:
+            raw = text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise _invalid("The JSON in this text is not valid Unicode.") from None
+        if self.max_bytes is not None and self.bytes + len(raw) > self.max_bytes:
+            raise self._too_large()
+        _check_counts(raw, self.containers, self.values, _TOO_MANY_WITH_TEXT)
+
+        def too_deep():
+            return OverBudget(
+                f"The JSON in this text is nested too deeply (at most {MAX_DEPTH} levels, counting the {depth} "
+                "around it in the body)."
+            )
+
+        value, containers, values = _parse(raw, text, MAX_DEPTH - depth, "The JSON in this text", too_deep)
+        self._spend(len(raw), containers, values)
+        return value
+
+
+def loads(raw):
+    """Parse a body as JSON within the bounds above, on a budget of its own; ValidationError otherwise."""
+    return Budget().body(raw)

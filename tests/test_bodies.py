@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from marshmallow import ValidationError
 
-from swiftchat_api.bodies import MAX_CONTAINERS, MAX_DEPTH, MAX_VALUES, loads
+from swiftchat_api.bodies import MAX_CONTAINERS, MAX_DEPTH, MAX_VALUES, Budget, loads
 
 TOO_DEEP = f"The body is nested too deeply (at most {MAX_DEPTH} levels)."
 TOO_MANY = (
@@ -110,3 +110,103 @@ def test_a_body_of_millions_of_short_strings_is_refused_in_bounded_memory():
         tracemalloc.stop()
     assert refusal == TOO_MANY
     assert peak < 150 << 20, f"{peak >> 20} MB to refuse a {len(raw) >> 20} MB body"
+
+
+# --- One budget for the body and the JSON read out of its text --------------------------------
+
+
+def _wrapped(value, levels):
+    for _ in range(levels):
+        value = {"x": value}
+    return value
+
+
+def _budget_refusal(outer, text, depth, max_bytes=None):
+    """The message a body and then JSON ``text`` read from a string ``depth`` deep in it are refused with, or None."""
+    budget = Budget(max_bytes)
+    try:
+        budget.body(outer.encode())
+        budget.nested(text, depth)
+    except ValidationError as error:
+        return error.messages["_schema"][0]
+    return None
+
+
+def _measured(raw):
+    """(objects and lists, values, depth) of a body whose strings hold no brackets or commas, counted on its text."""
+    containers = raw.count("[") + raw.count("{")
+    return containers, containers + raw.count(","), _depth(json.loads(raw))
+
+
+def _split_body(probe, share, past):
+    """(body around a JSON text, the text, its depth in the body, the same body with the JSON in place of the text).
+
+    The JSON in place takes the body ``past`` over one limit (``probe``: 0 objects and lists, 1
+    values, 2 depth), the others well within reach; the body around the text holds ``share``
+    percent of what the limit allows, the JSON the rest.
+    """
+    limit = (MAX_CONTAINERS, MAX_VALUES, MAX_DEPTH)[probe]
+    spread = [20, 50, 8]  # the body's own objects and lists, values and levels, where not probed
+    spread[probe] = ((MAX_CONTAINERS - 100, MAX_VALUES - 100, MAX_DEPTH - 6)[probe] * share) // 100
+    outer_lists, outer_zeros, outer_levels = spread
+
+    def bodies(lists, zeros, levels):
+        inner = _wrapped([[]] * lists + [0] * zeros, levels)
+        text = json.dumps(inner)
+
+        def body(there):
+            return json.dumps({"pad": [[]] * outer_lists + [0] * outer_zeros, "x": _wrapped(there, outer_levels)})
+
+        return body(text), text, body(inner)
+
+    # One object or list, value or level more in the JSON is one more in the body holding it.
+    sizes = [1, 1, 0]
+    sizes[probe] += limit + past - _measured(bodies(*sizes)[2])[probe]
+    outer, text, merged = bodies(*sizes)
+    assert _measured(merged)[probe] == limit + past
+    # The text sits in the body's object and outer_levels objects more.
+    return outer, text, 1 + outer_levels, merged
+
+
+@pytest.mark.parametrize("past", [0, 1], ids=["at the limit", "one over"])
+@pytest.mark.parametrize("share", [0, 50, 100], ids=["all in the text", "half in each", "nearly all in the body"])
+@pytest.mark.parametrize("probe", [0, 1, 2], ids=["objects and lists", "values", "depth"])
+def test_json_read_from_text_is_bounded_as_if_it_were_part_of_the_body(probe, share, past):
+    """The body and the JSON in its text draw on one total: refused exactly when the body holding that JSON is."""
+    outer, text, depth, merged = _split_body(probe, share, past)
+    assert _refusal(outer) is None
+    assert _refusal(merged) == (None if past == 0 else (TOO_MANY, TOO_MANY, TOO_DEEP)[probe])
+    refusal = _budget_refusal(outer, text, depth)
+    assert (refusal is None) == (past == 0), refusal
+
+
+@pytest.mark.parametrize("extra", [0, 1], ids=["at the limit", "one byte over"])
+def test_the_body_and_the_json_in_its_text_share_one_byte_limit(extra):
+    """Bytes are the body's plus each text's UTF-8: "é" counts two."""
+    text = json.dumps({"a": "é" * 100}, ensure_ascii=False)
+    outer = json.dumps({"arguments": text})
+    refusal = _budget_refusal(outer, text, 1, max_bytes=len(outer) + len(text.encode()) - extra)
+    if extra == 0:
+        assert refusal is None
+    else:
+        assert refusal.startswith("The body and the JSON inside its text are larger than")
+
+
+def test_json_in_text_far_past_the_limits_is_refused_before_it_is_parsed():
+    """4 MB of "{}," in a tool call's arguments: parsing it would build 1.3 million objects (hundreds of MB)."""
+    text = '{"a":[' + ",".join(["{}"] * 1_330_000) + "]}"
+    tracemalloc.start()
+    try:
+        refusal = _budget_refusal(json.dumps({"arguments": "x"}), text, 1)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert refusal is not None and "too many values" in refusal
+    assert peak < 30 << 20, f"{peak >> 20} MB to refuse {len(text) >> 20} MB of JSON text"
+
+
+def test_brackets_in_the_text_of_json_read_from_text_do_not_count():
+    """Code in a tool call's arguments: its brackets and commas are text, and the call is read."""
+    code = "[{" * MAX_CONTAINERS + "," * MAX_VALUES
+    text = json.dumps({"path": "a.py", "content": code})
+    assert _budget_refusal(json.dumps({"arguments": text, "code": code}), text, 1) is None
