@@ -34,6 +34,7 @@ import uuid
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
 
+from . import bodies
 from .exceptions import BEDROCK_STATUS, describe
 from .schemas import PlainFirst
 from .services.converse import max_tokens
@@ -527,11 +528,19 @@ def _blocks(parts, param):
     return blocks
 
 
-def _arguments(call, param):
+# A tool call's arguments are text inside the body, in the body's object, its messages, a message,
+# its tool_calls, the call and its function: JSON read from them is that many levels deep.
+ARGUMENTS_DEPTH = 6
+
+
+def _arguments(call, param, budget):
+    """A tool call's arguments as an object, read on the request's body budget (checked before they are parsed)."""
     text = call["function"]["arguments"]
     try:
-        value = json.loads(text) if text.strip() else {}
-    except (ValueError, RecursionError):
+        value = budget.nested(text, ARGUMENTS_DEPTH) if text.strip() else {}
+    except bodies.OverBudget as error:
+        _refuse(error.reason, param)
+    except ValidationError:  # not JSON
         value = None
     if not isinstance(value, dict):
         _refuse("Tool call arguments must be a JSON object.", param)
@@ -542,8 +551,8 @@ def _text_of(parts):
     return "".join(part["text"] for part in parts or [] if part["type"] == "text")
 
 
-def _conversation(messages, tools_as_text):
-    """(system blocks, alternating Converse messages) for validated OpenAI messages."""
+def _conversation(messages, tools_as_text, budget):
+    """(system blocks, alternating Converse messages) for validated OpenAI messages; JSON in them read on ``budget``."""
     system, turns = [], []
     waiting = {}  # raw id → name: the latest assistant tool calls not answered yet
     answered = set()
@@ -572,7 +581,7 @@ def _conversation(messages, tools_as_text):
         blocks = _blocks(message["content"], f"{param}.content")
         for j, call in enumerate(message.get("tool_calls") or []):
             raw, name = call["id"], call["function"]["name"]
-            arguments = _arguments(call, f"{param}.tool_calls[{j}].function.arguments")
+            arguments = _arguments(call, f"{param}.tool_calls[{j}].function.arguments", budget)
             if raw in waiting:
                 _refuse("Two tool calls share one id.", f"{param}.tool_calls[{j}].id")
             waiting[raw] = name
@@ -661,10 +670,16 @@ def _thinking_budget(body, model, ceiling, messages):
     return budget
 
 
-def converse_args(body):
-    """The boto3 ``converse`` / ``converse_stream`` keyword arguments for a validated chat-completions body."""
+def converse_args(body, budget=None):
+    """The boto3 ``converse`` / ``converse_stream`` keyword arguments for a validated chat-completions body.
+
+    ``budget`` is the request's ``bodies.Budget``, on which its body was read: the JSON in tool
+    calls' arguments counts against the same limits (a fresh budget when none is given).
+    """
+    budget = bodies.Budget() if budget is None else budget
     model = body["model"]
-    system, messages = _conversation(body["messages"], tools_as_text=body.get("tool_choice") == "none")
+    tools_as_text = body.get("tool_choice") == "none"
+    system, messages = _conversation(body["messages"], tools_as_text, budget)
     response_format = body.get("response_format") or {}
     if response_format.get("type") == "json_object":
         system.append({"text": JSON_INSTRUCTION})
@@ -682,9 +697,9 @@ def converse_args(body):
     tool_config = _tool_config(body, messages)
     if tool_config:
         args["toolConfig"] = tool_config
-    budget = _thinking_budget(body, model, ceiling, messages)
-    if budget:
-        args["additionalModelRequestFields"] = {"reasoning_config": {"type": "enabled", "budget_tokens": budget}}
+    thinking = _thinking_budget(body, model, ceiling, messages)
+    if thinking:
+        args["additionalModelRequestFields"] = {"reasoning_config": {"type": "enabled", "budget_tokens": thinking}}
     if response_format.get("type") == "json_schema":
         spec = response_format["json_schema"]
         schema = {"schema": json.dumps(spec["schema"]), "name": spec["name"]}

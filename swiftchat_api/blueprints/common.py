@@ -71,6 +71,17 @@ def raw_body():
         raise ApiError(408, f"The request body stopped arriving for {config.body_timeout:g} s.") from None
 
 
-def body(schema):
-    """The request's JSON body loaded by a schema; 422 for bad JSON or a bad shape."""
-    return schema.load(bodies.loads(raw_body()))
+def body_budget():
+    """A fresh budget for one request: its body and any JSON read from text inside it (see bodies.Budget)."""
+    return bodies.Budget(resources().config.max_body_bytes)
+
+
+def body(schema, budget=None):
+    """The request's JSON body loaded by a schema; 422 for bad JSON or a bad shape.
+
+    ``budget``: the request's own, when the view reads JSON out of the body's text later on (a
+    tool call's arguments), so that all of it counts against one set of limits.
+    """
+    if budget is None:
+        budget = body_budget()
+    return schema.load(budget.body(raw_body()))

@@ -20,7 +20,7 @@ from ..schemas import RegionRequest
 from ..services import images
 from ..services import v1 as calls
 from ..services.catalogue import catalogue
-from .common import body, facts, require_key, resources
+from .common import body, body_budget, facts, require_key, resources
 from .streaming import stream_response
 
 bp = Blueprint("v1", __name__)
@@ -78,8 +78,9 @@ def chat_completions():
     """Answer a chat with a Bedrock model, streamed as server-sent events or whole."""
     _authenticate()
     region = _bedrock_region()
-    chat = body(_chat)
-    args = openai_compat.converse_args(chat)
+    budget = body_budget()  # the body, then the JSON in its tool calls' arguments, on one set of limits
+    chat = body(_chat, budget)
+    args = openai_compat.converse_args(chat, budget)
     answer_id, created = openai_compat.new_id(), openai_compat.now()
     if chat["stream"]:
         usage_chunk = openai_compat.include_usage(chat)
