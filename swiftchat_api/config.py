@@ -87,6 +87,7 @@ class Config:
     first_byte_timeout: float = 15.0
     first_event_window: float = 3.0
     client_timeout: float = 60.0
+    header_timeout: float = 10.0
     key_refresh_seconds: float = 5.0
     stream_buffer_bytes: int = 64 * 1024
     max_body_bytes: int = 64 * 1024 * 1024
@@ -133,6 +134,7 @@ class Config:
             first_byte_timeout=number(env, "SWIFTCHAT_FIRST_BYTE_TIMEOUT", cls.first_byte_timeout, minimum=1),
             first_event_window=number(env, "SWIFTCHAT_FIRST_EVENT_WINDOW", cls.first_event_window),
             client_timeout=number(env, "SWIFTCHAT_CLIENT_TIMEOUT", cls.client_timeout, minimum=1),
+            header_timeout=number(env, "SWIFTCHAT_HEADER_TIMEOUT", cls.header_timeout, minimum=0.1),
             key_refresh_seconds=number(env, "SWIFTCHAT_KEY_REFRESH_SECONDS", cls.key_refresh_seconds),
             stream_buffer_bytes=int(number(env, "SWIFTCHAT_STREAM_BUFFER_KB", 64, minimum=4) * 1024),
             max_body_bytes=int(number(env, "SWIFTCHAT_MAX_BODY_MB", 64, minimum=1) * 1024 * 1024),

@@ -18,9 +18,6 @@ log = logging.getLogger(__name__)
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 UNMATCHED = "<unmatched>"
 FACTS = "swiftchat.facts"  # the environ key of a request's RequestFacts
-# The environ key of the WSGI write callable the server's start_response returned (PEP 3333): a
-# streamed body hands its events to it from its own greenlet (see relay.Relay).
-WRITE = "swiftchat.write"
 # Any other method string is counted as "other", so junk methods cannot grow the metrics.
 _METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
 
@@ -61,8 +58,7 @@ class Observer:
             response["started"] = time.monotonic()
             response["length"] = next((v for k, v in headers if k.lower() == "content-length"), None)
             headers.append(("X-Request-ID", request_id))
-            write = environ[WRITE] = start_response(status, headers, exc_info)
-            return write
+            return start_response(status, headers, exc_info)
 
         body = self.app(environ, start)
         return _Observed(body, lambda: _finish(environ, facts, response))

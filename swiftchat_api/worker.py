@@ -1,4 +1,4 @@
-"""Our gunicorn worker: gunicorn's gevent worker with two changes the apps need, and seven for its cost.
+"""Our gunicorn worker: gunicorn's gevent worker with changes the apps need, for its cost and for its bounds.
 
 1. The apps (2.3+) name the "Use Proxy" target in a ``request_url`` header. gunicorn drops
    every header whose name holds an underscore (its ``header_map`` setting), because
@@ -25,10 +25,14 @@
    all together, and the heap keeps the peak of their transient memory for good; taken 1 at a
    time, a worker that is busy relaying takes one new connection per turn and new users wait
    seconds for their first byte. The figures are in the README's performance section.
-8. A stream is written one event at a time. gunicorn writes through gevent's ``sendall``, which
-   asks the kernel for the socket's send buffer size on every call (to cut large writes into
-   pieces, which PyPy needs); ``SwiftChatResponse`` writes with ``send``, and again for whatever
-   a partial send left: about 5 of the 47 µs of worker CPU a relayed event cost.
+8. Every body write, whole answer or stream event, goes through the response's
+   ``connection.Connection`` (handed to the app in the environ): the client time-out, the bounded
+   send buffer and whole writes on a slow link hold for every answer alike. It writes with
+   ``send``, not gevent's ``sendall``, which asks the kernel for the socket's send buffer size on
+   every call: about 5 of the 47 µs of worker CPU a relayed event cost.
+10. gunicorn waits for a request's line and headers as long as for the next request on a kept-alive
+   connection (``keepalive``, 75 s); here, once a request's first bytes are in, its headers must
+   be complete within ``SWIFTCHAT_HEADER_TIMEOUT`` (``SwiftChatRequest``).
 9. With a ``logconfig_dict`` (ours), gunicorn counts its access log as on and formats every
    request's line (its headers copied, every atom formatted) for a logger that drops it unless
    ``ACCESS_LOG=1``: 2.8% of a worker's samples (py-spy). The worker tells gunicorn the truth
@@ -44,6 +48,7 @@ import json
 import logging
 import socket
 import time
+import weakref
 from datetime import datetime
 from ssl import SSLError
 
@@ -58,10 +63,18 @@ from gunicorn.workers import ggevent
 from gunicorn.workers.ggevent import GeventWorker
 
 from . import heap
+from .connection import CONNECTION, Connection
 from .resolver import SharedLookups
+
+_gunicorn_create = wsgi.create
 
 ADMITTED = "REQUEST_URL"  # gunicorn spells header names in upper case
 _SAME_VARIABLE = frozenset((ADMITTED, ADMITTED.replace("_", "-")))
+
+
+class HeadersTooSlow(Exception):
+    """A request's line and headers did not arrive in full within the header time-out."""
+
 
 # gunicorn's parse errors → (status, reason, detail). The detail never quotes the request.
 _BAD_REQUEST = (400, "Bad Request")
@@ -72,6 +85,7 @@ _PARSE_ERRORS = (
     (errors.ExpectationFailed, 417, "Expectation Failed", "The request's Expect header cannot be met."),
     (errors.ForbiddenProxyRequest, 403, "Forbidden", "PROXY protocol is not accepted from this address."),
     (SSLError, 403, "Forbidden", "The TLS connection failed."),
+    (HeadersTooSlow, 408, "Request Timeout", "The request headers did not arrive in time."),
     (errors.ConfigurationProblem, 500, "Internal Server Error", "Internal Server Error"),
     (errors.InvalidRequestLine, *_BAD_REQUEST, "The request line is not valid HTTP."),
     (errors.InvalidRequestMethod, *_BAD_REQUEST, "The request method is not valid."),
@@ -105,21 +119,59 @@ class Listener(StreamServer):
 
 
 class SwiftChatResponse(Response):
-    """gunicorn's HTTP/1 response, putting each body write on the wire with ``send`` (see 8. above)."""
+    """gunicorn's HTTP/1 response, sending its body through a ``connection.Connection`` (see 8. above)."""
+
+    client_timeout = 60.0  # set from the app's config by the worker
+    buffer_bytes = None
+
+    def __init__(self, req, sock, cfg, *args):
+        super().__init__(req, sock, cfg, *args)
+        # Weakly: the response holds its connection, not the other way round (no cycle to collect).
+        self.connection = Connection(sock, self.client_timeout, self.buffer_bytes, weakref.WeakMethod(self.write))
 
     def _emit_body(self, data):
         if not data:  # a stream's first yield (headers only) on a response that is not chunked
             return
         if self.chunked:
-            data = b"%X\r\n%b\r\n" % (len(data), data)
-        sock = self.sock
-        sent = sock.send(data)
-        while sent < len(data):  # the client's socket buffer was full: gevent waits inside send
-            sent += sock.send(memoryview(data)[sent:])
+            self.connection.send(data, (b"%X\r\n" % len(data), b"\r\n"))
+        else:
+            self.connection.send(data)
+
+    def close(self):
+        try:
+            super().close()
+        finally:
+            self.connection.done()
+
+
+def _create(req, sock, client, server, cfg, response_class=None, response_args=()):
+    """gunicorn's wsgi.create, handing the app the response's Connection in the environ."""
+    response, environ = _gunicorn_create(req, sock, client, server, cfg, response_class, response_args)
+    connection = getattr(response, "connection", None)
+    if connection is not None:
+        environ[CONNECTION] = connection
+    return response, environ
 
 
 class SwiftChatRequest(Request):
-    """gunicorn's HTTP/1 request, keeping the ``request_url`` header (see the module's docstring)."""
+    """gunicorn's HTTP/1 request, keeping the ``request_url`` header and bounding how long its headers take.
+
+    gunicorn waits for a request under one time-out, ``keepalive``, from the end of the last
+    answer to the end of the next request's headers: a client that sends half a request line
+    and stops holds a connection that long (75 s), and a few thousand such sockets fill a
+    worker. Here the wait for the request's first bytes keeps gunicorn's time-out, and from
+    those bytes on the line and headers must be complete within ``header_timeout``.
+    """
+
+    header_timeout = 10.0  # set from the app's config by the worker
+
+    def parse(self, unreader):
+        first = unreader.read()  # the request's first bytes (or buffered ones), under the keep-alive wait
+        if not first:
+            return super().parse(unreader)  # gunicorn tells the end of the connection its own way
+        unreader.unread(first)
+        with gevent.Timeout(self.header_timeout, HeadersTooSlow):
+            return super().parse(unreader)
 
     def _apply_header_policy(self, name, value, scheme_state, seen, *args, from_trailer=False, **kwargs):
         if name in _SAME_VARIABLE and not from_trailer:
@@ -184,6 +236,9 @@ class SwiftChatWorker(GeventWorker):
         if wsgi.Response not in (Response, SwiftChatResponse) or not hasattr(Response, "_emit_body"):
             raise RuntimeError("gunicorn's HTTP/1 responses no longer write their body through Response._emit_body")
         wsgi.Response = SwiftChatResponse
+        if wsgi.create not in (_gunicorn_create, _create):
+            raise RuntimeError("gunicorn's wsgi.create changed underneath")
+        wsgi.create = _create
         io.DEFAULT_BUFFER_SIZE = UPSTREAM_READ_BUFFER
         if hasattr(self.log, "_access_log_enabled") and not self.log.access_log.isEnabledFor(logging.INFO):
             self.log._access_log_enabled = False  # see 9. above (a gunicorn without it builds the line)
@@ -194,6 +249,11 @@ class SwiftChatWorker(GeventWorker):
     freed = 0
 
     def run(self):  # after the fork and gevent's patching, before the first request
+        shared = getattr(self.wsgi, "extensions", {}).get("swiftchat")
+        if shared is not None:  # the app's own settings bound every connection's waits
+            SwiftChatResponse.client_timeout = shared.config.client_timeout
+            SwiftChatResponse.buffer_bytes = shared.config.stream_buffer_bytes
+            SwiftChatRequest.header_timeout = shared.config.header_timeout
         hub = gevent.get_hub()
         hub.resolver = SharedLookups(hub.resolver)
         # What is loaded by now (the app, botocore's service models) lives as long as the worker;
