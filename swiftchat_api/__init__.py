@@ -71,7 +71,6 @@ def create_app(config=None):
         relay_limits=Limits(
             idle_timeout=config.bedrock_read_timeout,
             keepalive_interval=config.keepalive_seconds,
-            client_timeout=config.client_timeout,
         ),
         models_cache=TTLCache(config.models_cache_seconds),
         releases_cache=TTLCache(config.upgrade_cache_seconds),

@@ -28,7 +28,7 @@ class Clients:
         }
         # Streams get no per-read socket time-out: arming a timer on every read is the costliest
         # part of relaying an event. The relay watches for silence instead (relay.Ticker), and
-        # open_stream bounds the wait for Bedrock to accept the call.
+        # the relay bounds the wait for Bedrock to accept the call.
         self._configs[True] = self._configs[False].merge(BotoConfig(read_timeout=None))
         self._clients = OrderedDict()
         self._lock = threading.Lock()

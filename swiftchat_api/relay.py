@@ -28,7 +28,6 @@ lock that the event writes take too.
 
 import contextlib
 import select
-import socket
 import time
 from dataclasses import dataclass
 
@@ -38,7 +37,7 @@ from gevent.lock import Semaphore
 from gevent.monkey import get_original
 
 from .eventstream import events
-from .observe import WRITE
+from .exceptions import StreamRefused
 
 _HUNG_UP = select.POLLRDHUP | select.POLLHUP | select.POLLERR
 # The kernel's poll, not gevent's stand-in (which reports readable, never hung up); a zero
@@ -52,11 +51,10 @@ class UpstreamSilent(Exception):
 
 @dataclass(frozen=True)
 class Limits:
-    """How long one stream may wait on either side."""
+    """How long one stream may wait on Bedrock (the client's side is bounded by its Connection)."""
 
     idle_timeout: float  # upstream silence before the stream is closed
     keepalive_interval: float  # client-side silence before a keep-alive (dialects that have one)
-    client_timeout: float  # a write the client has not taken for this long ends the stream
 
 
 class Ticker:
@@ -127,21 +125,28 @@ class ClientWatch:
 
 
 class Relay:
-    """Relays one stream; afterwards it tells on_done(relay) what happened (see the public attributes)."""
+    """Relays one stream; afterwards it tells on_done(relay) what happened (see the public attributes).
+
+    ``open_stream()`` makes the Bedrock call and returns boto3's event stream; the relay makes it
+    in its reader greenlet (see ``start``), so the response headers never wait on Bedrock's
+    acceptance longer than the caller's window. ``connection`` is the client's
+    ``connection.Connection`` (None outside gunicorn).
+    """
 
     # Thousands of these live at once in a worker: no per-instance dict.
     __slots__ = (
+        "_open_stream",
         "_stream",
         "_events",
         "_dialect",
         "_ticker",
         "_limits",
-        "_environ",
-        "_client",
+        "_connection",
         "on_done",
         "_first",
         "_ready",
         "_arrived",
+        "_calling",
         "_handed_over",
         "_relaying",
         "_finished",
@@ -166,18 +171,19 @@ class Relay:
         "_output",
     )
 
-    def __init__(self, stream, dialect, ticker, limits, environ=None):
-        self._stream = stream
-        self._events = events(stream)  # one iterator, read by the reader and then by the server's greenlet
+    def __init__(self, open_stream, dialect, ticker, limits, connection=None):
+        self._open_stream = open_stream
+        self._stream = None  # boto3's event stream, once Bedrock accepted the call
+        self._events = None  # one iterator over it, read by the reader and then by the server's greenlet
         self._dialect = dialect
         self._ticker = ticker
         self._limits = limits
-        self._environ = environ if environ is not None else {}
-        self._client = self._environ.get("gunicorn.socket")
+        self._connection = connection
         self.on_done = None
         self._first = b""  # the first event's bytes, read by the reader
         self._ready = Event()  # for the server's greenlet before the hand-over: the first event, an end, a keep-alive
         self._arrived = Event()  # the first event, or the end of the stream
+        self._calling = False  # the reader is making the Bedrock call (not yet accepted)
         self._handed_over = False  # the reader got the first event and left the rest to the server's greenlet
         self._relaying = False  # the server's greenlet is reading Bedrock
         self._finished = False  # Bedrock's stream ended, failed or was cut
@@ -200,19 +206,24 @@ class Relay:
         self._watcher = None
         self._output = None
 
-    def start(self):
-        """Start reading Bedrock now, before the response exists (see wait_for_first_event)."""
-        self._reader = gevent.spawn_raw(self._read_first)  # a bare greenlet: lighter than gevent.spawn
+    def start(self, acceptance_timeout):
+        """Make the Bedrock call and read its first event now, before the response exists.
+
+        Bedrock may take up to ``acceptance_timeout`` seconds (its retries on throttling
+        included) to accept the call; then the stream fails with a 504 refusal, written in-band
+        if the headers are out by then.
+        """
+        self._reader = gevent.spawn_raw(self._read_first, acceptance_timeout)  # lighter than gevent.spawn
         self._ticker.add(self)
 
-    def wait_for_first_event(self, window):
-        """Wait up to ``window`` s for Bedrock's first event; raise the error if the stream failed before one.
+    def wait_for_first_event(self, deadline):
+        """Wait until ``deadline`` (monotonic) for Bedrock's first event; raise the error if it failed before one.
 
-        A refusal that Bedrock sends as the stream's first frame (throttling, validation) thus
-        still gets a real status, while a model that is slow to start cannot hold the response
-        headers long enough for the apps to give up.
+        A refusal that comes within the window (Bedrock refused the call, or sent the refusal
+        as the stream's first frame) thus still gets a real status, while a model that is slow
+        to accept or to start cannot hold the response headers long enough for the apps to give up.
         """
-        self._arrived.wait(window)
+        self._arrived.wait(max(0.0, deadline - time.monotonic()))
         if self._finished and self.first_event_at is None:
             self.close()
             raise self._refusal()
@@ -225,8 +236,8 @@ class Relay:
 
     def __iter__(self):
         if self._output is None:
-            if self._client is not None:
-                self._watcher = ClientWatch(self._client, self._client_left)
+            if self._connection is not None:
+                self._watcher = ClientWatch(self._connection.socket, self._client_left)
             self._output = self._write_loop()
         return self._output
 
@@ -237,7 +248,7 @@ class Relay:
         self._stop()
 
     def tick(self, now):
-        """Called by the Ticker: owe a keep-alive, give up on a silent upstream or a client that stopped reading."""
+        """Called by the Ticker: owe a keep-alive, give up on a silent upstream, look for a hung-up client."""
         limits = self._limits
         writing = self._writing_since is not None
         keepalive = self._dialect.keepalive
@@ -245,18 +256,19 @@ class Relay:
             if not self._relaying:
                 self._keepalive_due = True
                 self._ready.set()
-            elif self._environ.get(WRITE) is not None:
+            elif self._connection is not None:
                 # The server's greenlet is blocked reading Bedrock: a short-lived one writes the keep-alive.
                 self._keepalive_due = True
                 if self._lock is None:
                     self._lock = Semaphore()
                 gevent.spawn_raw(self._write_keepalive)
-        if not (self._finished or self._silenced or writing) and now - self._last_upstream >= limits.idle_timeout:
+        if (
+            not (self._finished or self._silenced or writing or self._calling)
+            and now - self._last_upstream >= limits.idle_timeout
+        ):
             self._silenced = True
             self._halt_upstream()
-        if writing and now - self._writing_since >= limits.client_timeout:
-            self._let_go()
-        elif self._watcher is not None:
+        if self._watcher is not None:
             self._watcher.check()
 
     def _write_loop(self):
@@ -312,6 +324,8 @@ class Relay:
             if not self.client_gone:
                 self._completed = True
                 error = self.upstream_error
+                if error is not None and self._connection is not None and self.bytes_sent:
+                    self._connection.settle()  # the error in a read of its own, not glued to the events
                 yield from self._written(self._dialect.error(error) if error else self._dialect.end())
             if self._lock is not None:  # a keep-alive being written ends before the server writes again
                 with self._lock:
@@ -350,28 +364,42 @@ class Relay:
                     self.bytes_sent += len(keepalive)
                     self._writing_since = time.monotonic()
                     try:
-                        self._environ[WRITE](keepalive)
+                        self._connection.write(keepalive)
                         self._last_write = time.monotonic()
                     finally:
                         self._writing_since = None
-        except Exception:  # the client's socket failed or was shut down: the stream ends
+        except Exception:  # the client's socket failed, was shut down or timed out: the stream ends
             self._client_left()
         finally:
             self._keepalive_due = False
 
-    def _read_first(self):
-        """The reader: Bedrock's first event (or its refusal), then the iterator goes to the server's greenlet."""
-        self._reading = True
+    def _read_first(self, acceptance_timeout):
+        """The reader: the call, its first event (or its refusal), then the events go to the server's greenlet."""
+        self._reading = self._calling = True
         try:
-            for event in self._events:
-                self.first_event_at = self._last_upstream = time.monotonic()
-                metadata = event.get("metadata")
-                if metadata:
-                    self.usage = metadata.get("usage")
-                self._first = self._dialect.event(event)
-                if not self._halted:
-                    self._handed_over = True
-                break
+            # gevent.Timeout is a BaseException, so botocore's retry loop cannot swallow it.
+            deadline = gevent.Timeout(acceptance_timeout)
+            try:
+                with deadline:
+                    self._stream = self._open_stream()
+            except gevent.Timeout as expired:
+                if expired is not deadline:
+                    raise
+                raise StreamRefused(504, f"Bedrock did not start answering within {acceptance_timeout:g} s.") from None
+            finally:
+                self._calling = False
+            self._last_upstream = time.monotonic()
+            self._events = events(self._stream)
+            if not self._halted:
+                for event in self._events:
+                    self.first_event_at = self._last_upstream = time.monotonic()
+                    metadata = event.get("metadata")
+                    if metadata:
+                        self.usage = metadata.get("usage")
+                    self._first = self._dialect.event(event)
+                    if not self._halted:
+                        self._handed_over = True
+                    break
         except Exception as error:
             if not self._halted:
                 self.upstream_error = _untraced(error)
@@ -389,30 +417,26 @@ class Relay:
             timeout = self._limits.idle_timeout
             self.upstream_error = UpstreamSilent(f"Bedrock sent nothing for {timeout:g} s; the stream was closed.")
         self._finished = True
-        self._stream.close()
+        if self._stream is not None:
+            self._stream.close()
 
     def _halt_upstream(self):
         """End the current or next read from Bedrock; whoever reads then finishes by itself."""
         self._halted = True
+        reader = self._reader
+        if self._calling and reader is not None:
+            # Still in the call: nothing of the client's is being written by the reader.
+            gevent.kill(reader)
+            return
         # urllib3 shuts the socket down for reading: a blocked read sees the end at once. It
         # refuses once the body has been read or closed, when nobody is blocked on Bedrock.
         with contextlib.suppress(AttributeError, ValueError, RuntimeError, OSError):
             self._stream._raw_stream.shutdown()
 
-    def _let_go(self):
-        """The client has taken nothing for client_timeout: fail the blocked write so the stream ends."""
-        self._writing_since = None
-        self.client_gone = True
-        try:
-            self._client.shutdown(socket.SHUT_RDWR)
-        except (AttributeError, OSError):
-            self._stop()
-
     def _client_left(self):
         self.client_gone = True
-        if self._writing_since is not None:  # a write to a socket nobody reads would wait for client_timeout
-            with contextlib.suppress(AttributeError, OSError):
-                self._client.shutdown(socket.SHUT_RDWR)
+        if self._writing_since is not None:  # a write to a socket nobody reads would wait for the client time-out
+            self._connection.let_go()
         self._stop()
         self._ready.set()
 

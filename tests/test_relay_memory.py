@@ -7,6 +7,7 @@ process, with the client on a real socket pair, over a stand-in for boto3's even
 """
 
 import gc
+import time
 import weakref
 
 import gevent
@@ -14,6 +15,7 @@ import pytest
 from gevent import socket
 
 from swiftchat_api import wire
+from swiftchat_api.connection import Connection
 from swiftchat_api.relay import Limits, Relay, Ticker
 
 START = {"messageStart": {"role": "assistant"}}
@@ -42,10 +44,10 @@ class Stream:
 
 
 def relayed(client, stream):
-    relay = Relay(stream, wire.DIALECTS["v3"], Ticker(0.05), Limits(30, 5, 30), {"gunicorn.socket": client})
-    relay.start()
+    relay = Relay(lambda: stream, wire.DIALECTS["v3"], Ticker(0.05), Limits(30, 5), Connection(client, 30))
+    relay.start(acceptance_timeout=30)
     try:
-        relay.wait_for_first_event(1)
+        relay.wait_for_first_event(time.monotonic() + 1)
     except Exception as refused:  # the view answers with a status, from the error alone
         return str(refused).encode()
     body = b"".join(relay)

@@ -1,10 +1,12 @@
 """The one way a view answers with a Bedrock stream, whatever its wire dialect."""
 
-import socket
+import time
+from functools import partial
 
 from flask import Response, request
 
 from .. import telemetry
+from ..connection import CONNECTION
 from ..exceptions import refused
 from ..relay import Relay
 from ..services import converse
@@ -13,26 +15,33 @@ from .common import facts, resources
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
-def stream_response(client, args, dialect, content_type="text/event-stream"):
+def stream_response(client, args, dialect, content_type="text/event-stream", real_statuses=False):
     """Open a ConverseStream call and answer with its events in ``dialect``.
 
-    Refusals before the first event raise StreamRefused (rendered with a real status by the
-    error handlers); the response headers go out once Bedrock's first event arrives, or after
-    the configured window, whichever is first; after that, failures travel in-band.
+    The apps' routes send their headers within ``SWIFTCHAT_FIRST_EVENT_WINDOW`` of the request's
+    arrival, whatever Bedrock does: a refusal that comes within the window keeps its real status
+    (StreamRefused, rendered by the error handlers), Bedrock may then take up to
+    ``BEDROCK_READ_TIMEOUT`` to accept the call, and whatever fails later is written in-band.
+    ``real_statuses`` (the OpenAI API, whose clients retry on a status) waits for Bedrock's
+    acceptance up to ``SWIFTCHAT_FIRST_BYTE_TIMEOUT`` (then 504), and the window on top of it.
     """
     app = resources()
+    config = app.config
     record = facts()
     record.model = args["modelId"]  # for the access log; usage names it only once Bedrock answered with usage
-    stream = converse.open_stream(client, args, app.config.first_byte_timeout)
-    client_socket = request.environ.get("gunicorn.socket")
-    if client_socket is not None:
-        # A client that does not read blocks the relay's write and so its read from Bedrock; this
-        # bounds what the kernel holds for that client meanwhile (it would take megabytes).
-        client_socket.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, app.config.stream_buffer_bytes)
-    relay = Relay(stream, dialect, app.ticker, app.relay_limits, environ=request.environ)
-    relay.start()
+    if real_statuses:
+        acceptance = config.first_byte_timeout
+        deadline = time.monotonic() + acceptance + config.first_event_window
+    else:
+        acceptance = config.bedrock_read_timeout
+        deadline = record.started + config.first_event_window
+    connection = request.environ.get(CONNECTION)
+    if connection is not None:
+        connection.whole_events()
+    relay = Relay(partial(converse.open_stream, client, args), dialect, app.ticker, app.relay_limits, connection)
+    relay.start(acceptance)
     try:
-        relay.wait_for_first_event(app.config.first_event_window)
+        relay.wait_for_first_event(deadline)
     except Exception as error:
         raise refused(error) from None
 

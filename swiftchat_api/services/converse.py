@@ -1,9 +1,8 @@
 """Building and opening a Bedrock ConverseStream call from an app's chat request."""
 
-import gevent
 from botocore.exceptions import BotoCoreError, ClientError
 
-from ..exceptions import StreamRefused, refused
+from ..exceptions import refused
 
 DEFAULT_MAX_TOKENS = 4096
 
@@ -41,21 +40,13 @@ def command(request):
     return args
 
 
-def open_stream(client, args, timeout):
-    """Start the call and return boto3's event stream; StreamRefused if Bedrock refuses it or not in time.
+def open_stream(client, args):
+    """Make the ConverseStream call and return boto3's event stream; StreamRefused if Bedrock refuses it.
 
-    Bedrock answers the call itself with its HTTP status before any event, so a refusal
-    (after botocore's bounded retries) always gets a real status; ``timeout`` bounds that
-    wait, retries included, well inside the apps' own 60 s.
+    Bedrock answers the call itself with its HTTP status before any event, so a refusal (after
+    botocore's bounded retries) has a real status; how long it may take is the relay's bound.
     """
-    # gevent.Timeout is a BaseException, so botocore's retry loop cannot swallow it.
-    deadline = gevent.Timeout(timeout)
     try:
-        with deadline:
-            return client.converse_stream(**args)["stream"]
-    except gevent.Timeout as expired:
-        if expired is not deadline:
-            raise
-        raise StreamRefused(504, f"Bedrock did not start answering within {timeout:g} s.") from None
+        return client.converse_stream(**args)["stream"]
     except (ClientError, BotoCoreError) as error:
         raise refused(error) from None
