@@ -1,8 +1,11 @@
 """What every /api view does first: check the key, then read the body through its schema."""
 
+import json
+from array import array
 from functools import partial
 
-from flask import current_app, request
+import gevent
+from flask import Response, current_app, request
 
 from .. import auth, bodies, telemetry
 from ..exceptions import ApiError
@@ -85,3 +88,53 @@ def body(schema, budget=None):
     if budget is None:
         budget = body_budget()
     return schema.load(budget.body(raw_body()))
+
+
+_PIECE = 64 * 1024  # bytes of JSON encoded between two turns of the event loop
+
+
+def _listed(value):
+    if isinstance(value, array):  # an embedding's vector, kept compact until it is written
+        return value.tolist()
+    raise TypeError(f"cannot serialise {type(value).__name__}")
+
+
+_encode = json.JSONEncoder(separators=(",", ":"), default=_listed).encode  # as Flask renders JSON
+
+
+def _json_parts(answer):
+    """``answer`` (a dict) as Flask's compact JSON, in parts: a list's items one by one, lazily."""
+    yield "{"
+    for position, (key, value) in enumerate(answer.items()):
+        yield f"{',' if position else ''}{_encode(key)}:"
+        if isinstance(value, list):
+            yield "["
+            for index, item in enumerate(value):
+                yield f"{',' if index else ''}{_encode(item)}"
+            yield "]"
+        else:
+            yield _encode(value)
+    yield "}\n"
+
+
+def _json_pieces(answer):
+    """The parts gathered into pieces of about ``_PIECE`` bytes, other greenlets running in between."""
+    pending, size = [], 0
+    for part in _json_parts(answer):
+        pending.append(part)
+        size += len(part)
+        if size >= _PIECE:
+            yield "".join(pending).encode()
+            pending, size = [], 0
+            gevent.sleep(0)  # other requests run between the pieces of a large answer
+    yield "".join(pending).encode()
+
+
+def large_json(answer):
+    """A JSON answer that may run to tens of megabytes (embeddings), encoded and sent in pieces.
+
+    Encoded whole, 2,048 vectors of 1,536 floats held the worker's one thread for a second and
+    the text twice over (as str, then bytes); in pieces, other requests run in between and a
+    client that reads nothing holds one piece, until the client time-out lets it go.
+    """
+    return Response(_json_pieces(answer), mimetype="application/json")

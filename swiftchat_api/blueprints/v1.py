@@ -20,7 +20,7 @@ from ..schemas import RegionRequest
 from ..services import images
 from ..services import v1 as calls
 from ..services.catalogue import catalogue
-from .common import body, body_budget, facts, require_key, resources
+from .common import body, body_budget, facts, large_json, require_key, resources
 from .streaming import stream_response
 
 bp = Blueprint("v1", __name__)
@@ -85,7 +85,8 @@ def chat_completions():
     if chat["stream"]:
         usage_chunk = openai_compat.include_usage(chat)
         translator = openai_compat.ChunkTranslator(chat["model"], answer_id, created, usage_chunk)
-        return stream_response(_runtime(region, streaming=True), args, wire.OpenAIStream(translator))
+        stream = wire.OpenAIStream(translator)
+        return stream_response(_runtime(region, streaming=True), args, stream, real_statuses=True)
     _record_model(chat["model"])
     answer = calls.converse(_runtime(region), args)
     _record_usage(answer.get("usage"))
@@ -138,7 +139,7 @@ def create_embeddings():
     answer = openai_compat.embeddings(wanted, answers, token_counts)
     tokens = answer["usage"]["prompt_tokens"]
     _record_usage({"inputTokens": tokens, "outputTokens": 0, "totalTokens": tokens})
-    return answer
+    return large_json(answer)
 
 
 @bp.post("/v1/images/generations")
