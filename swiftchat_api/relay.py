@@ -379,9 +379,12 @@ class Relay:
         try:
             # gevent.Timeout is a BaseException, so botocore's retry loop cannot swallow it.
             deadline = gevent.Timeout(acceptance_timeout)
+            # Not kept once called: it holds the request's arguments (the whole chat), which an open
+            # stream has no more use for.
+            open_stream, self._open_stream = self._open_stream, None
             try:
                 with deadline:
-                    self._stream = self._open_stream()
+                    self._stream = open_stream()
             except gevent.Timeout as expired:
                 if expired is not deadline:
                     raise

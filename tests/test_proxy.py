@@ -848,7 +848,7 @@ def test_default_settings_allow_the_apps_public_providers_only():
 
 def test_only_listed_targets_are_ever_accepted_whatever_request_url_holds():
     """A seeded stream of URLs assembled from tricky pieces: whatever is accepted is on the list, as listed."""
-    service = Proxy(None, ["api.openai.com", "127.0.0.1:8080"], Timeouts(1, 1, 1, 1))
+    service = Proxy(None, ["api.openai.com", "127.0.0.1:8080"], Timeouts(1, 1, 1))
     pieces = (
         ["https", "http", "HTTPS", "ftp", "", "https:", "javascript"],
         ["://", ":/", ":\\\\", "://user@", "://api.openai.com@", "//", ":///"],

@@ -3,6 +3,7 @@
 from flask import Blueprint, Response, current_app, request
 
 from .. import auth, bodies
+from ..connection import CONNECTION
 from ..exceptions import ApiError, StreamRefused
 from ..services import proxy
 from ..store import shaped_like_a_key
@@ -58,7 +59,7 @@ def _relay(target_of):
     raw = raw_body()
     _schema.load(bodies.loads(raw))
     record = facts()
-    answer = service.open(target, raw, request.headers, request.environ.get("gunicorn.socket"), resources().ticker)
+    answer = service.open(target, raw, request.headers, request.environ.get(CONNECTION), resources().ticker)
 
     def finished(answer):
         record.disconnected = answer.client_gone

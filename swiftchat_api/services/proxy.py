@@ -175,7 +175,6 @@ class Timeouts:
     connect: float  # resolving, connecting and the TLS handshake, in all
     first_byte: float  # from the request sent to the provider's status line and headers
     idle: float  # the longest silence from the provider once its answer has started
-    client: float  # the longest a write to the caller may wait for the caller to read
 
 
 class Proxy:
@@ -202,7 +201,6 @@ class Proxy:
             connect=config.openai_proxy_connect_timeout,
             first_byte=config.openai_proxy_first_byte_timeout,
             idle=config.openai_proxy_idle_timeout,
-            client=config.client_timeout,
         )
         try:
             return cls(config.openai_gpt_url, config.openai_proxy_hosts, timeouts, config.openai_proxy_ca_bundle)
@@ -233,15 +231,16 @@ class Proxy:
         address = _canonical(address)
         return _public(address) or (address, port) in self._listed_addresses
 
-    def open(self, target, body, headers, client=None, ticker=None):
+    def open(self, target, body, headers, connection=None, ticker=None):
         """Send ``body`` to ``target`` and return the provider's Answer once its status has arrived.
 
         Refused (403) when the target resolves only to addresses it may not use; a redirect is a
         502 (StreamRefused); a provider that cannot be reached or does not answer in time is an
-        Answer of 200 (as the original server's) whose body is ``failure_body``. ``client`` is the
-        caller's socket: when the caller walks away, the connection to the provider is closed.
+        Answer of 200 (as the original server's) whose body is ``failure_body``. ``connection`` is the
+        caller's (connection.Connection): when the caller walks away, the connection to the provider
+        is closed.
         """
-        answer = Answer(target, self.timeouts, client, ticker)
+        answer = Answer(target, self.timeouts, connection, ticker)
         answer.start_watching()
         try:
             answer.connect(self._addresses(target), self._tls)
@@ -332,7 +331,7 @@ class Answer:
     it broke off or fell silent for ``timeouts.idle``.
     """
 
-    def __init__(self, target, timeouts, client, ticker):
+    def __init__(self, target, timeouts, connection, ticker):
         self.target = target
         self.status = 200
         self.headers = {}
@@ -340,7 +339,7 @@ class Answer:
         self.client_gone = False
         self.completed = False
         self._timeouts = timeouts
-        self._client = client
+        self._client = connection  # the caller's connection.Connection, which also lets a caller that stops reading go
         self._ticker = ticker
         self._connection = None
         self._socket = None
@@ -357,7 +356,7 @@ class Answer:
     def start_watching(self):
         """Watch the caller's socket from now on: a hang-up closes the connection to the provider."""
         if self._client is not None:
-            self._watcher = ClientWatch(self._client, self._client_left)
+            self._watcher = ClientWatch(self._client.socket, self._client_left)
 
     def connect(self, addresses, tls):
         """Connect to the first of ``addresses`` that answers, within the connect time-out in all."""
@@ -457,33 +456,27 @@ class Answer:
                 if self._unanswered:
                     yield failure_body(self._error)
                 else:
+                    if self._client is not None:
+                        self._client.settle()  # the error in a read of its own, not glued to the provider's bytes
                     yield f"Error: {self._error}".encode()  # a write of its own, after the provider's bytes
             self.completed = not self.client_gone
         finally:
             self._finish()
 
     def tick(self, now):
-        """Called by the worker's Ticker: end a silent provider, let go of a caller that stopped reading."""
+        """Called by the worker's Ticker: end a silent provider, look for a caller that hung up."""
         if self._closed:
             return
         if self._writing_since is None and not self._silenced and now - self._last_upstream >= self._timeouts.idle:
             self._silenced = True
             self._disconnect()
-        if self._writing_since is not None and now - self._writing_since >= self._timeouts.client:
-            self._let_go()
-        elif self._watcher is not None:
+        if self._watcher is not None:
             self._watcher.check()
 
     def _client_left(self):
         self.client_gone = True
-        self._disconnect()
-
-    def _let_go(self):
-        """The caller has read nothing for the client time-out: fail the server's blocked write."""
-        self._writing_since = None
-        self.client_gone = True
-        with contextlib.suppress(AttributeError, OSError):
-            self._client.shutdown(socket.SHUT_RDWR)
+        if self._writing_since is not None:  # a write to a socket nobody reads would wait for the client time-out
+            self._client.let_go()
         self._disconnect()
 
     def _disconnect(self):
