@@ -6,7 +6,8 @@ from apispec import APISpec
 from apispec.ext.marshmallow import MarshmallowPlugin
 from marshmallow import Schema, fields
 
-from . import openai_compat, schemas
+from . import schemas
+from .oai import schemas as oai_schemas
 from .services import proxy
 
 _AUTH = [{"bearer": []}, {"apiKey": []}]
@@ -28,14 +29,14 @@ def _rules_in_code(self, field, **kwargs):
 def _openai_rules(field):
     """The shapes the OpenAI-compatible schemas check in code."""
     strings = {"type": "array", "items": {"type": "string"}}
-    if isinstance(field, openai_compat._Content):
+    if isinstance(field, oai_schemas._Content):
         parts = {"type": "array", "items": {"type": "object"}, "description": "text and image_url parts"}
         return {"oneOf": [{"type": "string"}, parts]}
-    if isinstance(field, openai_compat._ToolChoice):
+    if isinstance(field, oai_schemas._ToolChoice):
         return {"oneOf": [{"type": "string", "enum": ["none", "auto", "required"]}, {"type": "object"}]}
-    if isinstance(field, openai_compat._Stop):
+    if isinstance(field, oai_schemas._Stop):
         return {"oneOf": [{"type": "string"}, strings]}
-    if isinstance(field, openai_compat._EmbeddingInput):
+    if isinstance(field, oai_schemas._EmbeddingInput):
         return {"oneOf": [{"type": "string", "minLength": 1}, {**strings, "minItems": 1}]}
     return {}
 
@@ -348,9 +349,9 @@ def document():
         ("UpgradeAnswer", UpgradeAnswer),
         ("TokenAnswer", TokenAnswer),
         ("Status", Status),
-        ("OpenAIChatRequest", openai_compat.ChatCompletionRequest),
-        ("OpenAIEmbeddingsRequest", openai_compat.EmbeddingsRequest),
-        ("OpenAIImagesRequest", openai_compat.ImagesRequest),
+        ("OpenAIChatRequest", oai_schemas.ChatCompletionRequest),
+        ("OpenAIEmbeddingsRequest", oai_schemas.EmbeddingsRequest),
+        ("OpenAIImagesRequest", oai_schemas.ImagesRequest),
         ("OpenAIErrorAnswer", OpenAIErrorAnswer),
     ):
         spec.components.schema(name, schema=schema)

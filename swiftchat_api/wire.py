@@ -17,7 +17,7 @@ KEEPALIVE = b"\n\n"
 _JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
 
 
-def _jsonable(value):
+def jsonable(value):
     """json.dumps fallback: Bedrock's binary fields (bytes) travel as base64 text."""
     if isinstance(value, (bytes, bytearray)):
         return base64.b64encode(value).decode("ascii")
@@ -28,7 +28,7 @@ def _jsonable(value):
 
 def dumps(event):
     """The event as Python's json.dumps default renders it (binary as base64)."""
-    return json.dumps(event, default=_jsonable)
+    return json.dumps(event, default=jsonable)
 
 
 def _holds_brace(value):
@@ -89,38 +89,3 @@ class Dialect:
 
 # v1 and v2 have no byte the apps would ignore, so they have no keep-alive.
 DIALECTS = {"v1": Dialect(v1), "v2": Dialect(v2), "v3": Dialect(v3, KEEPALIVE)}
-
-
-def _sse(value):
-    """One server-sent event holding ``value`` as compact JSON, as OpenAI writes its chunks."""
-    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=_jsonable)
-    # A lone surrogate in a model's text must not fail the stream: it becomes "?".
-    return b"data: " + text.encode("utf-8", "replace") + b"\n\n"
-
-
-class OpenAIStream(Dialect):
-    """OpenAI's chat-completions SSE for one stream: a ``chat.completion.chunk`` per ``data:`` line.
-
-    One object per stream, since the chunks share an id and number the tool calls as they come.
-    """
-
-    # An SSE comment: every SSE client skips it, and proxies see bytes on the connection.
-    keepalive = b": keep-alive\n\n"
-
-    def __init__(self, translator):
-        self._translator = translator
-
-    def event(self, event):
-        """The ``data:`` events of the chunks one Bedrock event becomes (possibly none)."""
-        return b"".join(_sse(chunk) for chunk in self._translator.chunks(event))
-
-    def error(self, error):
-        """One ``data: {"error": ...}`` event; the SDKs raise APIError on it, so nothing may follow."""
-        # Imported here so the app dialects' module loads none of the OpenAI mapping (schemas, services).
-        from .openai_compat import upstream_error
-
-        return _sse(upstream_error(error).body())
-
-    def end(self):
-        """OpenAI's end of stream, after the usage chunk when one was asked for."""
-        return b"data: [DONE]\n\n"

@@ -25,7 +25,7 @@ from urllib3.exceptions import ProtocolError, ReadTimeoutError
 from swiftchat_api import eventstream, wire
 from swiftchat_api.emulator import frames
 from swiftchat_api.eventstream import compile_events, events
-from swiftchat_api.openai_compat import ChunkTranslator
+from swiftchat_api.oai.stream import ChunkTranslator, OpenAIStream
 
 MODEL = "anthropic.claude-3-5-sonnet-20240620-v1:0"
 # conftest points AWS_ENDPOINT_URL at a closed port: this client only lends its model and parser.
@@ -140,7 +140,7 @@ def dialects():
     """(name, a fresh dialect) for every wire format; stateful ones are new per call."""
     made = [(name, dialect) for name, dialect in wire.DIALECTS.items()]
     translator = ChunkTranslator(MODEL, "chatcmpl-difftest", 1700000000, include_usage=True)
-    return [*made, ("openai", wire.OpenAIStream(translator))]
+    return [*made, ("openai", OpenAIStream(translator))]
 
 
 def written(got, error):

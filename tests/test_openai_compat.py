@@ -13,27 +13,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from marshmallow import ValidationError, fields, validate
 
-from swiftchat_api.openai_compat import (
-    JSON_INSTRUCTION,
+from swiftchat_api.oai.chat import JSON_INSTRUCTION, completion, converse_args, include_usage
+from swiftchat_api.oai.embeddings import embedding_calls, embeddings
+from swiftchat_api.oai.errors import OpenAIError, error_body, invalid_body, upstream_error
+from swiftchat_api.oai.images import image_answer, image_request
+from swiftchat_api.oai.schemas import (
     MAX_MESSAGES,
     MAX_TEXT,
     ChatCompletionRequest,
-    ChunkTranslator,
     EmbeddingsRequest,
     ImagesRequest,
-    OpenAIError,
     _Message,
-    completion,
-    converse_args,
-    embedding_calls,
-    embeddings,
-    error_body,
-    image_answer,
-    image_request,
-    include_usage,
-    invalid_body,
-    upstream_error,
 )
+from swiftchat_api.oai.stream import ChunkTranslator
 
 CLAUDE = "us.anthropic.claude-sonnet-4-20250514-v1:0"
 HAIKU = "anthropic.claude-3-5-haiku-20241022-v1:0"  # a Claude that does not think

@@ -13,9 +13,14 @@ from flask import Blueprint, jsonify, request
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
-from .. import openai_compat, telemetry, wire
+from .. import telemetry
 from ..exceptions import ApiError, LimitExceeded, StreamRefused
-from ..openai_compat import OpenAIError, base_model, invalid_body, upstream_error
+from ..oai import chat as openai_chat
+from ..oai import embeddings as openai_embeddings
+from ..oai import images as openai_images
+from ..oai.errors import OpenAIError, invalid_body, upstream_error
+from ..oai.schemas import ChatCompletionRequest, EmbeddingsRequest, ImagesRequest
+from ..oai.stream import ChunkTranslator, OpenAIStream
 from ..schemas import RegionRequest
 from ..services import images
 from ..services import v1 as calls
@@ -28,9 +33,9 @@ log = logging.getLogger(__name__)
 
 REGION_HEADER = "X-Bedrock-Region"
 FALLBACK_REGION = "us-east-1"  # when neither the header nor the server's environment names one
-_chat = openai_compat.ChatCompletionRequest()
-_embeddings = openai_compat.EmbeddingsRequest()
-_images = openai_compat.ImagesRequest()
+_chat = ChatCompletionRequest()
+_embeddings = EmbeddingsRequest()
+_images = ImagesRequest()
 _region = RegionRequest()
 
 
@@ -80,30 +85,30 @@ def chat_completions():
     region = _bedrock_region()
     budget = body_budget()  # the body, then the JSON in its tool calls' arguments, on one set of limits
     chat = body(_chat, budget)
-    args = openai_compat.converse_args(chat, budget)
-    answer_id, created = openai_compat.new_id(), openai_compat.now()
+    args = openai_chat.converse_args(chat, budget)
+    answer_id, created = openai_chat.new_id(), openai_chat.now()
     if chat["stream"]:
-        usage_chunk = openai_compat.include_usage(chat)
-        translator = openai_compat.ChunkTranslator(chat["model"], answer_id, created, usage_chunk)
-        stream = wire.OpenAIStream(translator)
+        usage_chunk = openai_chat.include_usage(chat)
+        translator = ChunkTranslator(chat["model"], answer_id, created, usage_chunk)
+        stream = OpenAIStream(translator)
         return stream_response(_runtime(region, streaming=True), args, stream, real_statuses=True)
     _record_model(chat["model"])
     answer = calls.converse(_runtime(region), args)
     _record_usage(answer.get("usage"))
-    return openai_compat.completion(answer, chat["model"], answer_id, created)
+    return openai_chat.completion(answer, chat["model"], answer_id, created)
 
 
 def _chat_models(region):
     """The region's chat models as OpenAI lists them, under the ids Bedrock takes (profiles included)."""
     shared = resources()
     found = shared.models_cache.get(region, lambda: catalogue(shared.clients.get("bedrock", region), region))
-    created = openai_compat.now()  # Bedrock does not say when a model came out
+    created = openai_chat.now()  # Bedrock does not say when a model came out
     return [
         {
             "id": model["modelId"],
             "object": "model",
             "created": created,
-            "owned_by": base_model(model["modelId"]).split(".", 1)[0],
+            "owned_by": openai_chat.base_model(model["modelId"]).split(".", 1)[0],
             "name": model["modelName"],  # shown by Open WebUI and others in place of the id
         }
         for model in (found["textModel"] if found else [])
@@ -133,10 +138,10 @@ def create_embeddings():
     _authenticate()
     region = _bedrock_region()
     wanted = body(_embeddings)
-    model_calls = openai_compat.embedding_calls(wanted)
+    model_calls = openai_embeddings.embedding_calls(wanted)
     _record_model(wanted["model"])
     answers, token_counts = calls.embed(_runtime(region), model_calls)
-    answer = openai_compat.embeddings(wanted, answers, token_counts)
+    answer = openai_embeddings.embeddings(wanted, answers, token_counts)
     tokens = answer["usage"]["prompt_tokens"]
     _record_usage({"inputTokens": tokens, "outputTokens": 0, "totalTokens": tokens})
     return large_json(answer)
@@ -147,10 +152,10 @@ def generate_image():
     """Draw an image with a Titan, Nova Canvas or Stability model."""
     _authenticate()
     region = _bedrock_region()
-    wanted = openai_compat.image_request(body(_images))
+    wanted = openai_images.image_request(body(_images))
     _record_model(wanted["modelId"])
     helper = images.helper_model(region, resources().config.image_helper_model_id)
-    return openai_compat.image_answer(images.generate(_runtime(region), helper, wanted), openai_compat.now())
+    return openai_images.image_answer(images.generate(_runtime(region), helper, wanted), openai_chat.now())
 
 
 # --- errors: every one in OpenAI's shape -----------------------------------------------------

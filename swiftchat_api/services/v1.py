@@ -6,7 +6,7 @@ from array import array
 from gevent.lock import Semaphore
 from gevent.pool import Pool
 
-from ..openai_compat import OpenAIError
+from ..oai.errors import OpenAIError
 
 EMBEDDING_CONCURRENCY = 8  # InvokeModel calls one embeddings request has in flight at once
 _TOKEN_COUNT = "x-amzn-bedrock-input-token-count"

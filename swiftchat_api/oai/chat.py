@@ -1,0 +1,373 @@
+"""Chat completions ⇄ Converse: an OpenAI body in, boto3 arguments out; Converse's answer in, OpenAI's out.
+
+Where OpenAI and Bedrock do not line up (the README repeats these for users):
+- ``tool_choice: "none"``: Bedrock's toolChoice has no "none", and any toolConfig makes its
+  tools callable. So the call goes without a toolConfig, and tool calls and results already in
+  the history travel as plain text (Bedrock refuses toolUse/toolResult blocks without one).
+- Tools in the history but no ``tools`` in the request: each tool used is declared with an
+  open schema (Bedrock wants a toolConfig whenever such blocks are present).
+- ``reasoning_effort`` sets the thinking budget of Claude models that think (3.7, 4 and later)
+  to a share of maxTokens; other models ignore it (DeepSeek R1 always reasons). A call that
+  forces a tool goes without thinking (Claude refuses both at once), and so does one in the
+  middle of a tool loop: Claude then wants the signed thinking block of its last turn back,
+  which OpenAI's format cannot carry.
+- ``response_format`` ``json_schema`` → Converse ``outputConfig.textFormat``; Bedrock itself
+  refuses it (400) for a model without structured output, a list that changes every month.
+  ``json_object`` has no Bedrock counterpart: it is asked for in the system prompt, not enforced.
+- ``temperature`` above 1 is refused: Bedrock's range is 0 to 1, and rescaling would quietly
+  change every other value.
+"""
+
+import base64
+import binascii
+import hashlib
+import json
+import re
+import time
+import uuid
+
+from marshmallow import ValidationError
+
+from .. import bodies
+from ..services.converse import max_tokens
+from .errors import refuse
+from .schemas import EFFORT_SHARE
+
+_TOOL_ID = re.compile(r"[a-zA-Z0-9_.:-]{1,64}")  # what Bedrock takes as a toolUseId
+_PROFILE_PREFIX = re.compile(r"^(?:us|eu|apac|global|us-gov|jp|au|ca)\.")
+_THINKING_CLAUDE = re.compile(r"anthropic\.claude-(?:3-7-|(?:sonnet|opus|haiku)-(?:[4-9]|\d\d))")
+
+IMAGE_FORMATS = {
+    "image/png": "png",
+    "image/jpeg": "jpeg",
+    "image/jpg": "jpeg",
+    "image/gif": "gif",
+    "image/webp": "webp",
+}
+
+MIN_THINKING_BUDGET = 1024
+
+JSON_INSTRUCTION = "Reply with one valid JSON object and nothing else: no prose, no code fence."
+
+FINISH_REASONS = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "content_filtered": "content_filter",
+    "guardrail_intervened": "content_filter",
+}
+
+
+def base_model(model_id):
+    """The model id without its inference-profile geography (``us.``, ``global.``...)."""
+    return _PROFILE_PREFIX.sub("", model_id, count=1)
+
+
+def _tool_id(raw):
+    """A toolUseId Bedrock takes, the same for a call and its result (other providers' ids vary)."""
+    if _TOOL_ID.fullmatch(raw):
+        return raw
+    return "call_" + hashlib.sha256(raw.encode()).hexdigest()[:40]
+
+
+def _image_block(url, param):
+    if not url.startswith("data:"):
+        refuse(
+            "Image URLs are not fetched by this server; send the image inline as a data URL "
+            "(data:image/png;base64,...).",
+            param,
+            "image_url_not_supported",
+        )
+    header, _, data = url.partition(",")
+    media, *options = header[len("data:") :].split(";")
+    fmt = IMAGE_FORMATS.get(media.strip().lower())
+    if fmt is None:
+        refuse("Images must be PNG, JPEG, GIF or WebP.", param)
+    if "base64" not in (option.strip().lower() for option in options):
+        refuse("Image data URLs must be base64 (data:image/png;base64,...).", param)
+    try:
+        raw = base64.b64decode("".join(data.split()), validate=True)
+    except (binascii.Error, ValueError):
+        raw = b""
+    if not raw:
+        refuse("The image is not valid base64 data.", param)
+    return {"image": {"format": fmt, "source": {"bytes": raw}}}
+
+
+def _blocks(parts, param):
+    """Converse blocks for normalised content parts; blank text dropped, a cache point after a marked part."""
+    blocks = []
+    for index, part in enumerate(parts or []):
+        if part["type"] == "image":
+            blocks.append(_image_block(part["url"], f"{param}[{index}].image_url"))
+        elif part["text"].strip():  # Bedrock refuses blank text blocks
+            blocks.append({"text": part["text"]})
+        else:
+            continue
+        if part["cache"]:
+            blocks.append({"cachePoint": {"type": "default"}})
+    return blocks
+
+
+# A tool call's arguments are text inside the body, in the body's object, its messages, a message,
+# its tool_calls, the call and its function: JSON read from them is that many levels deep.
+ARGUMENTS_DEPTH = 6
+
+
+def _arguments(call, param, budget):
+    """A tool call's arguments as an object, read on the request's body budget (checked before they are parsed)."""
+    text = call["function"]["arguments"]
+    try:
+        value = budget.nested(text, ARGUMENTS_DEPTH) if text.strip() else {}
+    except bodies.OverBudget as error:
+        refuse(error.reason, param)
+    except ValidationError:  # not JSON
+        value = None
+    if not isinstance(value, dict):
+        refuse("Tool call arguments must be a JSON object.", param)
+    return value
+
+
+def _text_of(parts):
+    return "".join(part["text"] for part in parts or [] if part["type"] == "text")
+
+
+def _conversation(messages, tools_as_text, budget):
+    """(system blocks, alternating Converse messages) for validated OpenAI messages; JSON in them read on ``budget``."""
+    system, turns = [], []
+    waiting = {}  # raw id → name: the latest assistant tool calls not answered yet
+    answered = set()
+    for i, message in enumerate(messages):
+        role, param = message["role"], f"messages[{i}]"
+        if role in ("system", "developer"):
+            system.extend(_blocks(message["content"], f"{param}.content"))
+            continue
+        if role == "tool":
+            raw = message["tool_call_id"]
+            if raw not in waiting or raw in answered:
+                refuse("This tool message answers no open tool call of the assistant message before it.", param)
+            answered.add(raw)
+            result = _text_of(message["content"])
+            if tools_as_text:
+                block = {"text": f"[result of tool call {raw} ({waiting[raw]})]: {result}"}
+            else:
+                block = {
+                    "toolResult": {"toolUseId": _tool_id(raw), "content": [{"text": result}] if result.strip() else []}
+                }
+            turns.append(("user", [block]))
+            continue
+        if set(waiting) - answered:
+            refuse("The assistant's tool calls before this message were not all answered by tool messages.", param)
+        waiting, answered = {}, set()
+        blocks = _blocks(message["content"], f"{param}.content")
+        for j, call in enumerate(message.get("tool_calls") or []):
+            raw, name = call["id"], call["function"]["name"]
+            arguments = _arguments(call, f"{param}.tool_calls[{j}].function.arguments", budget)
+            if raw in waiting:
+                refuse("Two tool calls share one id.", f"{param}.tool_calls[{j}].id")
+            waiting[raw] = name
+            if tools_as_text:
+                blocks.append({"text": f"[tool call {raw}: {name}({json.dumps(arguments, ensure_ascii=False)})]"})
+            else:
+                blocks.append({"toolUse": {"toolUseId": _tool_id(raw), "name": name, "input": arguments}})
+        turns.append((role, blocks))
+    if set(waiting) - answered:
+        refuse("The last assistant message's tool calls were not answered by tool messages.", "messages")
+    return system, _alternating(turns)
+
+
+def _alternating(turns):
+    """Merge consecutive same-role turns (Bedrock wants user and assistant to alternate)."""
+    merged = []
+    for role, blocks in turns:
+        if not blocks:
+            continue
+        if merged and merged[-1]["role"] == role:
+            merged[-1]["content"].extend(blocks)
+        else:
+            merged.append({"role": role, "content": list(blocks)})
+    for message in merged:
+        if message["role"] == "user":  # Claude wants the tool results first in their turn
+            message["content"].sort(key=lambda block: "toolResult" not in block)
+    if not merged:
+        refuse("The messages hold nothing to answer.", "messages")
+    if merged[0]["role"] != "user":
+        refuse("The first message after the system messages must be the user's (Bedrock's rule).", "messages")
+    last = merged[-1]
+    if last["role"] == "assistant" and "text" in last["content"][-1]:
+        # A final assistant message is a prefill, and Claude refuses one that ends in whitespace.
+        last["content"][-1] = {"text": last["content"][-1]["text"].rstrip()}
+    return merged
+
+
+def _tool_spec(tool):
+    function = tool["function"]
+    spec = {"name": function["name"], "inputSchema": {"json": function.get("parameters") or {"type": "object"}}}
+    if function.get("description"):
+        spec["description"] = function["description"]
+    if function.get("strict"):
+        spec["strict"] = True
+    return {"toolSpec": spec}
+
+
+def _tool_config(body, messages):
+    choice = body.get("tool_choice")
+    if choice == "none":
+        return None
+    specs = [_tool_spec(tool) for tool in body.get("tools") or []]
+    if not specs:
+        used = dict.fromkeys(
+            block["toolUse"]["name"] for message in messages for block in message["content"] if "toolUse" in block
+        )
+        specs = [
+            {"toolSpec": {"name": name, "description": "A tool used earlier in this conversation.",
+                          "inputSchema": {"json": {"type": "object"}}}}
+            for name in used
+        ]  # fmt: skip
+    if not specs:
+        return None
+    config = {"tools": specs}
+    if choice == "required":
+        config["toolChoice"] = {"any": {}}
+    elif isinstance(choice, dict):
+        config["toolChoice"] = {"tool": {"name": choice["name"]}}
+    return config
+
+
+def _thinking_budget(body, model, ceiling, messages):
+    """The thinking budget for reasoning_effort, or None when this call does not think."""
+    effort = body.get("reasoning_effort")
+    if effort in (None, "none") or not _THINKING_CLAUDE.search(model):
+        return None
+    choice = body.get("tool_choice")
+    if choice == "required" or isinstance(choice, dict):  # Claude does not think when a tool call is forced
+        return None
+    last_assistant = next((m for m in reversed(messages) if m["role"] == "assistant"), None)
+    if last_assistant and any("toolUse" in block for block in last_assistant["content"]):
+        return None
+    budget = max(MIN_THINKING_BUDGET, int(ceiling * EFFORT_SHARE[effort]))
+    if budget >= ceiling:
+        refuse(f"reasoning_effort needs max_tokens above {MIN_THINKING_BUDGET}.", "max_tokens")
+    return budget
+
+
+def converse_args(body, budget=None):
+    """The boto3 ``converse`` / ``converse_stream`` keyword arguments for a validated chat-completions body.
+
+    ``budget`` is the request's ``bodies.Budget``, on which its body was read: the JSON in tool
+    calls' arguments counts against the same limits (a fresh budget when none is given).
+    """
+    budget = bodies.Budget() if budget is None else budget
+    model = body["model"]
+    tools_as_text = body.get("tool_choice") == "none"
+    system, messages = _conversation(body["messages"], tools_as_text, budget)
+    response_format = body.get("response_format") or {}
+    if response_format.get("type") == "json_object":
+        system.append({"text": JSON_INSTRUCTION})
+    ceiling = body.get("max_completion_tokens") or body.get("max_tokens") or max_tokens(base_model(model))
+    inference = {"maxTokens": ceiling}
+    if body.get("temperature") is not None:
+        inference["temperature"] = body["temperature"]
+    if body.get("top_p") is not None:
+        inference["topP"] = body["top_p"]
+    if body.get("stop"):
+        inference["stopSequences"] = body["stop"]
+    args = {"modelId": model, "messages": messages, "inferenceConfig": inference}
+    if system:
+        args["system"] = system
+    tool_config = _tool_config(body, messages)
+    if tool_config:
+        args["toolConfig"] = tool_config
+    thinking = _thinking_budget(body, model, ceiling, messages)
+    if thinking:
+        args["additionalModelRequestFields"] = {"reasoning_config": {"type": "enabled", "budget_tokens": thinking}}
+    if response_format.get("type") == "json_schema":
+        spec = response_format["json_schema"]
+        schema = {"schema": json.dumps(spec["schema"]), "name": spec["name"]}
+        if spec.get("description"):
+            schema["description"] = spec["description"]
+        args["outputConfig"] = {"textFormat": {"type": "json_schema", "structure": {"jsonSchema": schema}}}
+    return args
+
+
+# --- chat completions: answer ----------------------------------------------------------------
+
+
+def include_usage(body):
+    """Whether a streamed answer ends with a usage chunk (``stream_options.include_usage``)."""
+    return bool((body.get("stream_options") or {}).get("include_usage"))
+
+
+def new_id(prefix="chatcmpl"):
+    """A fresh answer id such as ``chatcmpl-…``."""
+    return f"{prefix}-{uuid.uuid4().hex}"
+
+
+def now():
+    """OpenAI's ``created``: whole seconds since the epoch."""
+    return int(time.time())
+
+
+def usage(bedrock_usage):
+    """OpenAI's usage from Bedrock's: prompt tokens include the cached ones, as OpenAI counts them."""
+    bedrock_usage = bedrock_usage or {}
+    cached = bedrock_usage.get("cacheReadInputTokens") or 0
+    prompt = (bedrock_usage.get("inputTokens") or 0) + cached + (bedrock_usage.get("cacheWriteInputTokens") or 0)
+    completion_tokens = bedrock_usage.get("outputTokens") or 0
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt + completion_tokens,
+        "prompt_tokens_details": {"cached_tokens": cached},
+    }
+
+
+def finish_reason(stop_reason, has_tool_calls):
+    """OpenAI's finish_reason for Bedrock's stopReason; ``tool_calls`` exactly when the answer has some."""
+    reason = FINISH_REASONS.get(stop_reason, "stop")
+    if reason == "stop" and has_tool_calls:
+        return "tool_calls"
+    if reason == "tool_calls" and not has_tool_calls:
+        return "stop"
+    return reason
+
+
+def client_tool(tool_use):
+    """False for a tool Bedrock ran itself (server_tool_use): the client has nothing to call."""
+    return tool_use.get("type") != "server_tool_use"
+
+
+def completion(response, model, completion_id, created):
+    """A ``chat.completion`` object from a Converse answer: every text block kept, in order."""
+    texts, reasoning, calls = [], [], []
+    for block in response.get("output", {}).get("message", {}).get("content", []):
+        if "text" in block:
+            texts.append(block["text"])
+        elif "reasoningContent" in block:
+            reasoning.append((block["reasoningContent"].get("reasoningText") or {}).get("text") or "")
+        elif "toolUse" in block and client_tool(block["toolUse"]):
+            tool_use = block["toolUse"]
+            arguments = json.dumps(tool_use.get("input") or {}, ensure_ascii=False)
+            calls.append({"id": tool_use["toolUseId"], "type": "function",
+                          "function": {"name": tool_use["name"], "arguments": arguments}})  # fmt: skip
+    message = {"role": "assistant", "content": "".join(texts) if texts or not calls else None, "refusal": None}
+    if "".join(reasoning):
+        message["reasoning_content"] = "".join(reasoning)
+    if calls:
+        message["tool_calls"] = calls
+    choice = {
+        "index": 0,
+        "message": message,
+        "logprobs": None,
+        "finish_reason": finish_reason(response.get("stopReason"), bool(calls)),
+    }
+    return {
+        "id": completion_id,
+        "object": "chat.completion",
+        "created": created,
+        "model": model,
+        "choices": [choice],
+        "usage": usage(response.get("usage")),
+    }
