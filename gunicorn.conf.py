@@ -6,12 +6,14 @@ import sys
 import tempfile
 
 from swiftchat_api.config import ConfigError, flag, number
+from swiftchat_api.hostlimits import raise_open_files, usable_cpus
 from swiftchat_api.logs import gunicorn_logconfig
 
 _env = os.environ
 try:
     bind = _env.get("GUNICORN_BIND") or f"{_env.get('HOST', '0.0.0.0')}:{number(_env, 'PORT', 8080, int, minimum=1)}"
-    workers = number(_env, "WEB_CONCURRENCY", os.cpu_count() or 1, int, minimum=1)
+    # One worker per CPU this process may use: its affinity, capped by a cgroup's CPU quota (--cpus).
+    workers = number(_env, "WEB_CONCURRENCY", usable_cpus(), int, minimum=1)
     # Each open chat stream holds one connection; the gevent worker serves this many at once.
     worker_connections = number(_env, "WORKER_CONNECTIONS", 4096, int, minimum=1)
     backlog = number(_env, "GUNICORN_BACKLOG", 4096, int, minimum=1)
@@ -59,6 +61,7 @@ def _start_emulator(server):
     if not os.environ.get("AWS_ENDPOINT_URL_BEDROCK_RUNTIME"):
         from swiftchat_api.emulator import launch
 
+        raise_open_files()  # the emulator serves every worker's upstream connections
         _emulator, url = launch.start()
         for name, value in launch.environment(url).items():
             os.environ.setdefault(name, value)

@@ -37,6 +37,10 @@
    request's line (its headers copied, every atom formatted) for a logger that drops it unless
    ``ACCESS_LOG=1``: 2.8% of a worker's samples (py-spy). The worker tells gunicorn the truth
    (statsd's request metrics, if configured, are still sent).
+11. Each open stream holds two files (its client's socket and its upstream connection), and
+   container runtimes start processes with a soft open-files limit of 1,024: the worker raises
+   its soft limit to the hard one as it starts, and warns, naming the fix, when even the hard limit
+   cannot hold ``worker_connections`` streams (``hostlimits``).
 
 Selected in gunicorn.conf.py as ``worker_class``. HTTP/1 only: HTTP/2 (off by default) keeps
 gunicorn's own header policy.
@@ -62,7 +66,7 @@ from gunicorn.http.wsgi import Response, default_environ
 from gunicorn.workers import ggevent
 from gunicorn.workers.ggevent import GeventWorker
 
-from . import heap
+from . import heap, hostlimits
 from .connection import CONNECTION, Connection
 from .resolver import SharedLookups
 
@@ -242,6 +246,7 @@ class SwiftChatWorker(GeventWorker):
         io.DEFAULT_BUFFER_SIZE = UPSTREAM_READ_BUFFER
         if hasattr(self.log, "_access_log_enabled") and not self.log.access_log.isEnabledFor(logging.INFO):
             self.log._access_log_enabled = False  # see 9. above (a gunicorn without it builds the line)
+        hostlimits.prepare_worker(self.worker_connections, self.log)  # see 11. above
         super().init_process()
 
     # Bumped when a request's view returns and when the request ends: the moments its memory is
