@@ -1,13 +1,19 @@
 """Operator routes: health, readiness, metrics, the OpenAPI document and the docs page."""
 
+import logging
+import os
+import time
+
 from flask import Blueprint, Response, jsonify, request
 from flask_swagger_ui import get_swaggerui_blueprint
 
 from .. import openapi, telemetry
 from ..auth import StaticKey, authenticate
 from ..exceptions import ApiError
+from ..store import StoreUnavailable
 from .common import require_key, resources
 
+log = logging.getLogger(__name__)
 bp = Blueprint("ops", __name__)
 docs = get_swaggerui_blueprint("/docs", "/openapi.json", config={"app_name": "swiftchat-api"}, blueprint_name="docs")
 
@@ -20,12 +26,40 @@ def healthz():
 
 @bp.get("/readyz")
 def readyz():
-    """Say whether requests can be authenticated: the API key source is readable."""
+    """Say whether requests can be served: the API key source is readable and the key store writable."""
+    shared = resources()
     try:
-        resources().keys.get()
+        shared.keys.get()
     except ApiError as error:
         return {"status": "unavailable", "detail": error.detail}, 503
+    try:
+        shared.store.probe()
+    except StoreUnavailable as error:
+        _store_not_ready(shared.store, error)
+        detail = f"{error} The server's user must be able to open and write SWIFTCHAT_STORE (see the log)."
+        return {"status": "unavailable", "detail": detail}, 503
     return {"status": "ready"}
+
+
+_STORE_LOG_INTERVAL = 60.0  # seconds: a load balancer asks every few seconds
+_store_logged = {}
+
+
+def _store_not_ready(store, error):
+    """Log, at most once a minute for the same reason, which store failed and as whom."""
+    reason = str(error)
+    now = time.monotonic()
+    if now - _store_logged.get(reason, float("-inf")) < _STORE_LOG_INTERVAL:
+        return
+    _store_logged[reason] = now
+    cause = f" ({error.__cause__})" if error.__cause__ is not None else ""
+    log.warning(
+        "/readyz: not ready: the key store %s cannot be opened or written by uid %d: %s%s",
+        store.describe(),
+        os.getuid(),
+        reason,
+        cause,
+    )
 
 
 @bp.get("/metrics")

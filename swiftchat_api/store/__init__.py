@@ -282,6 +282,14 @@ class Store:
         if stored is not None and stored != fingerprint:
             raise PepperMismatch(PEPPER_MISMATCH)
 
+    def probe(self):
+        """Raise StoreUnavailable, saying why, unless the store can be opened and written now (I/O).
+
+        Nothing is changed: an empty write transaction (SQLite, which makes the file if there is
+        none, as the first request would) or a short-lived marker (Redis).
+        """
+        raise NotImplementedError
+
     def close(self):
         """Let go of connections (no I/O needed)."""
 

@@ -127,6 +127,13 @@ class RedisStore(Store):
         except redis.RedisError as error:
             raise StoreUnavailable(f"The key store cannot be used: {type(error).__name__}: {error}") from None
 
+    def probe(self):
+        """Write a marker that expires by itself: a read-only replica or a full Redis refuses it."""
+        try:
+            self._redis.set(PREFIX + "ready-probe", "1", ex=60)
+        except redis.RedisError as error:  # the cause (hosts, ports) is for the log, not for /readyz
+            raise StoreUnavailable(f"The key store cannot be used: {type(error).__name__}.") from error
+
     def close(self):
         """Close this process's connections."""
         self._redis.connection_pool.disconnect()  # Redis.close() leaves a pool it was given open

@@ -155,6 +155,10 @@ class SQLiteStore(Store):
                     connection.execute("ROLLBACK")
             raise
 
+    def probe(self):
+        """Open the file (making it if there is none) and take the write lock, writing nothing."""
+        self._run(lambda db: None, write=True)
+
     def close(self):
         """Close this process's connection."""
         with self._lock:
