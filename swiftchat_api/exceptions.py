@@ -1,4 +1,14 @@
-"""The errors the API answers with, and how a Bedrock failure is told to a caller; no Flask here."""
+"""The errors the API answers with, and how an AWS failure is told to a caller; no Flask here.
+
+One hierarchy: whatever is answered in place of a success is an ApiError, with an HTTP status
+and the text the caller is shown, which errors.py renders in the shape of the route's family:
+- LimitExceeded: a per-person key over one of its limits (429 with Retry-After);
+- StreamRefused: a chat call refused before its stream began;
+- UpstreamError: an AWS call failed;
+- Unfulfilled: a request the apps are answered ``200 {"error": ...}`` for.
+An error that stands for an upstream one carries it as ``cause`` (no renderer digs in
+``__context__``), and Bedrock's error codes become statuses in one place, bedrock_status.
+"""
 
 import re
 
@@ -33,13 +43,20 @@ _PARAMETER_PROBLEM = re.compile(
 
 
 class ApiError(Exception):
-    """An error answered as ``{"detail": ...}`` with an HTTP status."""
+    """An answer other than a success: an HTTP status and what the caller is told (``detail``).
 
-    def __init__(self, status, detail, headers=None):
+    ``headers`` go with the answer; ``cause`` is the upstream error this one stands for, if any;
+    ``param`` and ``code`` are what OpenAI's clients read, where there is a word for them.
+    """
+
+    def __init__(self, status, detail, headers=None, *, cause=None, param=None, code=None):
         super().__init__(detail)
         self.status = status
         self.detail = detail
         self.headers = headers or {}
+        self.cause = cause
+        self.param = param
+        self.code = code
 
 
 class LimitExceeded(ApiError):
@@ -63,13 +80,28 @@ class LimitExceeded(ApiError):
         self.retry_after = retry_after
 
 
-class StreamRefused(Exception):
-    """A chat call refused before its stream began; the chat routes answer text/plain ``Error: ...``."""
+class StreamRefused(ApiError):
+    """A chat call refused before its stream began; ``cause`` is Bedrock's refusal, when it was Bedrock's."""
 
-    def __init__(self, status, message, headers=None):
-        super().__init__(message)
-        self.status = status
-        self.headers = headers or {}
+
+class UpstreamError(ApiError):
+    """An AWS call failed: ``cause`` is botocore's error, the status its code's, the detail redacted."""
+
+    def __init__(self, cause):
+        super().__init__(bedrock_status(cause), describe(cause), cause=cause)
+
+
+class Unfulfilled(ApiError):
+    """A request the apps are answered ``200 {"error": detail}`` for, a text every generation shows.
+
+    An image the model cannot draw, no credentials to hand out, a model list Bedrock refuses.
+    ``status`` is what an API with real statuses answers (/v1/images): a Bedrock refusal's own,
+    else 400.
+    """
+
+    def __init__(self, detail, cause=None):
+        status = bedrock_status(cause) if isinstance(cause, ClientError) else 400
+        super().__init__(status, detail, cause=cause)
 
 
 def describe(error):
@@ -81,15 +113,36 @@ def describe(error):
     return _SECRETS.sub(lambda match: (match.group(1) or "") + "<redacted>", str(error))
 
 
+def bedrock_code(error):
+    """Bedrock's error code of a ClientError, spelt as a refusal spells it; "" for any other error."""
+    if not isinstance(error, ClientError):
+        return ""
+    code = error.response.get("Error", {}).get("Code") or ""
+    return code[:1].upper() + code[1:]  # in-stream exceptions are spelt throttlingException
+
+
+def bedrock_status(error):
+    """The HTTP status a failed AWS call is answered with: Bedrock's code through BEDROCK_STATUS."""
+    if isinstance(error, ClientError):
+        return BEDROCK_STATUS.get(bedrock_code(error), 502)
+    return 400 if isinstance(error, ParamValidationError) else 502
+
+
+def upstream(error):
+    """A failed AWS call as an UpstreamError, counted under its code."""
+    telemetry.upstream_error(error)
+    return UpstreamError(error)
+
+
+def unfulfilled(error):
+    """A failed AWS call that the apps are told of in a 200 ``{"error"}``, counted under its code."""
+    telemetry.upstream_error(error)
+    return Unfulfilled(describe(error), cause=error)
+
+
 def refused(error):
     """Turn a failure before a stream's first event into StreamRefused with the fitting status."""
     if isinstance(error, StreamRefused):
         return error
     telemetry.upstream_error(error)
-    if isinstance(error, ClientError):
-        code = error.response.get("Error", {}).get("Code") or ""
-        # In-stream exceptions are spelt throttlingException, refusals ThrottlingException.
-        status = BEDROCK_STATUS.get(code[:1].upper() + code[1:], 502)
-    else:
-        status = 400 if isinstance(error, ParamValidationError) else 502
-    return StreamRefused(status, describe(error))
+    return StreamRefused(bedrock_status(error), describe(error), cause=error)

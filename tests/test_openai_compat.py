@@ -13,9 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from marshmallow import ValidationError, fields, validate
 
+from swiftchat_api.exceptions import ApiError, Unfulfilled
 from swiftchat_api.oai.chat import JSON_INSTRUCTION, completion, converse_args, include_usage
 from swiftchat_api.oai.embeddings import embedding_calls, embeddings
-from swiftchat_api.oai.errors import OpenAIError, error_body, invalid_body, upstream_error
+from swiftchat_api.oai.errors import answer, body_of, error_body, invalid_body, upstream_error
 from swiftchat_api.oai.images import image_answer, image_request
 from swiftchat_api.oai.schemas import (
     MAX_MESSAGES,
@@ -42,8 +43,8 @@ def args(messages, **body):
 
 
 def refusal(messages, **body):
-    """The OpenAIError a body is answered with, whether the schema or the mapping refused it."""
-    with pytest.raises((OpenAIError, ValidationError)) as caught:
+    """The ApiError a body is answered with, whether the schema or the mapping refused it."""
+    with pytest.raises((ApiError, ValidationError)) as caught:
         args(messages, **body)
     error = caught.value
     return invalid_body(error) if isinstance(error, ValidationError) else error
@@ -184,9 +185,9 @@ def test_image_data_urls_are_decoded_to_bytes_with_their_format(media, fmt):
 def test_images_that_cannot_be_sent_inline_are_refused_clearly(url, says):
     error = refusal([user([{"type": "text", "text": "see"}, image(url)])])
     assert error.status == 400
-    assert says in error.message
+    assert says in error.detail
     assert error.param == "messages[0].content[1].image_url"
-    assert SECRET not in json.dumps(error.body())
+    assert SECRET not in json.dumps(body_of(error))
 
 
 def test_consecutive_messages_of_one_role_are_merged():
@@ -207,7 +208,7 @@ def test_consecutive_messages_of_one_role_are_merged():
 def test_conversations_bedrock_cannot_take_are_refused(messages, says):
     error = refusal(messages)
     assert (error.status, error.param) == (400, "messages")
-    assert says in error.message
+    assert says in error.detail
 
 
 def test_a_final_assistant_message_is_a_prefill_without_trailing_whitespace():
@@ -280,7 +281,7 @@ def test_tool_call_ids_bedrock_would_refuse_are_rewritten_the_same_way_in_call_a
 def test_tool_histories_that_do_not_add_up_are_refused(messages, param, says):
     error = refusal(messages, tools=[WEATHER])
     assert (error.status, error.param) == (400, param)
-    assert says in error.message
+    assert says in error.detail
 
 
 def test_tools_become_tool_specs_and_auto_leaves_the_choice_to_the_model():
@@ -394,7 +395,7 @@ def test_sampling_parameters_map_to_the_inference_config(body, expected):
 )
 def test_parameters_out_of_range_are_refused_by_name(body, param):
     error = refusal([user("x")], **body)
-    assert (error.status, error.param, error.kind) == (400, param, "invalid_request_error")
+    assert (error.status, error.param, body_of(error)["error"]["type"]) == (400, param, "invalid_request_error")
 
 
 @pytest.mark.parametrize(
@@ -501,7 +502,7 @@ def test_malformed_messages_are_refused_by_position_without_quoting_them(message
         return
     error = refusal(messages)
     assert (error.status, error.param) == (400, param)
-    assert SECRET not in json.dumps(error.body())
+    assert SECRET not in json.dumps(body_of(error))
 
 
 def test_message_counts_and_sizes_are_bounded():
@@ -740,14 +741,14 @@ def test_error_bodies_have_openais_shape_and_type(status, code, kind):
 )
 def test_bedrock_errors_map_through_the_projects_status_table(code, message, status, openai_code):
     error = upstream_error(ClientError({"Error": {"Code": code, "Message": message}}, "ConverseStream"))
-    assert (error.status, error.message, error.code) == (status, message, openai_code)
+    assert (error.status, error.detail, error.code) == (status, message, openai_code)
 
 
 def test_botocore_parameter_errors_do_not_quote_the_value():
     report = f"Invalid type for parameter messages[0].content, value: {SECRET}, type: <class 'str'>"
     error = upstream_error(ParamValidationError(report=report))
     assert error.status == 400
-    assert SECRET not in error.message
+    assert SECRET not in error.detail
 
 
 # --- embeddings -------------------------------------------------------------------------------
@@ -803,9 +804,9 @@ def test_cohere_embeds_96_texts_a_call():
     ],
 )
 def test_embedding_requests_that_cannot_work_are_refused(body, param):
-    with pytest.raises((OpenAIError, ValidationError)) as caught:
+    with pytest.raises((ApiError, ValidationError)) as caught:
         embedding_calls(embedding_body(**body))
-    error = caught.value if isinstance(caught.value, OpenAIError) else invalid_body(caught.value)
+    error = caught.value if isinstance(caught.value, ApiError) else invalid_body(caught.value)
     assert (error.status, error.param) == (400, param)
 
 
@@ -835,7 +836,7 @@ def test_cohere_answers_are_split_back_into_one_embedding_per_input():
     answer = embeddings(body, answers, token_counts=[4, 1])
     assert [item["embedding"] for item in answer["data"]] == [[1.0], [2.0], [3.0]]
     assert answer["usage"]["prompt_tokens"] == 5
-    with pytest.raises(OpenAIError) as caught:
+    with pytest.raises(ApiError) as caught:
         embeddings(body, answers[:1])
     assert caught.value.status == 502
 
@@ -877,21 +878,20 @@ def test_image_requests_become_the_image_services_request(body, size):
     ],
 )
 def test_image_requests_that_cannot_be_drawn_are_refused(body, param):
-    with pytest.raises((OpenAIError, ValidationError)) as caught:
+    with pytest.raises((ApiError, ValidationError)) as caught:
         image_request(images_body(**body))
-    error = caught.value if isinstance(caught.value, OpenAIError) else invalid_body(caught.value)
+    error = caught.value if isinstance(caught.value, ApiError) else invalid_body(caught.value)
     assert (error.status, error.param) == (400, param)
 
 
 def test_image_answers_carry_b64_json_and_refusals_keep_their_status():
     assert image_answer({"image": "aGk="}, 5) == {"created": 5, "data": [{"b64_json": "aGk="}]}
-    throttled = "An error occurred (ThrottlingException) when calling the InvokeModel operation: slow down"
-    with pytest.raises(OpenAIError) as caught:
-        image_answer({"error": throttled}, 5)
-    assert (caught.value.status, caught.value.code) == (429, "rate_limit_exceeded")
-    with pytest.raises(OpenAIError) as caught:
-        image_answer({"error": "The model did not finish the image: Filter reason: prompt"}, 5)
-    assert caught.value.status == 400
+    throttled = ClientError({"Error": {"Code": "ThrottlingException", "Message": "slow down"}}, "InvokeModel")
+    body, status, _ = answer(Unfulfilled(str(throttled), cause=throttled))
+    assert (status, body["error"]["code"]) == (429, "rate_limit_exceeded")
+    assert body["error"]["message"] == str(throttled)  # botocore's whole sentence, as /v1/images always said it
+    body, status, _ = answer(Unfulfilled("The model did not finish the image: Filter reason: prompt"))
+    assert (status, body["error"]["type"]) == (400, "invalid_request_error")
 
 
 # --- through boto3 and the emulator -----------------------------------------------------------

@@ -10,6 +10,7 @@ from flask import Response, current_app, request
 from .. import auth, bodies, telemetry
 from ..exceptions import ApiError
 from ..observe import FACTS
+from ..services.catalogue import catalogue
 
 # Operator routes (/metrics) show every key's name and usage: only the shared key opens them.
 _OPERATOR_BLUEPRINTS = frozenset({"ops"})
@@ -59,6 +60,12 @@ def _account(recorder, record):
     # The model id is the caller's text until Bedrock answered with usage: recorded only then, so
     # made-up ids cannot add a usage row each (image calls, which report no tokens, count unnamed).
     recorder.add(record.key_name, record.model if usage else None, input_tokens, output_tokens)
+
+
+def region_models(region):
+    """The region's model catalogue (services.catalogue), cached; UpstreamError when Bedrock will not list it."""
+    shared = resources()
+    return shared.models_cache.get(region, lambda: catalogue(shared.clients.get("bedrock", region), region))
 
 
 def raw_body():

@@ -3,29 +3,13 @@
 from flask import Blueprint
 
 from .. import wire
-from ..exceptions import LimitExceeded
-from ..schemas import ConverseRequest, UnusableContent
+from ..schemas import ConverseRequest
 from ..services import converse
 from .common import body, require_key, resources
 from .streaming import stream_response
 
 bp = Blueprint("converse", __name__)
 _schema = ConverseRequest()
-
-
-@bp.errorhandler(LimitExceeded)
-def _over_limit(error):
-    """A key over its limit, told as every app generation shows a chat error: text/plain ``Error: ...``."""
-    return f"Error: {error.detail}", error.status, {**error.headers, "Content-Type": "text/plain; charset=utf-8"}
-
-
-@bp.errorhandler(UnusableContent)
-def _unusable(error):
-    """A body the apps can send but nothing can use (invalid base64 in an attachment): ``Error: ...`` as text.
-
-    Every app generation shows such text in the chat, where it prints a 422 JSON list raw.
-    """
-    return f"Error: {error.text}", error.status, {"Content-Type": "text/plain; charset=utf-8"}
 
 
 def _stream(dialect):

@@ -4,7 +4,7 @@ from flask import Blueprint, Response, current_app, request
 
 from .. import auth, bodies
 from ..connection import CONNECTION
-from ..exceptions import ApiError, StreamRefused
+from ..exceptions import ApiError
 from ..services import proxy
 from ..store import shaped_like_a_key
 from .common import facts, raw_body, require_key, resources
@@ -13,13 +13,6 @@ from .streaming import STREAM_HEADERS
 bp = Blueprint("proxy", __name__)
 _schema = proxy.ChatCompletionsRequest()
 _EXTENSION = "swiftchat.proxy"
-
-
-@bp.errorhandler(StreamRefused)
-def _provider_refused(error):
-    """The provider answered with a redirect or an unusable status: told as an unreachable provider is."""
-    headers = {**STREAM_HEADERS, **error.headers, "Content-Type": "text/event-stream"}
-    return proxy.failure_body(str(error)), error.status, headers
 
 
 @bp.record_once

@@ -2,34 +2,25 @@
 
 Named v1, not openai, so that no module inside the package shadows the ``openai`` SDK. Every
 answer that is not a success is OpenAI's ``{"error": {"message", "type", "param", "code"}}``
-with the status the SDKs turn into their exception classes.
+with the status the SDKs turn into their exception classes (errors.py renders them).
 """
 
-import logging
-import traceback
-
-from botocore.exceptions import BotoCoreError, ClientError
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, request
 from marshmallow import ValidationError
-from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
-from .. import telemetry
-from ..exceptions import ApiError, LimitExceeded, StreamRefused
+from ..exceptions import ApiError
 from ..oai import chat as openai_chat
 from ..oai import embeddings as openai_embeddings
 from ..oai import images as openai_images
-from ..oai.errors import OpenAIError, invalid_body, upstream_error
 from ..oai.schemas import ChatCompletionRequest, EmbeddingsRequest, ImagesRequest
 from ..oai.stream import ChunkTranslator, OpenAIStream
 from ..schemas import RegionRequest
 from ..services import images
 from ..services import v1 as calls
-from ..services.catalogue import catalogue
-from .common import body, body_budget, facts, large_json, require_key, resources
+from .common import body, body_budget, facts, large_json, region_models, require_key, resources
 from .streaming import stream_response
 
 bp = Blueprint("v1", __name__)
-log = logging.getLogger(__name__)
 
 REGION_HEADER = "X-Bedrock-Region"
 FALLBACK_REGION = "us-east-1"  # when neither the header nor the server's environment names one
@@ -45,10 +36,10 @@ def _authenticate():
         require_key()
     except ApiError as error:
         if error.status == 401:
-            raise OpenAIError(401, error.detail, code="invalid_api_key") from None
+            raise ApiError(401, error.detail, code="invalid_api_key") from None
         if error.status == 403:  # no key, or not a Bearer one
             message = f"{error.detail}: send your API key as Authorization: Bearer <key>."
-            raise OpenAIError(401, message, code="invalid_api_key") from None
+            raise ApiError(401, message, code="invalid_api_key") from None
         raise
 
 
@@ -61,7 +52,7 @@ def _bedrock_region():
     try:
         return _region.load({"region": given})["region"]
     except ValidationError:
-        raise OpenAIError(400, f"{REGION_HEADER}: Not a valid AWS region name.", param=REGION_HEADER) from None
+        raise ApiError(400, f"{REGION_HEADER}: Not a valid AWS region name.", param=REGION_HEADER) from None
 
 
 def _runtime(region, streaming=False):
@@ -78,6 +69,11 @@ def _record_usage(usage):
     facts().usage = usage
 
 
+def _read_only(tokens):
+    """The usage of a call that read ``tokens`` and wrote none (embeddings), as Bedrock counts it."""
+    return {"inputTokens": tokens, "outputTokens": 0, "totalTokens": tokens}
+
+
 @bp.post("/v1/chat/completions")
 def chat_completions():
     """Answer a chat with a Bedrock model, streamed as server-sent events or whole."""
@@ -86,22 +82,29 @@ def chat_completions():
     budget = body_budget()  # the body, then the JSON in its tool calls' arguments, on one set of limits
     chat = body(_chat, budget)
     args = openai_chat.converse_args(chat, budget)
-    answer_id, created = openai_chat.new_id(), openai_chat.now()
     if chat["stream"]:
-        usage_chunk = openai_chat.include_usage(chat)
-        translator = ChunkTranslator(chat["model"], answer_id, created, usage_chunk)
-        stream = OpenAIStream(translator)
-        return stream_response(_runtime(region, streaming=True), args, stream, real_statuses=True)
+        return stream_response(_runtime(region, streaming=True), args, _chunks(chat), real_statuses=True)
+    return _whole(_runtime(region), chat, args)
+
+
+def _chunks(chat):
+    """The /v1 stream dialect for one answer, whose chunks share an id and a time."""
+    usage_chunk = openai_chat.include_usage(chat)
+    return OpenAIStream(ChunkTranslator(chat["model"], openai_chat.new_id(), openai_chat.now(), usage_chunk))
+
+
+def _whole(client, chat, args):
+    """A chat answered whole: one Converse call, its ``chat.completion``."""
+    answer_id, created = openai_chat.new_id(), openai_chat.now()
     _record_model(chat["model"])
-    answer = calls.converse(_runtime(region), args)
+    answer = calls.converse(client, args)
     _record_usage(answer.get("usage"))
     return openai_chat.completion(answer, chat["model"], answer_id, created)
 
 
 def _chat_models(region):
     """The region's chat models as OpenAI lists them, under the ids Bedrock takes (profiles included)."""
-    shared = resources()
-    found = shared.models_cache.get(region, lambda: catalogue(shared.clients.get("bedrock", region), region))
+    found = region_models(region)
     created = openai_chat.now()  # Bedrock does not say when a model came out
     return [
         {
@@ -128,7 +131,7 @@ def retrieve_model(model_id):
     _authenticate()
     found = next((model for model in _chat_models(_bedrock_region()) if model["id"] == model_id), None)
     if found is None:
-        raise OpenAIError(404, "This region offers no chat model with that id.", param="model", code="model_not_found")
+        raise ApiError(404, "This region offers no chat model with that id.", param="model", code="model_not_found")
     return found
 
 
@@ -140,10 +143,8 @@ def create_embeddings():
     wanted = body(_embeddings)
     model_calls = openai_embeddings.embedding_calls(wanted)
     _record_model(wanted["model"])
-    answers, token_counts = calls.embed(_runtime(region), model_calls)
-    answer = openai_embeddings.embeddings(wanted, answers, token_counts)
-    tokens = answer["usage"]["prompt_tokens"]
-    _record_usage({"inputTokens": tokens, "outputTokens": 0, "totalTokens": tokens})
+    answer = openai_embeddings.embeddings(wanted, *calls.embed(_runtime(region), model_calls))
+    _record_usage(_read_only(answer["usage"]["prompt_tokens"]))
     return large_json(answer)
 
 
@@ -156,76 +157,3 @@ def generate_image():
     _record_model(wanted["modelId"])
     helper = images.helper_model(region, resources().config.image_helper_model_id)
     return openai_images.image_answer(images.generate(_runtime(region), helper, wanted), openai_chat.now())
-
-
-# --- errors: every one in OpenAI's shape -----------------------------------------------------
-
-
-def _answer(error, headers=None):
-    return jsonify(error.body()), error.status, headers or {}
-
-
-@bp.errorhandler(OpenAIError)
-def _openai_error(error):
-    return _answer(error)
-
-
-@bp.errorhandler(ValidationError)
-def _invalid(error):
-    return _answer(invalid_body(error))
-
-
-@bp.errorhandler(ApiError)
-def _api_error(error):
-    """Body bounds (408, 413) and a key store that is down (503)."""
-    return _answer(OpenAIError(error.status, error.detail), error.headers)
-
-
-@bp.errorhandler(LimitExceeded)
-def _over_limit(error):
-    """A per-person key over its limit: 429 with Retry-After, as OpenAI words each kind."""
-    headers = dict(error.headers)
-    if error.limit == "tokens_per_day":
-        # Retrying cannot help before the day turns: the SDKs read this header and stop.
-        headers["x-should-retry"] = "false"
-        return _answer(OpenAIError(429, error.detail, code="insufficient_quota"), headers)
-    return _answer(OpenAIError(429, error.detail, code="rate_limit_exceeded"), headers)
-
-
-@bp.errorhandler(StreamRefused)
-def _stream_refused(error):
-    """Bedrock refused a streamed chat before its first event: the same answer as a refused whole one."""
-    cause = error.__context__  # the botocore error StreamRefused was raised from, when there is one
-    if isinstance(cause, (ClientError, BotoCoreError)):
-        return _answer(upstream_error(cause), error.headers)
-    return _answer(OpenAIError(error.status, str(error)), error.headers)
-
-
-@bp.errorhandler(ClientError)
-@bp.errorhandler(BotoCoreError)
-def _upstream(error):
-    telemetry.upstream_error(error)
-    return _answer(upstream_error(error))
-
-
-@bp.errorhandler(HTTPException)
-def _http_error(error):
-    headers = [(name, value) for name, value in error.get_headers() if name.lower() != "content-type"]
-    return _answer(OpenAIError(error.code, error.name), headers)  # keeps Allow on a 405
-
-
-@bp.errorhandler(Exception)
-def _unexpected(error):
-    # The exception's own message may quote what the caller sent: log its type and where it happened.
-    frames = "".join(traceback.format_tb(error.__traceback__))
-    log.error("unhandled %s", type(error).__name__, extra={"fields": {"traceback": frames}})
-    return _answer(OpenAIError(500, "The server had an error while processing your request."))
-
-
-@bp.before_app_request
-def _unrouted():
-    """404 and 405 under /v1 in OpenAI's shape: routing fails before any blueprint's handlers apply."""
-    failed = request.routing_exception
-    if isinstance(failed, (NotFound, MethodNotAllowed)) and (request.path + "/").startswith("/v1/"):
-        return _http_error(failed)
-    return None

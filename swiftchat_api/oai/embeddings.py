@@ -4,7 +4,8 @@ import base64
 import json
 import struct
 
-from .errors import OpenAIError, refuse
+from ..exceptions import ApiError
+from .errors import refuse
 
 COHERE_BATCH = 96  # texts Cohere embeds in one call
 
@@ -56,7 +57,7 @@ def _vectors(answer):
     if isinstance(found, dict):
         found = found.get("float")
     if not isinstance(found, list):
-        raise OpenAIError(502, "Bedrock's embedding answer holds no float vectors.")
+        raise ApiError(502, "Bedrock's embedding answer holds no float vectors.")
     return found
 
 
@@ -80,7 +81,7 @@ def embeddings(body, answers, token_counts=None):
             counted = token_counts[position]
         tokens += int(counted or 0)
     if len(vectors) != len(body["input"]):
-        raise OpenAIError(502, "Bedrock answered with a different number of embeddings than inputs.")
+        raise ApiError(502, "Bedrock answered with a different number of embeddings than inputs.")
     data = [
         {"object": "embedding", "index": index, "embedding": _encoded(vector, body["encoding_format"])}
         for index, vector in enumerate(vectors)

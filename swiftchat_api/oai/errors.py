@@ -1,10 +1,19 @@
-"""OpenAI's error shape, ``{"error": {"message", "type", "param", "code"}}``, and what each failure is called in it."""
+"""OpenAI's error shape, ``{"error": {"message", "type", "param", "code"}}``, and what each ApiError is called in it."""
 
 import re
 
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
-from ..exceptions import BEDROCK_STATUS, describe
+from ..exceptions import (
+    ApiError,
+    LimitExceeded,
+    StreamRefused,
+    Unfulfilled,
+    UpstreamError,
+    bedrock_code,
+    bedrock_status,
+    describe,
+)
 
 _OPERATION = re.compile(
     r"^An error occurred \(\w+\)(?: \(reached max retries: \d+\))? when calling the \w+ operation: "
@@ -17,22 +26,6 @@ ERROR_CODES = {
     "ServiceQuotaExceededException": "rate_limit_exceeded",
     "AccessDeniedException": "permission_denied",
 }
-
-
-class OpenAIError(Exception):
-    """An error answered in OpenAI's shape, ``{"error": {...}}``, with an HTTP status."""
-
-    def __init__(self, status, message, param=None, code=None, kind=None):
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.param = param
-        self.code = code
-        self.kind = kind or error_type(status, code)
-
-    def body(self):
-        """The JSON body of this error."""
-        return error_body(self.status, self.message, self.param, self.code, self.kind)
 
 
 def error_type(status, code=None):
@@ -50,26 +43,45 @@ def error_type(status, code=None):
     return "api_error" if status >= 500 else "invalid_request_error"
 
 
-def error_body(status, message, param=None, code=None, kind=None):
+def error_body(status, message, param=None, code=None):
     """``{"error": {"message", "type", "param", "code"}}`` as OpenAI's SDKs parse it."""
-    return {"error": {"message": message, "type": kind or error_type(status, code), "param": param, "code": code}}
+    return {"error": {"message": message, "type": error_type(status, code), "param": param, "code": code}}
+
+
+def body_of(error):
+    """The JSON body of an ApiError that is already in OpenAI's words."""
+    return error_body(error.status, error.detail, error.param, error.code)
+
+
+def answer(error):
+    """``(body, status, headers)`` of any ApiError as OpenAI answers it."""
+    headers = dict(error.headers)
+    if isinstance(error, LimitExceeded):
+        spent = error.limit == "tokens_per_day"
+        if spent:  # retrying cannot help before the day turns: the SDKs read this header and stop
+            headers["x-should-retry"] = "false"
+        error = ApiError(429, error.detail, code="insufficient_quota" if spent else "rate_limit_exceeded")
+    elif isinstance(error, (UpstreamError, StreamRefused)) and isinstance(error.cause, (ClientError, BotoCoreError)):
+        error = upstream_error(error.cause)  # a stream refused before its first event as a whole answer is
+    elif isinstance(error, Unfulfilled):  # an image not drawn: its whole text, Bedrock's code when it refused
+        error = ApiError(error.status, error.detail, code=ERROR_CODES.get(bedrock_code(error.cause)))
+    return body_of(error), error.status, headers
 
 
 def upstream_error(error):
-    """The OpenAIError for a botocore error: a refused call, or an exception inside a stream."""
+    """A botocore error in OpenAI's words: a refused call, or an exception inside a stream."""
     told = describe(error)  # never the caller's values, never a signature
     if isinstance(error, ClientError):
-        raw = error.response.get("Error", {}).get("Code") or ""
-        code = raw[:1].upper() + raw[1:]  # in-stream exceptions are spelt throttlingException
+        code = bedrock_code(error)
         message = _OPERATION.sub("", told, count=1)
         if code == "ValidationException" and "too long" in message.lower():
-            return OpenAIError(400, message, code="context_length_exceeded")
-        return OpenAIError(BEDROCK_STATUS.get(code, 502), message, code=ERROR_CODES.get(code))
+            return ApiError(400, message, cause=error, code="context_length_exceeded")
+        return ApiError(bedrock_status(error), message, cause=error, code=ERROR_CODES.get(code))
     if isinstance(error, ParamValidationError):
-        return OpenAIError(400, told)
+        return ApiError(400, told, cause=error)
     if isinstance(error, BotoCoreError):
-        return OpenAIError(502, f"The connection to Bedrock failed: {told}")
-    return OpenAIError(502, str(error) or type(error).__name__)
+        return ApiError(502, f"The connection to Bedrock failed: {told}", cause=error)
+    return ApiError(502, told or type(error).__name__, cause=error)
 
 
 def _param(path):
@@ -90,12 +102,12 @@ def _first_problem(messages, path=()):
 
 
 def invalid_body(error):
-    """A 400 OpenAIError naming the first bad field of a marshmallow ValidationError (never its value)."""
+    """A 400 naming the first bad field of a marshmallow ValidationError (never its value)."""
     path, problem = _first_problem(error.messages)
     param = _param(path)
-    return OpenAIError(400, f"{param}: {problem}" if param else problem, param=param)
+    return ApiError(400, f"{param}: {problem}" if param else problem, param=param)
 
 
 def refuse(message, param=None, code=None):
     """Refuse the request with a 400 naming the parameter at fault."""
-    raise OpenAIError(400, message, param=param, code=code)
+    raise ApiError(400, message, param=param, code=code)

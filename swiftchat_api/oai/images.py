@@ -1,13 +1,8 @@
 """Images/generations ⇄ the image service (``services.images``), which knows each model family."""
 
-import re
-
-from ..exceptions import BEDROCK_STATUS
 from ..services.images import family as image_family
 from ..services.images import size_problem
-from .errors import ERROR_CODES, OpenAIError, refuse
-
-_BEDROCK_CODE = re.compile(r"An error occurred \((\w+)\)")
+from .errors import refuse
 
 
 def image_request(body):
@@ -25,13 +20,5 @@ def image_request(body):
 
 
 def image_answer(result, created):
-    """OpenAI's images answer from ``generate``'s ``{"image"}``; OpenAIError from its ``{"error"}``."""
-    if "image" in result:
-        return {"created": created, "data": [{"b64_json": result["image"]}]}
-    message = str(result.get("error") or "The model returned no image.")
-    refused = _BEDROCK_CODE.search(message)
-    if refused is None:
-        # Not a refusal of the call: the model declined this prompt (a content filter).
-        raise OpenAIError(400, message)
-    code = refused.group(1)
-    raise OpenAIError(BEDROCK_STATUS.get(code, 502), message, code=ERROR_CODES.get(code))
+    """OpenAI's images answer from ``generate``'s ``{"image"}`` (an image not drawn is raised as Unfulfilled)."""
+    return {"created": created, "data": [{"b64_json": result["image"]}]}

@@ -4,7 +4,7 @@ import json
 
 from ..wire import Dialect, jsonable
 from .chat import client_tool, finish_reason, usage
-from .errors import upstream_error
+from .errors import body_of, upstream_error
 
 
 class ChunkTranslator:
@@ -102,7 +102,7 @@ class OpenAIStream(Dialect):
 
     def error(self, error):
         """One ``data: {"error": ...}`` event; the SDKs raise APIError on it, so nothing may follow."""
-        return _sse(upstream_error(error).body())
+        return _sse(body_of(upstream_error(error)))
 
     def end(self):
         """OpenAI's end of stream, after the usage chunk when one was asked for."""

@@ -2,6 +2,8 @@
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from ..exceptions import upstream
+
 _USABLE = {"ON_DEMAND", "INFERENCE_PROFILE"}
 _GUESSABLE = ("us", "eu", "apac")  # geographies whose profile prefix is safe to guess
 _MAX_PROFILE_PAGES = 20  # a listing that never ends must not hold the request for ever
@@ -62,8 +64,14 @@ def _image_id(summary, profiles, region):
 
 
 def catalogue(bedrock, region):
-    """``{"textModel": [...], "imageModel": [...]}`` for a region; ``[]`` when nothing is offered."""
-    summaries = bedrock.list_foundation_models().get("modelSummaries", [])
+    """``{"textModel": [...], "imageModel": [...]}`` for a region; ``[]`` when nothing is offered.
+
+    UpstreamError when Bedrock will not list the region's models.
+    """
+    try:
+        summaries = bedrock.list_foundation_models().get("modelSummaries", [])
+    except (ClientError, BotoCoreError) as error:
+        raise upstream(error) from None
     profiles = _profiles(bedrock)
     text, image, names = [], [], set()
     for summary in summaries:

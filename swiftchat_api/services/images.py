@@ -5,8 +5,9 @@ with one reference image, and tells which garment a virtual try-on is about.
 
 Anything an app can send that the chosen model cannot draw (too many or unsupported
 reference images, a size the model does not draw, an edit the helper cannot place) is
-answered ``{"error": "<readable text>"}`` with status 200, like a Bedrock refusal: apps
-2.2+ call ``.endsWith`` on the message, and 1.7–2.1 show nothing but the status otherwise.
+raised as Unfulfilled (answered ``{"error": "<readable text>"}`` with status 200), like a
+Bedrock refusal: apps 2.2+ call ``.endsWith`` on the message, and 1.7–2.1 show nothing but the
+status otherwise.
 """
 
 import base64
@@ -16,8 +17,7 @@ import re
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .. import telemetry
-from ..exceptions import describe
+from ..exceptions import Unfulfilled, unfulfilled
 from .catalogue import geography
 
 HELPER_MODEL = "amazon.nova-lite-v1:0"
@@ -82,7 +82,7 @@ GARMENT_PROMPT = (
 )
 
 
-class Undrawable(Exception):
+class Undrawable(Unfulfilled):
     """A request the chosen model cannot draw; its message is shown to the user as it is."""
 
 
@@ -324,28 +324,27 @@ def model_request(client, helper, request):
 
 
 def generate(client, helper, request):
-    """``{"image": base64}``, or ``{"error": message}`` when the request cannot be drawn or Bedrock refused."""
+    """``{"image": base64}``; Unfulfilled when the request cannot be drawn or Bedrock refused it."""
     try:
         body = model_request(client, helper, request)
         answer = client.invoke_model(
             modelId=request["modelId"], body=json.dumps(body), contentType="application/json", accept="application/json"
         )
         result = json.loads(answer["body"].read())
-    except Undrawable as problem:
-        return {"error": str(problem)}
     except (ClientError, BotoCoreError) as error:
-        telemetry.upstream_error(error)
-        return {"error": describe(error)}
+        raise unfulfilled(error) from None
     except (ValueError, RecursionError):
-        return {"error": "The image model answered with something that is not JSON."}
+        raise Unfulfilled("The image model answered with something that is not JSON.") from None
     if not isinstance(result, dict):
-        return {"error": "The image model answered in an unexpected shape."}
+        raise Unfulfilled("The image model answered in an unexpected shape.")
     if result.get("error"):
-        return {"error": str(result["error"])[:1000]}
+        raise Unfulfilled(str(result["error"])[:1000])
     listed = result.get("finish_reasons")
     reasons = [reason for reason in listed if reason] if isinstance(listed, list) else []
     if reasons:
-        return {"error": f"The model did not finish the image: {str(reasons[0])[:200]}"}
+        raise Unfulfilled(f"The model did not finish the image: {str(reasons[0])[:200]}")
     images = result.get("images") or []
     image = images[0] if isinstance(images, list) and images else None
-    return {"image": image} if isinstance(image, str) else {"error": "The model returned no image."}
+    if not isinstance(image, str):
+        raise Unfulfilled("The model returned no image.")
+    return {"image": image}

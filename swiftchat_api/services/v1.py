@@ -3,10 +3,11 @@
 import json
 from array import array
 
+from botocore.exceptions import BotoCoreError, ClientError
 from gevent.lock import Semaphore
 from gevent.pool import Pool
 
-from ..oai.errors import OpenAIError
+from ..exceptions import ApiError, upstream
 
 EMBEDDING_CONCURRENCY = 8  # InvokeModel calls one embeddings request has in flight at once
 _TOKEN_COUNT = "x-amzn-bedrock-input-token-count"
@@ -17,8 +18,11 @@ _PARSING = Semaphore()
 
 
 def converse(client, args):
-    """Bedrock's whole Converse answer for the given boto3 arguments."""
-    return client.converse(**args)
+    """Bedrock's whole Converse answer for the given boto3 arguments; UpstreamError if Bedrock fails it."""
+    try:
+        return client.converse(**args)
+    except (ClientError, BotoCoreError) as error:
+        raise upstream(error) from None
 
 
 def _compact(value):
@@ -42,15 +46,18 @@ def _compact(value):
 
 
 def _invoke(client, call):
-    answer = client.invoke_model(**call)
-    raw = answer["body"].read()
+    try:
+        answer = client.invoke_model(**call)
+        raw = answer["body"].read()
+    except (ClientError, BotoCoreError) as error:
+        raise upstream(error) from None
     try:
         with _PARSING:
             parsed = json.loads(raw, object_hook=_compact)
     except (ValueError, RecursionError):
-        raise OpenAIError(502, "Bedrock's embedding answer is not JSON.") from None
+        raise ApiError(502, "Bedrock's embedding answer is not JSON.") from None
     if not isinstance(parsed, dict):
-        raise OpenAIError(502, "Bedrock's embedding answer is not a JSON object.")
+        raise ApiError(502, "Bedrock's embedding answer is not a JSON object.")
     headers = answer.get("ResponseMetadata", {}).get("HTTPHeaders", {})
     count = headers.get(_TOKEN_COUNT)
     return parsed, int(count) if count and count.isdigit() else None
