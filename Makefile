@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: run test lint format bench clean
+.PHONY: run test lint format bench clean install
 
 $(BIN)/.installed: requirements.txt requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,9 @@ format: $(BIN)/.installed
 
 bench: $(BIN)/.installed  ## concurrent streams through one worker vs. straight to the emulator
 	$(BIN)/python bench/streams.py
+
+install:  ## production install on this host, as root: user, /opt/swiftchat-api, systemd unit (deploy/install.sh)
+	deploy/install.sh
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
