@@ -1,18 +1,19 @@
-"""The iterable a streamed response is made of: it owns the upstream Bedrock stream.
+"""The one relay every streamed answer is made of: it owns the upstream and the client's side.
 
-A reader greenlet starts pulling events from boto3 before the response exists, so that a
-refusal Bedrock sends as the stream's first frame still gets a real status (see
-wait_for_first_event). Once it has the first event it hands the event iterator over and ends:
-from then on the server's own greenlet, iterating this object, reads each event, encodes it
-with the stream's dialect and yields it, so each event costs one greenlet wake-up and one
-write, an open stream one greenlet, and a client that does not read simply blocks the read
-from Bedrock (back-pressure). Writes are whole events, the in-band error is a write of its
-own after the last event, and no two writes ever interleave.
+The upstream is Bedrock's event stream (``BedrockCall``) or, for the apps' Use Proxy, a
+provider's raw bytes (``services.proxy.ProviderCall``); the dialect turns what it yields into
+the bytes a client parses. A reader greenlet makes the upstream call before the response
+exists (and, for Bedrock, reads the first event), so that a refusal still gets a real status
+(see wait_for_first_event). Then it hands the upstream over and ends: from then on the
+server's own greenlet, iterating this object, reads each item, encodes it and yields it, so
+each event costs one greenlet wake-up and one write, an open stream one greenlet, and a client
+that does not read simply blocks the read from upstream (back-pressure). Writes are whole
+events, the in-band error is a write of its own after the last event, and no two writes ever
+interleave.
 
-Bounded in every direction: a client that takes nothing for ``client_timeout`` seconds is
-let go; an upstream silent for ``idle_timeout`` is closed. When the client goes away (EOF on
-its socket, or a failed write), the upstream stream is closed at once so Bedrock stops
-generating.
+Bounded in every direction: the client's Connection lets go of a client that takes nothing
+for its time-out; an upstream silent for ``idle_timeout`` is closed. When the client goes away
+(EOF on its socket, or a failed write), the upstream is closed at once so it stops generating.
 
 Nothing is ever thrown into a greenlet that reads or writes (an exception landing in the
 middle of a write would cut an HTTP chunk): the upstream socket is shut down for reading
@@ -20,13 +21,14 @@ instead, so the read ends and the greenlet finishes on its own.
 
 Nothing here starts a timer per event: with thousands of open streams, a timer armed on
 every read costs more than the event itself. One Ticker per worker wakes the relays that
-owe a keep-alive, whose upstream has been silent too long or whose client stopped reading.
-While Bedrock is silent the server's greenlet is blocked reading it, so a keep-alive is
-written by a short-lived greenlet through the WSGI ``write`` callable (PEP 3333), under a
+owe a keep-alive, whose upstream has been silent too long or whose client hung up behind a
+pipelined request. While Bedrock is silent the server's greenlet is blocked reading it, so a
+keep-alive is written by a short-lived greenlet through the Connection's ``write``, under a
 lock that the event writes take too.
 """
 
 import contextlib
+import enum
 import select
 import time
 from dataclasses import dataclass
@@ -46,7 +48,11 @@ _poll = get_original("select", "poll")
 
 
 class UpstreamSilent(Exception):
-    """Bedrock sent nothing on an open stream for longer than the configured time-out."""
+    """The upstream sent nothing on an open stream for ``seconds``, the configured time-out."""
+
+    def __init__(self, seconds):
+        super().__init__(f"Bedrock sent nothing for {seconds:g} s; the stream was closed.")
+        self.seconds = seconds
 
 
 @dataclass(frozen=True)
@@ -124,32 +130,69 @@ class ClientWatch:
         self._watcher.close()
 
 
+class State(enum.Enum):
+    """Where a relay's upstream stands; it only ever moves down this list."""
+
+    NEW = "new"  # the reader has not run yet
+    OPENING = "opening"  # the reader is making the call (Bedrock accepting it, a provider connecting)
+    FIRST = "first"  # the call was accepted; the reader waits for Bedrock's first event
+    READY = "ready"  # handed over: the server's greenlet has not started reading yet
+    RELAYING = "relaying"  # the server's greenlet reads the upstream and writes
+    ENDED = "ended"  # the upstream ended, failed or was cut, and is closed
+
+
+class BedrockCall:
+    """A Converse stream as a relay's upstream: ``call()`` makes the call and returns boto3's EventStream."""
+
+    __slots__ = ("_call", "_stream")
+    first_item = True  # the headers wait (within the window) for the first event: a refusal may come as one
+    status = 200  # of the response, once it starts
+    headers = {}  # of Bedrock's, none is passed on
+
+    def __init__(self, call):
+        self._call = call
+        self._stream = None
+
+    def open(self):
+        """Make the call; its events. Raises what the call raises."""
+        # Not kept once called: it holds the request's arguments (the whole chat).
+        call, self._call = self._call, None
+        self._stream = call()
+        return events(self._stream)
+
+    def halt(self):
+        """End the current or next read at once (a read blocked on Bedrock sees the end)."""
+        # urllib3 shuts the socket down for reading. It refuses once the body has been read or
+        # closed, when nobody is blocked on Bedrock.
+        with contextlib.suppress(AttributeError, ValueError, RuntimeError, OSError):
+            self._stream._raw_stream.shutdown()
+
+    def close(self):
+        if self._stream is not None:
+            self._stream.close()
+
+
 class Relay:
     """Relays one stream; afterwards it tells on_done(relay) what happened (see the public attributes).
 
-    ``open_stream()`` makes the Bedrock call and returns boto3's event stream; the relay makes it
-    in its reader greenlet (see ``start``), so the response headers never wait on Bedrock's
-    acceptance longer than the caller's window. ``connection`` is the client's
+    ``upstream`` is opened by the relay's reader greenlet (see ``start``), so the response
+    headers never wait on it longer than the caller's window. ``connection`` is the client's
     ``connection.Connection`` (None outside gunicorn).
     """
 
     # Thousands of these live at once in a worker: no per-instance dict.
     __slots__ = (
-        "_open_stream",
-        "_stream",
-        "_events",
+        "_upstream",
+        "_items",
         "_dialect",
         "_ticker",
         "_limits",
         "_connection",
+        "state",
         "on_done",
         "_first",
         "_ready",
         "_arrived",
-        "_calling",
-        "_handed_over",
-        "_relaying",
-        "_finished",
         "_completed",
         "_reported",
         "_keepalive_due",
@@ -166,32 +209,27 @@ class Relay:
         "_last_write",
         "_last_upstream",
         "_reader",
-        "_reading",
         "_watcher",
         "_output",
     )
 
-    def __init__(self, open_stream, dialect, ticker, limits, connection=None):
-        self._open_stream = open_stream
-        self._stream = None  # boto3's event stream, once Bedrock accepted the call
-        self._events = None  # one iterator over it, read by the reader and then by the server's greenlet
+    def __init__(self, upstream, dialect, ticker, limits, connection=None):
+        self._upstream = upstream
+        self._items = None  # the upstream's items, read by the reader and then by the server's greenlet
         self._dialect = dialect
         self._ticker = ticker
         self._limits = limits
         self._connection = connection
+        self.state = State.NEW
         self.on_done = None
         self._first = b""  # the first event's bytes, read by the reader
         self._ready = Event()  # for the server's greenlet before the hand-over: the first event, an end, a keep-alive
-        self._arrived = Event()  # the first event, or the end of the stream
-        self._calling = False  # the reader is making the Bedrock call (not yet accepted)
-        self._handed_over = False  # the reader got the first event and left the rest to the server's greenlet
-        self._relaying = False  # the server's greenlet is reading Bedrock
-        self._finished = False  # Bedrock's stream ended, failed or was cut
-        self._completed = False
-        self._reported = False
+        self._arrived = Event()  # handed over, or ended
+        self._completed = False  # the last write (the end, or the in-band error) was made
+        self._reported = False  # on_done was told
         self._keepalive_due = False
-        self._silenced = False
-        self._halted = False
+        self._silenced = False  # the upstream was cut for its silence
+        self._halted = False  # the upstream was told to stop
         self._writing_since = None
         self._lock = None  # serialises keep-alives with the event writes, once there has been one
         self.client_gone = False
@@ -202,29 +240,32 @@ class Relay:
         self.upstream_error = None
         self._last_write = self._last_upstream = time.monotonic()
         self._reader = None
-        self._reading = False
         self._watcher = None
         self._output = None
 
-    def start(self, acceptance_timeout):
-        """Make the Bedrock call and read its first event now, before the response exists.
+    def start(self, acceptance_timeout=None):
+        """Open the upstream now, before the response exists; watch the client from now on.
 
-        Bedrock may take up to ``acceptance_timeout`` seconds (its retries on throttling
-        included) to accept the call; then the stream fails with a 504 refusal, written in-band
-        if the headers are out by then.
+        The upstream may take up to ``acceptance_timeout`` seconds (None: its own bounds) to
+        accept the call, retries included; then the stream fails with a 504 refusal, written
+        in-band if the headers are out by then.
         """
+        if self._connection is not None:
+            self._watcher = ClientWatch(self._connection.socket, self._client_left)
         self._reader = gevent.spawn_raw(self._read_first, acceptance_timeout)  # lighter than gevent.spawn
         self._ticker.add(self)
 
-    def wait_for_first_event(self, deadline):
-        """Wait until ``deadline`` (monotonic) for Bedrock's first event; raise the error if it failed before one.
+    def wait_for_first_event(self, deadline=None):
+        """Wait until ``deadline`` (monotonic; None: for as long as opening takes) for the hand-over.
 
-        A refusal that comes within the window (Bedrock refused the call, or sent the refusal
-        as the stream's first frame) thus still gets a real status, while a model that is slow
-        to accept or to start cannot hold the response headers long enough for the apps to give up.
+        Raises the error if the stream failed before it. A refusal that comes within the
+        window (the call refused, or Bedrock's refusal sent as the stream's first frame) thus
+        still gets a real status, while an upstream that is slow to accept or to start cannot
+        hold the response headers long enough for the apps to give up.
         """
-        self._arrived.wait(max(0.0, deadline - time.monotonic()))
-        if self._finished and self.first_event_at is None:
+        self._arrived.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        failed = self.upstream_error is not None or self._upstream.first_item  # a provider may answer nothing
+        if self.state is State.ENDED and self.first_event_at is None and failed:
             self.close()
             raise self._refusal()
 
@@ -236,34 +277,35 @@ class Relay:
 
     def __iter__(self):
         if self._output is None:
-            if self._connection is not None:
-                self._watcher = ClientWatch(self._connection.socket, self._client_left)
             self._output = self._write_loop()
         return self._output
 
     def close(self):
-        """Stop relaying and close the upstream stream (the server calls this when done)."""
-        if self._output is not None:
+        """Stop relaying and close the upstream (the server calls this when done)."""
+        if self._output is not None and not self._output.gi_running:
             self._output.close()
         self._stop()
 
     def tick(self, now):
         """Called by the Ticker: owe a keep-alive, give up on a silent upstream, look for a hung-up client."""
         limits = self._limits
+        state = self.state
         writing = self._writing_since is not None
         keepalive = self._dialect.keepalive
         if keepalive and not (writing or self._keepalive_due) and now - self._last_write >= limits.keepalive_interval:
-            if not self._relaying:
+            if state is not State.RELAYING:
                 self._keepalive_due = True
                 self._ready.set()
             elif self._connection is not None:
-                # The server's greenlet is blocked reading Bedrock: a short-lived one writes the keep-alive.
+                # The server's greenlet is blocked reading upstream: a short-lived one writes the keep-alive.
                 self._keepalive_due = True
                 if self._lock is None:
                     self._lock = Semaphore()
                 gevent.spawn_raw(self._write_keepalive)
         if (
-            not (self._finished or self._silenced or writing or self._calling)
+            state is not State.ENDED
+            and state is not State.OPENING  # the call has its own bound
+            and not (self._silenced or writing)
             and now - self._last_upstream >= limits.idle_timeout
         ):
             self._silenced = True
@@ -274,8 +316,8 @@ class Relay:
     def _write_loop(self):
         try:
             if not self._first:
-                yield b""  # the response headers, now: whatever Bedrock does next is written in-band
-            while not (self._handed_over or self._finished or self.client_gone):
+                yield b""  # the response headers, now: whatever the upstream does next is written in-band
+            while self.state in _BEFORE_HAND_OVER and not self.client_gone:
                 if self._keepalive_due:
                     yield from self._written(self._dialect.keepalive)
                     self._keepalive_due = False
@@ -285,19 +327,21 @@ class Relay:
             if self._first:
                 first, self._first = self._first, b""
                 yield from self._written(first)
-            if self._handed_over and not self.client_gone:
+            if self.state is State.READY and not self.client_gone:
                 # Inline, not a sub-generator: a generator level is C stack saved with every open stream.
-                self._relaying = True
+                self.state = State.RELAYING
                 encode = self._dialect.event
                 try:
-                    for event in self._events:
-                        metadata = event.get("metadata")
-                        if metadata:
-                            self.usage = metadata.get("usage")
-                        data = encode(event)
+                    for item in self._items:
+                        if type(item) is dict:  # a Bedrock event (a provider's bytes are relayed as they are)
+                            metadata = item.get("metadata")
+                            if metadata:
+                                self.usage = metadata.get("usage")
+                            metadata = None
+                        data = encode(item)
                         if not data:
                             self._last_upstream = time.monotonic()
-                            event = metadata = None
+                            item = None
                             continue
                         lock = self._lock  # as in _written, without a generator per event
                         if lock is not None:
@@ -308,18 +352,17 @@ class Relay:
                             self.bytes_sent += len(data)
                             self._writing_since = time.monotonic()
                             yield data
-                            # Time spent writing is not Bedrock's silence.
+                            # Time spent writing is not the upstream's silence.
                             self._last_write = self._last_upstream = time.monotonic()
                         finally:
                             self._writing_since = None
                             if lock is not None:
                                 lock.release()
-                        event = metadata = data = None  # nothing of it stays referenced while Bedrock is awaited
+                        item = data = None  # nothing of it stays referenced while the upstream is awaited
                 except Exception as error:  # after the first byte, failures travel in-band
                     if not self._halted:
                         self.upstream_error = _untraced(error)
                 finally:
-                    self._relaying = False
                     self._end_of_stream()
             if not self.client_gone:
                 self._completed = True
@@ -355,7 +398,7 @@ class Relay:
         try:
             with lock:
                 if (
-                    self._relaying
+                    self.state is State.RELAYING
                     and not self.client_gone
                     and self._writing_since is None  # an event write that began before the lock existed
                     and time.monotonic() - self._last_write >= self._limits.keepalive_interval
@@ -374,67 +417,60 @@ class Relay:
             self._keepalive_due = False
 
     def _read_first(self, acceptance_timeout):
-        """The reader: the call, its first event (or its refusal), then the events go to the server's greenlet."""
-        self._reading = self._calling = True
+        """The reader: the call, Bedrock's first event (or the refusal), then the items go to the server's greenlet."""
+        self.state = State.OPENING
         try:
             # gevent.Timeout is a BaseException, so botocore's retry loop cannot swallow it.
             deadline = gevent.Timeout(acceptance_timeout)
-            # Not kept once called: it holds the request's arguments (the whole chat), which an open
-            # stream has no more use for.
-            open_stream, self._open_stream = self._open_stream, None
             try:
                 with deadline:
-                    self._stream = open_stream()
+                    self._items = self._upstream.open()
             except gevent.Timeout as expired:
                 if expired is not deadline:
                     raise
                 raise StreamRefused(504, f"Bedrock did not start answering within {acceptance_timeout:g} s.") from None
-            finally:
-                self._calling = False
+            self.state = State.FIRST
             self._last_upstream = time.monotonic()
-            self._events = events(self._stream)
-            if not self._halted:
-                for event in self._events:
-                    self.first_event_at = self._last_upstream = time.monotonic()
-                    metadata = event.get("metadata")
-                    if metadata:
-                        self.usage = metadata.get("usage")
-                    self._first = self._dialect.event(event)
-                    if not self._halted:
-                        self._handed_over = True
-                    break
+            if self._halted:
+                return
+            if not self._upstream.first_item:
+                self.state = State.READY
+                return
+            for event in self._items:
+                self.first_event_at = self._last_upstream = time.monotonic()
+                metadata = event.get("metadata")
+                if metadata:
+                    self.usage = metadata.get("usage")
+                self._first = self._dialect.event(event)
+                if not self._halted:
+                    self.state = State.READY
+                break
         except Exception as error:
             if not self._halted:
                 self.upstream_error = _untraced(error)
         finally:
-            self._reading = False
-            if not self._handed_over:
+            if self.state is not State.READY:
                 self._end_of_stream()
             self._arrived.set()
             self._ready.set()
             self._reader = None  # a finished greenlet, kept by nothing for the rest of the stream
 
     def _end_of_stream(self):
-        """Bedrock's stream ended, failed or was cut: close it (whoever was reading it is done)."""
+        """The upstream ended, failed or was cut: close it (whoever was reading it is done)."""
         if self._silenced:
-            timeout = self._limits.idle_timeout
-            self.upstream_error = UpstreamSilent(f"Bedrock sent nothing for {timeout:g} s; the stream was closed.")
-        self._finished = True
-        if self._stream is not None:
-            self._stream.close()
+            self.upstream_error = UpstreamSilent(self._limits.idle_timeout)
+        self.state = State.ENDED
+        self._upstream.close()
 
     def _halt_upstream(self):
-        """End the current or next read from Bedrock; whoever reads then finishes by itself."""
+        """End the current or next read from upstream; whoever reads then finishes by itself."""
         self._halted = True
         reader = self._reader
-        if self._calling and reader is not None:
-            # Still in the call: nothing of the client's is being written by the reader.
+        if self.state is State.OPENING and reader is not None:
+            # Still making the call: nothing of the client's is being written by the reader.
             gevent.kill(reader)
-            return
-        # urllib3 shuts the socket down for reading: a blocked read sees the end at once. It
-        # refuses once the body has been read or closed, when nobody is blocked on Bedrock.
-        with contextlib.suppress(AttributeError, ValueError, RuntimeError, OSError):
-            self._stream._raw_stream.shutdown()
+        else:
+            self._upstream.halt()
 
     def _client_left(self):
         self.client_gone = True
@@ -445,12 +481,15 @@ class Relay:
 
     def _stop(self):
         self._ticker.discard(self)
-        if not self._reading and not self._finished and not self._handed_over and self._reader is not None:
+        state = self.state
+        if state is State.NEW and self._reader is not None:
             gevent.kill(self._reader)  # it has not run yet: nothing of it can be mid-read or mid-write
+            self._reader = None
             self._end_of_stream()
-        elif self._reading or self._relaying:
-            self._halt_upstream()  # the greenlet reading Bedrock closes the stream when its read ends
-        elif not self._finished:
+            self._arrived.set()
+        elif state in _READING:
+            self._halt_upstream()  # the greenlet reading upstream closes it when its read ends
+        elif state is not State.ENDED:
             self._end_of_stream()
         if self._watcher is not None:
             self._watcher.close()
@@ -463,6 +502,10 @@ class Relay:
             self.client_gone = self.client_gone or not self._completed
             if self.on_done is not None:
                 self.on_done(self)
+
+
+_BEFORE_HAND_OVER = frozenset((State.NEW, State.OPENING, State.FIRST))
+_READING = frozenset((State.OPENING, State.FIRST, State.RELAYING))
 
 
 def _untraced(error):

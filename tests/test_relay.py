@@ -15,7 +15,7 @@ from gevent.event import Event
 from swiftchat_api import wire
 from swiftchat_api.connection import Connection
 from swiftchat_api.exceptions import StreamRefused
-from swiftchat_api.relay import Limits, Relay, Ticker
+from swiftchat_api.relay import BedrockCall, Limits, Relay, Ticker
 
 START = {"messageStart": {"role": "assistant"}}
 STOP = {"messageStop": {"stopReason": "end_turn"}}
@@ -55,7 +55,7 @@ def sockets():
 
 
 def relay_of(open_stream, connection=None, dialect="v3", idle=30.0, keepalive=5.0):
-    return Relay(open_stream, wire.DIALECTS[dialect], Ticker(0.02), Limits(idle, keepalive), connection)
+    return Relay(BedrockCall(open_stream), wire.DIALECTS[dialect], Ticker(0.02), Limits(idle, keepalive), connection)
 
 
 @pytest.mark.parametrize("dialect", ["v1", "v2", "v3"])

@@ -16,7 +16,7 @@ from gevent import socket
 
 from swiftchat_api import wire
 from swiftchat_api.connection import Connection
-from swiftchat_api.relay import Limits, Relay, Ticker
+from swiftchat_api.relay import BedrockCall, Limits, Relay, Ticker
 
 START = {"messageStart": {"role": "assistant"}}
 DELTA = {"contentBlockDelta": {"delta": {"text": "Hello"}, "contentBlockIndex": 0}}
@@ -44,7 +44,7 @@ class Stream:
 
 
 def relayed(client, stream):
-    relay = Relay(lambda: stream, wire.DIALECTS["v3"], Ticker(0.05), Limits(30, 5), Connection(client, 30))
+    relay = Relay(BedrockCall(lambda: stream), wire.DIALECTS["v3"], Ticker(0.05), Limits(30, 5), Connection(client, 30))
     relay.start(acceptance_timeout=30)
     try:
         relay.wait_for_first_event(time.monotonic() + 1)

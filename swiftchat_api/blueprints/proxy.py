@@ -1,14 +1,13 @@
 """POST /api/gpt and /api/openai: "Use Proxy", relayed to an OpenAI-compatible provider the operator allows."""
 
-from flask import Blueprint, Response, current_app, request
+from flask import Blueprint, current_app, request
 
 from .. import auth, bodies
-from ..connection import CONNECTION
 from ..exceptions import ApiError
 from ..services import proxy
 from ..store import shaped_like_a_key
-from .common import facts, raw_body, require_key, resources
-from .streaming import STREAM_HEADERS
+from .common import raw_body, require_key, resources
+from .streaming import relayed
 
 bp = Blueprint("proxy", __name__)
 _schema = proxy.ChatCompletionsRequest()
@@ -51,17 +50,7 @@ def _relay(target_of):
     target = target_of(service)
     raw = raw_body()
     _schema.load(bodies.loads(raw))
-    record = facts()
-    answer = service.open(target, raw, request.headers, request.environ.get(CONNECTION), resources().ticker)
-
-    def finished(answer):
-        record.disconnected = answer.client_gone
-
-    answer.on_done = finished
-    headers = {**STREAM_HEADERS, **answer.headers}
-    return Response(
-        answer, status=answer.status, headers=headers, content_type="text/event-stream", direct_passthrough=True
-    )
+    return relayed(service.call(target, raw, request.headers), proxy.PASSTHROUGH, service.limits)
 
 
 @bp.post("/api/gpt")

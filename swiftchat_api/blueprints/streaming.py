@@ -1,4 +1,4 @@
-"""The one way a view answers with a Bedrock stream, whatever its wire dialect."""
+"""The one way a view answers with a stream: Bedrock's, in any wire dialect, or a Use Proxy provider's."""
 
 import time
 from functools import partial
@@ -8,11 +8,36 @@ from flask import Response, request
 from .. import telemetry
 from ..connection import CONNECTION
 from ..exceptions import refused
-from ..relay import Relay
+from ..relay import BedrockCall, Relay
 from ..services import converse
 from .common import facts, resources
 
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def relayed(upstream, dialect, limits, acceptance=None, deadline=None, content_type="text/event-stream"):
+    """Open ``upstream`` through a Relay and answer with what it yields, once it started (or at ``deadline``).
+
+    Raises what the upstream raised if it failed before then; afterwards, failures travel in-band.
+    """
+    record = facts()
+    relay = Relay(upstream, dialect, resources().ticker, limits, request.environ.get(CONNECTION))
+    relay.start(acceptance)
+    relay.wait_for_first_event(deadline)
+
+    def finished(relay):
+        telemetry.OPEN_STREAMS.dec()
+        telemetry.stream_finished(record.route, record.model, record.started, relay)
+        # Recorded against the key once the response is over (see common.require_key), in the
+        # background: the store never holds a stream or the connection's next request.
+        record.usage = relay.usage
+        record.disconnected = relay.client_gone
+        record.bytes_sent = relay.bytes_sent
+
+    relay.on_done = finished
+    telemetry.OPEN_STREAMS.inc()
+    headers = {**STREAM_HEADERS, **upstream.headers}
+    return Response(relay, status=upstream.status, content_type=content_type, headers=headers, direct_passthrough=True)
 
 
 def stream_response(client, args, dialect, content_type="text/event-stream", real_statuses=False):
@@ -38,22 +63,8 @@ def stream_response(client, args, dialect, content_type="text/event-stream", rea
     connection = request.environ.get(CONNECTION)
     if connection is not None:
         connection.whole_events()
-    relay = Relay(partial(converse.open_stream, client, args), dialect, app.ticker, app.relay_limits, connection)
-    relay.start(acceptance)
+    call = BedrockCall(partial(converse.open_stream, client, args))
     try:
-        relay.wait_for_first_event(deadline)
+        return relayed(call, dialect, app.relay_limits, acceptance, deadline, content_type)
     except Exception as error:
         raise refused(error) from None
-
-    def finished(relay):
-        telemetry.OPEN_STREAMS.dec()
-        telemetry.stream_finished(record.route, record.model, record.started, relay)
-        # Recorded against the key once the response is over (see common.require_key), in the
-        # background: the store never holds a stream or the connection's next request.
-        record.usage = relay.usage
-        record.disconnected = relay.client_gone
-        record.bytes_sent = relay.bytes_sent
-
-    relay.on_done = finished
-    telemetry.OPEN_STREAMS.inc()
-    return Response(relay, content_type=content_type, headers=STREAM_HEADERS, direct_passthrough=True)

@@ -23,10 +23,10 @@ import errno
 import ipaddress
 import json
 import logging
+import math
 import re
 import socket
 import ssl
-import time
 from dataclasses import dataclass
 
 import gevent
@@ -35,7 +35,8 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 
 from ..config import ConfigError
 from ..exceptions import ApiError, StreamRefused
-from ..relay import ClientWatch
+from ..relay import Limits, UpstreamSilent
+from ..wire import Dialect
 
 log = logging.getLogger(__name__)
 
@@ -190,6 +191,8 @@ class Proxy:
             listed.add((_canonical(self.gpt.address), self.gpt.port))
         self._listed_addresses = frozenset(listed)
         self.timeouts = timeouts
+        # A relayed answer's bounds: the provider's silence (the caller's side is its Connection's).
+        self.limits = Limits(idle_timeout=timeouts.idle, keepalive_interval=math.inf)
         self._tls = ssl.create_default_context()
         if ca_bundle:
             self._tls.load_verify_locations(cafile=ca_bundle)
@@ -231,28 +234,9 @@ class Proxy:
         address = _canonical(address)
         return _public(address) or (address, port) in self._listed_addresses
 
-    def open(self, target, body, headers, connection=None, ticker=None):
-        """Send ``body`` to ``target`` and return the provider's Answer once its status has arrived.
-
-        Refused (403) when the target resolves only to addresses it may not use; a redirect is a
-        502 (StreamRefused); a provider that cannot be reached or does not answer in time is an
-        Answer of 200 (as the original server's) whose body is ``failure_body``. ``connection`` is the
-        caller's (connection.Connection): when the caller walks away, the connection to the provider
-        is closed.
-        """
-        answer = Answer(target, self.timeouts, connection, ticker)
-        answer.start_watching()
-        try:
-            answer.connect(self._addresses(target), self._tls)
-            answer.send(body, _upstream_headers(target, headers))
-        except _Unreachable as failure:
-            if not answer.client_gone:
-                log.warning("proxy: %s:%s unreachable: %s", target.host, target.port, failure)
-            answer.fail(str(failure))
-        except BaseException:
-            answer.close()
-            raise
-        return answer
+    def call(self, target, body, headers):
+        """The upstream a relay opens to send ``body`` to ``target`` (see ProviderCall)."""
+        return ProviderCall(self, target, body, headers)
 
     def _addresses(self, target):
         """The addresses ``target`` may be reached at, resolved once; 403 when none may be used."""
@@ -323,57 +307,58 @@ def _reason(error):
     return f"the connection to the provider failed ({type(error).__name__})"
 
 
-class Answer:
-    """The provider's answer: its status, then its body relayed as it arrives; close() ends everything.
+class ProviderCall:
+    """A provider's answer as a relay's upstream: its status and headers, then its bytes as they arrive.
 
-    Iterating yields nothing of its own but ``failure_body`` when the provider could not be
-    reached, or the in-band ``Error: ...`` (a write of its own, after the provider's bytes) when
-    it broke off or fell silent for ``timeouts.idle``.
+    Opening it resolves, connects and sends, and waits (bounded) for the provider's status:
+    refused with 403 when the target resolves only to addresses it may not use, and with 502
+    (StreamRefused) for a redirect or an unusable status. A provider that cannot be reached or
+    does not answer in time is answered 200 (as the original server did) with ``failure_body``:
+    the relay writes it as the stream's only write. Once the provider has answered, silence is
+    watched by the relay's Ticker, not by a timer on every read.
     """
 
-    def __init__(self, target, timeouts, connection, ticker):
+    first_item = False  # the headers go out with the provider's status, before its first byte
+
+    def __init__(self, proxy, target, body, headers):
         self.target = target
         self.status = 200
         self.headers = {}
-        self.on_done = None
-        self.client_gone = False
-        self.completed = False
-        self._timeouts = timeouts
-        self._client = connection  # the caller's connection.Connection, which also lets a caller that stops reading go
-        self._ticker = ticker
+        self._proxy = proxy
+        self._body = body
+        self._incoming = headers
         self._connection = None
         self._socket = None
         self._response = None
-        self._error = None
-        self._unanswered = False  # failed before the provider answered: nothing of the provider's to follow
-        self._silenced = False
-        self._writing_since = None
-        self._last_upstream = time.monotonic()
-        self._watcher = None
-        self._closed = False
-        self._output = None
 
-    def start_watching(self):
-        """Watch the caller's socket from now on: a hang-up closes the connection to the provider."""
-        if self._client is not None:
-            self._watcher = ClientWatch(self._client.socket, self._client_left)
+    def open(self):
+        """Send the request; the provider's body, read as it comes (or its failure, told in-band)."""
+        target, body, self._body = self.target, self._body, None
+        try:
+            self._connect(self._proxy._addresses(target), self._proxy._tls)
+            self._send(body, _upstream_headers(target, self._incoming))
+        except _Unreachable as failure:
+            log.warning("proxy: %s:%s unreachable: %s", target.host, target.port, failure)
+            self.halt()
+            return _failing(failure)
+        return self._chunks()
 
-    def connect(self, addresses, tls):
+    def _connect(self, addresses, tls):
         """Connect to the first of ``addresses`` that answers, within the connect time-out in all."""
-        target = self.target
+        target, timeouts = self.target, self._proxy.timeouts
         name = target.host if target.address is None else None  # TLS is verified against the name
-        deadline = gevent.Timeout(self._timeouts.connect)
+        deadline = gevent.Timeout(timeouts.connect)
         failure = None
         try:
             with deadline:
                 for address in addresses:
                     if target.scheme == "https":
                         connection = HTTPSConnection(
-                            str(address), target.port, timeout=self._timeouts.connect, server_hostname=name,
+                            str(address), target.port, timeout=timeouts.connect, server_hostname=name,
                             ssl_context=tls,
                         )  # fmt: skip
                     else:
-                        connection = HTTPConnection(str(address), target.port, timeout=self._timeouts.connect)
+                        connection = HTTPConnection(str(address), target.port, timeout=timeouts.connect)
                     try:
                         connection.connect()
                     except Exception as error:
@@ -381,31 +366,28 @@ class Answer:
                         failure = error
                         continue
                     self._connection, self._socket = connection, connection.sock
-                    if self.client_gone:  # the caller left while this connected
-                        self._disconnect()
                     return
         except gevent.Timeout as expired:
             if expired is not deadline:
                 raise
-            raise _Unreachable(f"the provider could not be reached within {self._timeouts.connect:g} s") from None
+            raise _Unreachable(f"the provider could not be reached within {timeouts.connect:g} s") from None
         raise _Unreachable(_reason(failure))
 
-    def send(self, body, headers):
+    def _send(self, body, headers):
         """Send the request and wait (bounded) for the provider's status line and headers."""
-        connection = self._connection
+        connection, first_byte = self._connection, self._proxy.timeouts.first_byte
         try:
             connection.request(
                 "POST", self.target.path, body=body, headers=headers, preload_content=False, decode_content=False
             )
-            connection.timeout = self._timeouts.first_byte  # getresponse() applies it to the socket
+            connection.timeout = first_byte  # getresponse() applies it to the socket
             response = connection.getresponse()
         except Exception as error:
             if isinstance(error, TimeoutError) or isinstance(error.__context__, TimeoutError):
-                raise _Unreachable(f"the provider did not answer within {self._timeouts.first_byte:g} s") from None
+                raise _Unreachable(f"the provider did not answer within {first_byte:g} s") from None
             raise _Unreachable(_reason(error)) from None
         self._response = response
-        # From here on silence is watched by the Ticker, not by a timer on every read.
-        self._socket.settimeout(None)
+        self._socket.settimeout(None)  # silence is the relay's to watch from here on
         status = response.status
         if 300 <= status < 400:
             raise StreamRefused(502, f"the provider answered with a redirect ({status}); this server follows none.")
@@ -415,95 +397,54 @@ class Answer:
         retry_after = response.headers.get("Retry-After", "")
         if retry_after and len(retry_after) < 64 and retry_after.isprintable():
             self.headers["Retry-After"] = retry_after
-        self._last_upstream = time.monotonic()
-        if self._ticker is not None:
-            self._ticker.add(self)
 
-    def fail(self, message):
-        """Answer 200 (as the original server did) with ``failure_body(message)`` instead of the provider's answer."""
-        self.status = 200
-        self._error = message
-        self._unanswered = True
-        self._disconnect()
+    def _chunks(self):
+        read = self._response.read1
+        while True:
+            try:
+                data = read(READ_SIZE, decode_content=False)
+            except Exception:  # urllib3 and http.client tell a cut in many ways, none of them useful here
+                raise _BrokeOff("the connection to the provider broke off mid-answer") from None
+            if not data:
+                return
+            yield data
 
-    def __iter__(self):
-        if self._output is None:
-            self._output = self._relay()
-        return self._output
-
-    def _relay(self):
-        try:
-            yield b""  # the response headers, now: the provider has answered
-            while self._error is None and self._response is not None:
-                try:
-                    data = self._response.read1(READ_SIZE, decode_content=False)
-                except Exception:  # urllib3 and http.client tell a cut in many ways, none of them useful here
-                    if not (self.client_gone or self._silenced):
-                        self._error = "the connection to the provider broke off mid-answer"
-                    data = b""
-                if self.client_gone:
-                    return
-                if self._silenced:
-                    self._error = f"the provider sent nothing for {self._timeouts.idle:g} s; the answer was cut off"
-                if not data:
-                    break
-                self._writing_since = time.monotonic()
-                yield data
-                # A slow caller paused the reading: the silence clock starts again now.
-                self._writing_since = None
-                self._last_upstream = time.monotonic()
-            if self._error is not None and not self.client_gone:
-                if self._unanswered:
-                    yield failure_body(self._error)
-                else:
-                    if self._client is not None:
-                        self._client.settle()  # the error in a read of its own, not glued to the provider's bytes
-                    yield f"Error: {self._error}".encode()  # a write of its own, after the provider's bytes
-            self.completed = not self.client_gone
-        finally:
-            self._finish()
-
-    def tick(self, now):
-        """Called by the worker's Ticker: end a silent provider, look for a caller that hung up."""
-        if self._closed:
-            return
-        if self._writing_since is None and not self._silenced and now - self._last_upstream >= self._timeouts.idle:
-            self._silenced = True
-            self._disconnect()
-        if self._watcher is not None:
-            self._watcher.check()
-
-    def _client_left(self):
-        self.client_gone = True
-        if self._writing_since is not None:  # a write to a socket nobody reads would wait for the client time-out
-            self._client.let_go()
-        self._disconnect()
-
-    def _disconnect(self):
+    def halt(self):
         """Cut the connection to the provider at once; a read blocked on it returns."""
         if self._socket is not None:
             with contextlib.suppress(OSError, ValueError):
                 self._socket.shutdown(socket.SHUT_RDWR)
 
     def close(self):
-        """Stop relaying and close the connection to the provider (the server calls this when done)."""
-        if self._output is not None and not self._output.gi_running:
-            self._output.close()
-        self._finish()
-
-    def _finish(self):
-        if self._closed:
-            return
-        self._closed = True
-        if self._ticker is not None:
-            self._ticker.discard(self)
-        if self._watcher is not None:
-            self._watcher.close()
-        self._disconnect()
+        self.halt()
         if self._response is not None:
             self._response.close()
         if self._connection is not None:
             self._connection.close()
-        self.client_gone = self.client_gone or not self.completed
-        if self.on_done is not None:
-            self.on_done(self)
+
+
+def _failing(failure):
+    """Items that are only ``failure``: the relay tells it in-band, as the stream's one write."""
+    raise failure
+    yield  # a generator, raising when it is first read
+
+
+class _BrokeOff(Exception):
+    """The provider's answer was cut off after it began."""
+
+
+class Passthrough(Dialect):
+    """The provider's bytes as they came; a failure as the apps' Use Proxy shows it (see failure_body)."""
+
+    def __init__(self):
+        super().__init__(bytes)
+
+    def error(self, error):
+        if isinstance(error, _Unreachable):  # before the provider answered: the answer's only bytes
+            return failure_body(str(error))
+        if isinstance(error, UpstreamSilent):
+            return f"Error: the provider sent nothing for {error.seconds:g} s; the answer was cut off".encode()
+        return f"Error: {error}".encode()  # a write of its own, after the provider's bytes
+
+
+PASSTHROUGH = Passthrough()
