@@ -10,8 +10,9 @@ $(BIN)/.installed: requirements.txt requirements-dev.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
-run: $(BIN)/.installed  ## serve on :8080 from the built-in Bedrock emulator
-	SWIFTCHAT_EMULATOR=1 $(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
+# `make run` accepts the public demo key: it listens on this machine only (HOST=0.0.0.0 to share it).
+run: $(BIN)/.installed  ## serve http://localhost:8080 from the built-in Bedrock emulator
+	exec env SWIFTCHAT_EMULATOR=1 HOST=$(or $(HOST),127.0.0.1) $(BIN)/gunicorn -c gunicorn.conf.py wsgi:app
 
 test: $(BIN)/.installed  ## lint, then the whole test suite
 	$(BIN)/ruff check .

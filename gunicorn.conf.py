@@ -2,6 +2,7 @@
 
 import os
 import shutil
+import signal
 import sys
 import tempfile
 
@@ -62,7 +63,13 @@ def _start_emulator(server):
         from swiftchat_api.emulator import launch
 
         raise_open_files()  # the emulator serves every worker's upstream connections
-        _emulator, url = launch.start()
+        # Ctrl-C on `make run` is the master's to handle (it stops the emulator on exit); the
+        # emulator, in the terminal's process group too, would print a KeyboardInterrupt of its own.
+        interrupt = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        try:
+            _emulator, url = launch.start()
+        finally:
+            signal.signal(signal.SIGINT, interrupt)
         for name, value in launch.environment(url).items():
             os.environ.setdefault(name, value)
         os.environ["AWS_ENDPOINT_URL_BEDROCK_RUNTIME"] = os.environ["AWS_ENDPOINT_URL_BEDROCK"] = url
@@ -88,6 +95,15 @@ def _prepare_metrics_dir():
                 os.remove(os.path.join(given, name))
     else:
         _metrics_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="swiftchat-metrics-")
+
+
+def post_worker_init(worker):
+    """Leave Ctrl-C to the master, which stops the workers itself (SIGQUIT).
+
+    A worker that took the terminal's SIGINT as well exited twice, and gevent printed the second
+    exit's traceback amid the JSON log.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def child_exit(server, worker):
