@@ -62,7 +62,9 @@ def _start_emulator(server):
     if not os.environ.get("AWS_ENDPOINT_URL_BEDROCK_RUNTIME"):
         from swiftchat_api.emulator import launch
 
-        raise_open_files()  # the emulator serves every worker's upstream connections
+        before, soft, _ = raise_open_files()  # the emulator serves every worker's upstream connections
+        if soft != before:
+            server.log.info("Open-files limit raised from %s to %s (the hard limit), for the emulator", before, soft)
         # Ctrl-C on `make run` is the master's to handle (it stops the emulator on exit); the
         # emulator, in the terminal's process group too, would print a KeyboardInterrupt of its own.
         interrupt = signal.signal(signal.SIGINT, signal.SIG_IGN)
