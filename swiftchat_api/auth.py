@@ -162,15 +162,18 @@ def identify(source, store, headers, refresh=False):
     return SHARED
 
 
-def admit(store, identity):
-    """Count the request against identity's limits; LimitExceeded (429) over one, 503 if the store is down."""
+def admit(store, identity, reserve=1):
+    """Count the request against identity's limits, holding ``reserve`` tokens of its budget; the Admission.
+
+    LimitExceeded (429) over a limit; 503 if the store cannot write the admission (fail closed).
+    """
     try:
-        admission = store.admit(identity)
+        admission = store.admit(identity, reserve=reserve)
     except StoreUnavailable as error:
         store_failed("admit", error)
         raise ApiError(503, STORE_DOWN) from None
     if admission.ok:
-        return
+        return admission
     telemetry.KEY_REFUSALS.labels(identity.name, admission.limit).inc()
     if admission.limit == "rpm":
         detail = f"This key allows {identity.rpm:,} requests a minute; try again in {admission.retry_after} s."

@@ -26,9 +26,12 @@ _METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"
 class RequestFacts:
     """What one request did, filled in as it goes; logged and counted when its last byte has left.
 
-    ``usage`` is Bedrock's (``inputTokens``, ``outputTokens``); ``key_name`` names the key that
-    was presented (never the key). ``on_end(facts)``, when set, runs once the response is over:
-    how an admitted request's usage reaches the key store, tokens included.
+    ``usage`` is Bedrock's (``inputTokens``, ``outputTokens``), or what a stream that ended
+    without it is charged (``estimated``, see charges.py; ``input_estimate`` is the request's,
+    set when a Bedrock stream is opened); ``key_name`` names the key that was presented (never
+    the key), ``reservation`` the tokens its admission holds under a budget. ``on_end(facts)``,
+    when set, runs once the response is over: how an admitted request's usage reaches the key
+    store, tokens included.
     """
 
     request_id: str
@@ -40,6 +43,10 @@ class RequestFacts:
     disconnected: bool = False
     bytes_sent: int | None = None  # a stream's body bytes (other answers have a Content-Length)
     on_end: Callable | None = None
+    input_estimate: int | None = None
+    estimated: bool = False
+    reservation: str | None = None
+    admit_later: Callable | None = None  # a chat's admission, once its body says what it may cost
 
 
 class Observer:
@@ -103,6 +110,8 @@ def _finish(environ, facts, response):
         "input_tokens": usage.get("inputTokens"),
         "output_tokens": usage.get("outputTokens"),
     }
+    if facts.estimated:
+        fields["tokens_estimated"] = True  # the stream ended without Bedrock's usage: charged our estimate
     if facts.disconnected:
         fields["client_disconnected"] = True
     access.info("request", extra={"fields": fields})

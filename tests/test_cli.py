@@ -67,18 +67,24 @@ def test_a_person_gets_a_key_sees_usage_and_loses_the_key(store_url):
             "requests": 2,
             "input_tokens": 20,
             "output_tokens": 250,
+            "estimated_input_tokens": 0,
+            "estimated_output_tokens": 0,
             "days": [
                 {
                     "day": "2026-01-02",
                     "requests": 2,
                     "input_tokens": 20,
                     "output_tokens": 250,
+                    "estimated_input_tokens": 0,
+                    "estimated_output_tokens": 0,
                     "models": [
                         {
                             "model": "anthropic.claude-3-5-sonnet-20240620-v1:0",
                             "requests": 2,
                             "input_tokens": 20,
                             "output_tokens": 250,
+                            "estimated_input_tokens": 0,
+                            "estimated_output_tokens": 0,
                         }
                     ],
                 }

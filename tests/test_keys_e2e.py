@@ -5,6 +5,7 @@ import json
 import os
 import re
 import signal
+import socket
 import sqlite3
 import threading
 import time
@@ -173,7 +174,14 @@ def test_exactly_rpm_requests_of_a_burst_pass_across_two_workers(sqlite):
     person = sqlite.usage()["burst"]
     assert (person["requests"], person["input_tokens"], person["output_tokens"]) == (20, input_tokens, output_tokens)
     assert person["days"][0]["models"] == [
-        {"model": MODEL, "requests": 20, "input_tokens": input_tokens, "output_tokens": output_tokens}
+        {
+            "model": MODEL,
+            "requests": 20,
+            "input_tokens": input_tokens,
+            "output_tokens": output_tokens,
+            "estimated_input_tokens": 0,  # every stream ended with Bedrock's own usage
+            "estimated_output_tokens": 0,
+        }
     ]
 
 
@@ -249,10 +257,14 @@ def test_made_up_model_ids_add_no_usage_rows(sqlite):
     assert not any(model and model.startswith("made-up-") for model in models)
 
 
-def test_a_busy_store_is_a_fast_503_for_limited_keys_while_the_shared_key_works(sqlite):
+@pytest.mark.parametrize("limits", [("--rpm", "1000"), ("--tokens-per-day", "200000")])
+def test_a_locked_store_is_a_fast_503_for_limited_keys_while_the_shared_key_works(sqlite, limits):
     server = sqlite.servers[0]
-    key = sqlite.create("patient", "--rpm", "1000")
+    name = "patient" + limits[0].replace("-", "_")
+    key = sqlite.create(name, *limits)
     assert server.request("/api/models", CATALOGUE, key=key)[0] == 200
+    sqlite.wait_for_requests(name, 1)
+    before = sqlite.usage().get("default", {"requests": 0})["requests"]
     errors_before = metric(server, "swiftchat_store_errors_total", operation="admit")
     holder = sqlite3.connect(sqlite.path, isolation_level=None)
     holder.execute("BEGIN IMMEDIATE")  # another process holds the write lock for as long as it likes
@@ -262,24 +274,40 @@ def test_a_busy_store_is_a_fast_503_for_limited_keys_while_the_shared_key_works(
             status, headers, answer = server.request(path, body, key=key)
             assert time.monotonic() - started < 5  # SWIFTCHAT_STORE_TIMEOUT is 0.5 s: an answer, not a hang
             assert (status, headers["content-type"], json.loads(answer)) == (503, "application/json", STORE_DOWN)
-        status, _, answer = server.request("/api/converse/v3", SHORT, key=TEST_KEY)
-        assert status == 200 and b'"metadata"' in answer
+        for _ in range(3):
+            status, _, answer = server.request("/api/converse/v3", SHORT, key=TEST_KEY)
+            assert status == 200 and b'"metadata"' in answer
+        time.sleep(1)  # the shared key's usage is refused by the locked store meanwhile, and kept
     finally:
         holder.execute("ROLLBACK")
         holder.close()
     assert server.request("/api/models", CATALOGUE, key=key)[0] == 200  # no restart needed
     assert metric(server, "swiftchat_store_errors_total", operation="admit") == errors_before + 2
+    # Nothing served while the store was locked went unrecorded.
+    sqlite.wait_for_requests("default", before + 3, seconds=15)
+    sqlite.wait_for_requests(name, 2)
+    assert metric(server, "swiftchat_usage_lost_total") == 0
 
 
-def test_usage_that_cannot_be_written_is_counted_lost_and_the_answers_are_unharmed(emulator, tmp_path):
-    env = {**emulator_env(emulator), "API_KEY": TEST_KEY, "SWIFTCHAT_STORE": f"sqlite:///{tmp_path / 'gone' / 'k.db'}"}
+def test_usage_that_cannot_be_written_is_kept_and_written_once_the_store_can_be(emulator, tmp_path):
+    folder = tmp_path / "gone"
+    env = {**emulator_env(emulator), "API_KEY": TEST_KEY, "SWIFTCHAT_STORE": f"sqlite:///{folder / 'k.db'}"}
     server = Server(env)  # a store in a directory that does not exist: every usage write fails
     try:
+        bodies = []
         for _ in range(3):
             status, _, body = server.request("/api/converse/v3", SHORT)
             assert status == 200 and b'"metadata"' in body
-        wait_for_metric(server, 3, "swiftchat_usage_lost_total")
-        assert metric(server, "swiftchat_store_errors_total", operation="record") >= 1
+            bodies.append(body)
+        deadline = time.monotonic() + 5
+        while not metric(server, "swiftchat_store_errors_total", operation="record"):
+            assert time.monotonic() < deadline, "no usage write failed"
+            time.sleep(0.05)
+        folder.mkdir()  # the store can be written again: what was kept is written, no restart needed
+        deployment = Deployment(env, [server])
+        deployment.wait_for_requests("default", 3, seconds=15)
+        assert deployment.usage()["default"]["input_tokens"] == sum(tokens_of(body)[0] for body in bodies)
+        assert metric(server, "swiftchat_usage_lost_total") == 0
         assert TEST_KEY not in server.output()
     finally:
         server.stop()
@@ -324,6 +352,88 @@ def test_use_proxy_accepts_any_of_this_servers_keys_and_sends_none_on(sqlite):
     assert (status, answer) == (401, b'{"detail":"Invalid API Key"}\n')
     status, _, answer = server.request("/api/gpt", body, key=key)  # our key where the provider's belongs
     assert status == 403 and "never sent on" in json.loads(answer)["detail"]
+
+
+PROMPT_WORDS = 5_000
+# A long prompt and a long reply, slow enough that 3 KB of it arrive well before its end.
+LONG_PROMPT = "[[emulator words=400 delay_ms=20]] " + " ".join(["lorem"] * PROMPT_WORDS)
+CUT_STREAMS = {
+    "/api/converse/v3": chat(LONG_PROMPT),
+    "/v1/chat/completions": {
+        "model": MODEL,
+        "messages": [{"role": "user", "content": LONG_PROMPT}],
+        "stream": True,
+    },
+}
+
+
+def read_a_little_then_hang_up(server, path, body, key, wanted=3_000):
+    """Send a chat on a raw socket, read ``wanted`` bytes of its answer and close: the status line's code."""
+    data = json.dumps(body).encode()
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
+    )
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock:
+        sock.sendall(head.encode() + data)
+        answer = b""
+        while len(answer) < wanted and (chunk := sock.recv(65536)):
+            answer += chunk
+            if answer.startswith(b"HTTP/1.1 4") and b"\r\n\r\n" in answer:
+                break
+    return int(answer.split(b" ", 2)[1])
+
+
+@pytest.mark.parametrize("path", sorted(CUT_STREAMS))
+def test_streams_cut_short_are_charged_and_spend_the_budget(sqlite, path):
+    server = sqlite.servers[0]
+    name = "cutter-" + path.strip("/").split("/")[0]
+    budget = 12_000  # Bedrock counts each prompt as 5,000 tokens: at most three can start
+    key = sqlite.create(name, "--tokens-per-day", str(budget))
+    statuses = []
+    while len(statuses) < 8 and 429 not in statuses:
+        statuses.append(read_a_little_then_hang_up(server, path, CUT_STREAMS[path], key))
+    served = statuses.count(200)
+    assert statuses == [200] * served + [429]
+    assert 1 <= served <= -(-budget // PROMPT_WORDS)
+
+    sqlite.wait_for_requests(name, served)
+    person = sqlite.usage()[name]
+    # Charged at least Bedrock's bill for each: the whole input, and some output; all of it marked an estimate.
+    assert person["input_tokens"] >= served * PROMPT_WORDS
+    assert person["output_tokens"] > 0
+    assert person["estimated_input_tokens"] == person["input_tokens"]
+    assert person["estimated_output_tokens"] == person["output_tokens"]
+    assert person["days"][0]["models"][0]["model"] == MODEL
+    lines = [line for line in access_lines(server) if line["key"] == name and line["status"] == 200]
+    assert len(lines) == served
+    for line in lines:
+        assert line["client_disconnected"] and line["tokens_estimated"]
+        assert line["input_tokens"] >= PROMPT_WORDS and line["output_tokens"] > 0
+
+
+def test_a_budget_is_spent_down_to_the_last_token_one_chat_after_another(sqlite):
+    server = sqlite.servers[0]
+    per_chat = sum(tokens_of(server.request("/api/converse/v3", SHORT)[2]))
+    key = sqlite.create("two-chats", "--tokens-per-day", str(2 * per_chat))
+    for served in (1, 2):  # each holds its worst case (far more than the budget) while it runs
+        status, _, body = server.request("/api/converse/v3", SHORT, key=key)
+        assert status == 200 and sum(tokens_of(body)) == per_chat
+        sqlite.wait_for_requests("two-chats", served)
+    assert server.request("/api/converse/v3", SHORT, key=key)[0] == 429
+
+
+def test_streams_started_together_on_a_nearly_spent_budget_overshoot_it_by_one_request_at_most(sqlite):
+    server = sqlite.servers[0]
+    per_chat = sum(tokens_of(server.request("/api/converse/v3", STREAM)[2]))
+    key = sqlite.create("crowd", "--tokens-per-day", str(per_chat + 1))
+    assert server.request("/api/converse/v3", STREAM, key=key)[0] == 200
+    sqlite.wait_for_requests("crowd", 1)  # one token of the budget is left
+    answers = burst([server], "/api/converse/v3", STREAM, key, 50)
+    assert sorted(status for status, _, _ in answers) == [200] + [429] * 49
+    sqlite.wait_for_requests("crowd", 2)
+    person = sqlite.usage()["crowd"]
+    assert person["input_tokens"] + person["output_tokens"] == 2 * per_chat
 
 
 # --- several instances: two gunicorn instances sharing one redis-server -----------------------
@@ -429,3 +539,29 @@ def test_redis_outage_is_a_fast_503_for_personal_keys_and_recovers_without_resta
     for server in instances.servers:  # the same gunicorn processes, reconnected
         assert server.request("/api/converse/v3", SHORT, key=key)[0] == 200
         assert metric(server, "swiftchat_store_errors_total") > 0
+
+
+@pytest.mark.parametrize("limits", [("--rpm", "1000"), ("--tokens-per-day", "200000")])
+def test_a_full_redis_is_a_503_for_limited_keys_and_loses_no_usage(instances, redis_store, limits):
+    first, second = instances.servers
+    name = "frugal" + limits[0].replace("-", "_")
+    key = instances.create(name, *limits)
+    assert first.request("/api/converse/v3", SHORT, key=key)[0] == 200
+    instances.wait_for_requests(name, 1)
+    before = instances.usage().get("default", {"requests": 0})["requests"]
+    control = redis.Redis.from_url(redis_store.url)
+    control.config_set("maxmemory", 1)  # every write refused: out of memory
+    try:
+        for server in (first, second):
+            _per_person_key_is_refused_fast(server, key)
+            status, _, answer = server.request("/api/converse/v3", SHORT, key=TEST_KEY)
+            assert status == 200 and b'"metadata"' in answer
+        time.sleep(1)  # the shared key's usage is refused meanwhile, and kept
+    finally:
+        control.config_set("maxmemory", 0)
+        control.close()
+    assert second.request("/api/converse/v3", SHORT, key=key)[0] == 200
+    instances.wait_for_requests("default", before + 2, seconds=15)
+    instances.wait_for_requests(name, 2)
+    for server in (first, second):
+        assert metric(server, "swiftchat_usage_lost_total") == 0

@@ -172,6 +172,45 @@ def test_the_days_budget_is_refused_once_reached_and_renewed_next_utc_day(store)
     assert store.admit(alice, T + 1).ok  # 2026-01-01: a new budget
 
 
+def test_a_budget_holds_each_admitted_requests_worst_case_until_its_usage_settles(store):
+    alice = store.lookup(store.create_key("alice", tokens_per_day=60))
+    first = store.admit(alice, T, reserve=500)  # holds all 60: what is left, not its 500
+    assert first.ok and first.reservation
+    assert store.admit(alice, T + 0.1, reserve=1) == Admission(False, 1, "tokens_per_day")
+    store.record_usage("alice", "m", 20, 10, DAY, reservation=first.reservation)  # settled: 30 of 60 used
+    second = store.admit(alice, T + 0.2, reserve=500)
+    assert second.ok
+    assert not store.admit(alice, T + 0.3).ok
+    store.record_usage("alice", "m", 20, 10, DAY, reservation=second.reservation)
+    assert store.admit(alice, T + 0.4).limit == "tokens_per_day"
+    assert store.usage()[0]["input_tokens"] + store.usage()[0]["output_tokens"] == 60
+
+
+def test_a_reservation_settled_twice_or_a_batch_written_twice_counts_once(store):
+    alice = store.lookup(store.create_key("alice", tokens_per_day=100))
+    held = store.admit(alice, T, reserve=40)
+    served = [("alice", "m", 10, 5, DAY, 10, 5, held.reservation)]
+    store.record_usages(served, batch="batch-1")
+    store.record_usages(served, batch="batch-1")  # a retry of a write whose reply was lost
+    (person,) = store.usage()
+    assert (person["requests"], person["input_tokens"], person["output_tokens"]) == (1, 10, 5)
+
+
+def test_usage_says_which_tokens_are_estimates(store):
+    store.record_usage("alice", "claude", 1000, 30, DAY, estimated=(1000, 30))  # a stream cut short
+    store.record_usage("alice", "claude", 10, 20, DAY)  # one Bedrock counted
+    (person,) = store.usage()
+    figures = ("input_tokens", "output_tokens", "estimated_input_tokens", "estimated_output_tokens")
+    assert [person[figure] for figure in figures] == [1010, 50, 1000, 30]
+    assert [person["days"][0]["models"][0][figure] for figure in figures] == [1010, 50, 1000, 30]
+
+
+@pytest.mark.parametrize("name", ["default", "DEFAULT", "Default"])
+def test_the_shared_keys_name_is_reserved_whatever_its_case(store, name):
+    with pytest.raises(InvalidRequest, match="shared key"):
+        store.create_key(name)
+
+
 def test_both_limits_together(store):
     alice = store.lookup(store.create_key("alice", rpm=1, tokens_per_day=10))
     assert store.admit(alice, T).ok
@@ -199,15 +238,33 @@ def test_usage_per_key_day_and_model(store):
         "requests": 5,
         "input_tokens": 36,
         "output_tokens": 352,
+        "estimated_input_tokens": 0,
+        "estimated_output_tokens": 0,
         "days": [
             {
                 "day": "2026-01-01",
                 "requests": 3,
                 "input_tokens": 31,
                 "output_tokens": 302,
+                "estimated_input_tokens": 0,
+                "estimated_output_tokens": 0,
                 "models": [
-                    {"model": "claude", "requests": 2, "input_tokens": 30, "output_tokens": 300},
-                    {"model": "nova", "requests": 1, "input_tokens": 1, "output_tokens": 2},
+                    {
+                        "model": "claude",
+                        "requests": 2,
+                        "input_tokens": 30,
+                        "output_tokens": 300,
+                        "estimated_input_tokens": 0,
+                        "estimated_output_tokens": 0,
+                    },
+                    {
+                        "model": "nova",
+                        "requests": 1,
+                        "input_tokens": 1,
+                        "output_tokens": 2,
+                        "estimated_input_tokens": 0,
+                        "estimated_output_tokens": 0,
+                    },
                 ],
             },
             {
@@ -215,26 +272,63 @@ def test_usage_per_key_day_and_model(store):
                 "requests": 2,
                 "input_tokens": 5,
                 "output_tokens": 50,
+                "estimated_input_tokens": 0,
+                "estimated_output_tokens": 0,
                 "models": [
-                    {"model": None, "requests": 1, "input_tokens": 0, "output_tokens": 0},
-                    {"model": "claude", "requests": 1, "input_tokens": 5, "output_tokens": 50},
+                    {
+                        "model": None,
+                        "requests": 1,
+                        "input_tokens": 0,
+                        "output_tokens": 0,
+                        "estimated_input_tokens": 0,
+                        "estimated_output_tokens": 0,
+                    },
+                    {
+                        "model": "claude",
+                        "requests": 1,
+                        "input_tokens": 5,
+                        "output_tokens": 50,
+                        "estimated_input_tokens": 0,
+                        "estimated_output_tokens": 0,
+                    },
                 ],
             },
         ],
     }
-    bob = {"name": "bob", "requests": 0, "input_tokens": 0, "output_tokens": 0, "days": []}
+    bob = {
+        "name": "bob",
+        "requests": 0,
+        "input_tokens": 0,
+        "output_tokens": 0,
+        "estimated_input_tokens": 0,
+        "estimated_output_tokens": 0,
+        "days": [],
+    }
     default = {
         "name": "default",
         "requests": 1,
         "input_tokens": 7,
         "output_tokens": 8,
+        "estimated_input_tokens": 0,
+        "estimated_output_tokens": 0,
         "days": [
             {
                 "day": "2026-01-02",
                 "requests": 1,
                 "input_tokens": 7,
                 "output_tokens": 8,
-                "models": [{"model": "claude", "requests": 1, "input_tokens": 7, "output_tokens": 8}],
+                "estimated_input_tokens": 0,
+                "estimated_output_tokens": 0,
+                "models": [
+                    {
+                        "model": "claude",
+                        "requests": 1,
+                        "input_tokens": 7,
+                        "output_tokens": 8,
+                        "estimated_input_tokens": 0,
+                        "estimated_output_tokens": 0,
+                    }
+                ],
             }
         ],
     }
@@ -261,9 +355,25 @@ def test_requests_written_together_add_up_per_name_day_and_model(store):
             "requests": 4,
             "input_tokens": 32,
             "output_tokens": 303,
+            "estimated_input_tokens": 0,
+            "estimated_output_tokens": 0,
             "models": [
-                {"model": "claude", "requests": 3, "input_tokens": 31, "output_tokens": 301},
-                {"model": "nova", "requests": 1, "input_tokens": 1, "output_tokens": 2},
+                {
+                    "model": "claude",
+                    "requests": 3,
+                    "input_tokens": 31,
+                    "output_tokens": 301,
+                    "estimated_input_tokens": 0,
+                    "estimated_output_tokens": 0,
+                },
+                {
+                    "model": "nova",
+                    "requests": 1,
+                    "input_tokens": 1,
+                    "output_tokens": 2,
+                    "estimated_input_tokens": 0,
+                    "estimated_output_tokens": 0,
+                },
             ],
         }
     ]
@@ -301,24 +411,40 @@ def test_the_recorder_writes_what_gathered_and_what_is_left_at_exit(store):
     assert (alice["input_tokens"], alice["output_tokens"], lost) == (31, 62, [])
 
 
-def test_the_recorder_reports_a_failed_write_and_carries_on(tmp_path):
+def test_the_recorder_keeps_usage_the_store_refuses_and_writes_it_once_the_store_is_back(tmp_path):
     folder = tmp_path / "not-yet"
     store = open_store(f"sqlite:///{folder / 'keys.db'}", timeout=1)
-    lost = []
-    recorder = UsageRecorder(store, failed=lambda error, count: lost.append((type(error), count)))
+    failures = []
+    recorder = UsageRecorder(store, failed=lambda error, count: failures.append((type(error), count)))
     try:
         recorder.add("alice", "claude", 1, 1)
         recorder.add("bob", "claude", 1, 1)
         deadline = time.monotonic() + 5
-        while not lost and time.monotonic() < deadline:
+        while not failures and time.monotonic() < deadline:
             gevent.sleep(0.02)
-        assert lost == [(StoreUnavailable, 2)]  # one failed write, two requests' usage
+        assert failures[0] == (StoreUnavailable, 0)  # reported, and nothing lost: kept to be written
+        assert recorder.pending() == 2
         folder.mkdir()
         recorder.add("alice", "claude", 2, 2)
-        assert _requests_of(store, "alice", 1) == 1
-        assert store.usage()[0]["input_tokens"] == 2
+        assert _requests_of(store, "alice", 2) == 2
+        assert _requests_of(store, "bob", 1) == 1
+        assert {person["name"]: person["input_tokens"] for person in store.usage()} == {"alice": 3, "bob": 1}
+        assert recorder.pending() == 0
+        assert all(lost == 0 for _, lost in failures)
     finally:
         store.close()
+
+
+def test_the_recorder_drops_and_counts_only_what_does_not_fit_while_the_store_is_down(tmp_path):
+    store = open_store(f"sqlite:///{tmp_path / 'missing' / 'keys.db'}", timeout=0.1)
+    failures = []
+    recorder = UsageRecorder(store, failed=lambda error, count: failures.append(count), keep=3)
+    for _ in range(5):
+        recorder.add("alice", "claude", 1, 1)
+    deadline = time.monotonic() + 5
+    while sum(failures) < 2 and time.monotonic() < deadline:
+        gevent.sleep(0.02)
+    assert sum(failures) == 2 and recorder.pending() == 3
 
 
 _EXIT_PROBE = """

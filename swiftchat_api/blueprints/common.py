@@ -7,13 +7,17 @@ from functools import partial
 import gevent
 from flask import Response, current_app, request
 
-from .. import auth, bodies, telemetry
+from .. import auth, bodies, charges, telemetry
 from ..exceptions import ApiError
 from ..observe import FACTS
 from ..services.catalogue import catalogue
 
 # Operator routes (/metrics) show every key's name and usage: only the shared key opens them.
 _OPERATOR_BLUEPRINTS = frozenset({"ops"})
+# Chats: a key with a budget is admitted once the body says what the chat may cost (admit_chat).
+_CHAT_ENDPOINTS = frozenset(
+    {"converse.converse_v1", "converse.converse_v2", "converse.converse_v3", "v1.chat_completions"}
+)
 _MAX_TOKENS = 10**9  # per request; anything else in a usage report is not a count
 
 
@@ -30,10 +34,12 @@ def facts():
 def require_key(refresh=False, headers=None):
     """Authenticate the request's key, admit it under the key's limits and name the key in the facts.
 
-    Raises ApiError (403, 401, 503 when the key store is down) or LimitExceeded (429). Once
-    admitted, the request is recorded against the key when its response ends: one request,
+    Raises ApiError (403, 401, 503 when the key store cannot admit it) or LimitExceeded (429).
+    Once admitted, the request is recorded against the key when its response ends: one request,
     ``facts().model`` and the tokens of ``facts().usage``. ``refresh`` re-reads the shared key
     from its source; ``headers`` replaces the request's own (a route that checks one header).
+    On the chat routes a key with a budget is admitted later, by ``admit_chat`` once the body
+    is read (or by ``body`` if it cannot be), so that the admission holds the chat's worst case.
     """
     shared = resources()
     record = facts()
@@ -44,7 +50,29 @@ def require_key(refresh=False, headers=None):
         return
     identity = auth.identify(shared.keys, shared.store, headers, refresh=refresh)
     record.key_name = identity.name
-    auth.admit(shared.store, identity)
+    if identity.tokens_per_day is not None and request.endpoint in _CHAT_ENDPOINTS:
+        record.admit_later = partial(_admit, shared, record, identity)
+        return
+    _admit(shared, record, identity, 1)
+
+
+def admit_chat(args):
+    """Admit a chat whose key's admission waited for its body, holding its worst case: the input's
+    estimate plus ``maxTokens`` (capped by the store at what is left of the budget)."""
+    reserve = charges.estimate_input(args) + int((args.get("inferenceConfig") or {}).get("maxTokens") or 0)
+    _admit_pending(reserve)
+
+
+def _admit_pending(reserve):
+    record = facts()
+    admit, record.admit_later = record.admit_later, None
+    if admit is not None:
+        admit(reserve)
+
+
+def _admit(shared, record, identity, reserve):
+    admission = auth.admit(shared.store, identity, reserve)
+    record.reservation = admission.reservation
     record.on_end = partial(_account, shared.usage)
 
 
@@ -57,9 +85,11 @@ def _account(recorder, record):
     usage = record.usage if isinstance(record.usage, dict) else {}
     input_tokens, output_tokens = _tokens(usage.get("inputTokens")), _tokens(usage.get("outputTokens"))
     telemetry.key_served(record.key_name, input_tokens, output_tokens)
-    # The model id is the caller's text until Bedrock answered with usage: recorded only then, so
-    # made-up ids cannot add a usage row each (image calls, which report no tokens, count unnamed).
-    recorder.add(record.key_name, record.model if usage else None, input_tokens, output_tokens)
+    estimated = (input_tokens, output_tokens) if record.estimated else (0, 0)
+    # The model id is the caller's text until Bedrock answered (with usage, or a stream it began):
+    # recorded only then, so made-up ids cannot add a usage row each (image calls count unnamed).
+    model = record.model if usage else None
+    recorder.add(record.key_name, model, input_tokens, output_tokens, estimated, record.reservation)
 
 
 def region_models(region):
@@ -94,7 +124,11 @@ def body(schema, budget=None):
     """
     if budget is None:
         budget = body_budget()
-    return schema.load(budget.body(raw_body()))
+    try:
+        return schema.load(budget.body(raw_body()))
+    except Exception:
+        _admit_pending(1)  # a chat refused for its body still counts as one request of its key
+        raise
 
 
 _PIECE = 64 * 1024  # bytes of JSON encoded between two turns of the event loop

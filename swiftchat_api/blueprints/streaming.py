@@ -5,12 +5,12 @@ from functools import partial
 
 from flask import Response, request
 
-from .. import telemetry
+from .. import charges, telemetry
 from ..connection import CONNECTION
 from ..exceptions import refused
 from ..relay import BedrockCall, Relay
 from ..services import converse
-from .common import facts, resources
+from .common import admit_chat, facts, resources
 
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
@@ -30,7 +30,7 @@ def relayed(upstream, dialect, limits, acceptance=None, deadline=None, content_t
         telemetry.stream_finished(record.route, record.model, record.started, relay)
         # Recorded against the key once the response is over (see common.require_key), in the
         # background: the store never holds a stream or the connection's next request.
-        record.usage = relay.usage
+        record.usage, record.estimated = charges.charged(relay.usage, record.input_estimate, relay.bytes_sent)
         record.disconnected = relay.client_gone
         record.bytes_sent = relay.bytes_sent
 
@@ -54,6 +54,8 @@ def stream_response(client, args, dialect, content_type="text/event-stream", rea
     config = app.config
     record = facts()
     record.model = args["modelId"]  # for the access log; usage names it only once Bedrock answered with usage
+    record.input_estimate = charges.estimate_input(args)  # charged if the stream ends without Bedrock's usage
+    admit_chat(args)
     if real_statuses:
         acceptance = config.first_byte_timeout
         deadline = time.monotonic() + acceptance + config.first_event_window

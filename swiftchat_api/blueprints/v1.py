@@ -17,7 +17,7 @@ from ..oai.stream import ChunkTranslator, OpenAIStream
 from ..schemas import RegionRequest
 from ..services import images
 from ..services import v1 as calls
-from .common import body, body_budget, facts, large_json, region_models, require_key, resources
+from .common import admit_chat, body, body_budget, facts, large_json, region_models, require_key, resources
 from .streaming import stream_response
 
 bp = Blueprint("v1", __name__)
@@ -97,6 +97,7 @@ def _whole(client, chat, args):
     """A chat answered whole: one Converse call, its ``chat.completion``."""
     answer_id, created = openai_chat.new_id(), openai_chat.now()
     _record_model(chat["model"])
+    admit_chat(args)
     answer = calls.converse(client, args)
     _record_usage(answer.get("usage"))
     return openai_chat.completion(answer, chat["model"], answer_id, created)

@@ -27,8 +27,13 @@ MAX_RPM = 100_000
 MAX_TOKENS_PER_DAY = 10**12
 MAX_MODEL_CHARS = 200
 LOOKUP_CACHE_SECONDS = 1.0
+# How long a request's reservation against a budget holds if its usage never settles it (a worker
+# killed mid-stream): longer than any stream runs.
+RESERVATION_SECONDS = 3600
 # The usage of the shared key from API_KEY / API_KEY_NAME is kept under this name; no key may take it.
 SHARED_KEY_NAME = "default"
+# Names no key may take, compared without case (``Default`` would read as the shared key in a report).
+RESERVED_NAMES = frozenset({SHARED_KEY_NAME})
 _LOOKUP_CACHE_ENTRIES = 10_000
 
 
@@ -72,6 +77,9 @@ class Admission:
     ok: bool
     retry_after: int = 0
     limit: str | None = None  # "rpm" or "tokens_per_day" when refused
+    # Admitted under a budget: what identifies the tokens held for the request until its usage is
+    # recorded (``record_usages`` settles it); None for a key without a budget.
+    reservation: str | None = None
 
 
 @dataclass(frozen=True)
@@ -122,9 +130,18 @@ def day_of(now):
     return time.strftime("%Y-%m-%d", time.gmtime(now))
 
 
+_FIGURES = ("requests", "input_tokens", "output_tokens", "estimated_input_tokens", "estimated_output_tokens")
+
+
 def _counted(**labels):
-    """A usage entry that starts at zero: its labels, then requests, input and output tokens."""
-    return {**labels, "requests": 0, "input_tokens": 0, "output_tokens": 0}
+    """A usage entry that starts at zero: its labels, then requests, tokens and the estimated part of them."""
+    return {**labels, **dict.fromkeys(_FIGURES, 0)}
+
+
+def _rest(rest):
+    """The optional tail of a served request: estimated input and output tokens, reservation."""
+    estimated_input, estimated_output, reservation = (list(rest) + [0, 0, None][len(rest) :])[:3]
+    return estimated_input, estimated_output, reservation
 
 
 def _seconds_to_next_day(now):
@@ -167,7 +184,7 @@ class Store:
     def create_key(self, name, rpm=None, tokens_per_day=None, now=None):
         """Make a new random key for name and return it; only its hash is kept (I/O)."""
         name = check_name(name)
-        if name == SHARED_KEY_NAME:
+        if name.lower() in RESERVED_NAMES:
             raise InvalidRequest(
                 f"The name {SHARED_KEY_NAME} is the shared key's (API_KEY / API_KEY_NAME), whose usage is kept"
                 " under it; choose another name."
@@ -198,44 +215,63 @@ class Store:
                 self._cache[digest] = (time.monotonic() + self._cache_seconds, identity)
         return identity
 
-    def admit(self, identity, now=None):
-        """Count one request against identity's limits if both allow it (atomic; I/O unless unlimited)."""
+    def admit(self, identity, now=None, reserve=1):
+        """Count one request against identity's limits if both allow it (atomic; I/O unless unlimited).
+
+        Under a budget, the request is admitted while the day's recorded usage plus what admitted
+        requests still hold stays below it, and it holds ``reserve`` tokens (its worst case),
+        capped at what is left, until its usage is recorded with the Admission's reservation.
+        Nothing is admitted unless that is written: a store that refuses writes refuses requests.
+        """
         if identity.rpm is None and identity.tokens_per_day is None:
             return ADMITTED
         now = time.time() if now is None else now
-        refusal, oldest = self._admit(identity, now, day_of(now))
+        reserve = max(1, min(int(reserve), MAX_TOKENS_PER_DAY))
+        refusal, oldest, reservation = self._admit(identity, now, day_of(now), reserve)
         if refusal is None:
-            return ADMITTED
+            return Admission(True, reservation=reservation)
         if refusal == "tokens_per_day":
             return Admission(False, _seconds_to_next_day(now), refusal)
         # Another worker's request can carry a time a hair later than this one's now: never past a window.
         wait = min(WINDOW_SECONDS, max(1, math.ceil(oldest + WINDOW_SECONDS - now)))
         return Admission(False, wait, refusal)
 
-    def record_usage(self, name, model, input_tokens, output_tokens, day=None):
+    def record_usage(self, name, model, input_tokens, output_tokens, day=None, estimated=(0, 0), reservation=None):
         """Add one served request and its tokens to name's usage for day (default today, UTC) (I/O).
 
         name need not belong to a key (the shared key's usage is kept under a name of its own), but
-        must be shaped like a key's name.
+        must be shaped like a key's name. ``estimated``: how many of the input and output tokens
+        are our estimate rather than Bedrock's count; ``reservation``: the Admission's, settled.
         """
-        self.record_usages([(name, model, input_tokens, output_tokens, day)])
+        self.record_usages([(name, model, input_tokens, output_tokens, day, *estimated, reservation)])
 
-    def record_usages(self, served):
-        """Add served requests, each ``(name, model, input_tokens, output_tokens, day)``, in one write (I/O).
+    def record_usages(self, served, batch=None):
+        """Add served requests, each ``(name, model, input_tokens, output_tokens, day[, estimated_input,
+        estimated_output, reservation])``, in one write that also settles their reservations (I/O).
 
         A day of None is today (UTC). Requests of the same name, day and model are added up
-        first; nothing is written unless every name is shaped like a key's name.
+        first; nothing is written unless every name is shaped like a key's name. ``batch`` names
+        the write: the same batch written again (a retry after a reply that never came) adds nothing.
         """
         today = day_of(time.time())
         totals = {}
-        for name, model, input_tokens, output_tokens, day in served:
+        settled = []
+        for entry in served:
+            name, model, input_tokens, output_tokens, day, *rest = entry
+            estimated_input, estimated_output, reservation = _rest(rest)
             where = (check_name(name), day or today, (model or "")[:MAX_MODEL_CHARS])
-            counted = totals.setdefault(where, [0, 0, 0])
+            counted = totals.setdefault(where, [0, 0, 0, 0, 0])
             counted[0] += 1
             counted[1] += max(0, int(input_tokens or 0))
             counted[2] += max(0, int(output_tokens or 0))
+            counted[3] += max(0, int(estimated_input or 0))
+            counted[4] += max(0, int(estimated_output or 0))
+            if reservation:
+                settled.append(reservation)
         if totals:
-            self._record([(*where, *counted) for where, counted in totals.items()])
+            self._record(
+                [(*where, *counted) for where, counted in totals.items()], settled, batch or secrets.token_hex(12)
+            )
 
     def usage(self, since=None):
         """Per name, with every key listed: requests, input and output tokens, per day and model (I/O)."""
@@ -243,24 +279,16 @@ class Store:
         names = {info.name for info in self.list_keys()}
         people = {name: _counted(name=name) for name in names}
         days = {}
-        for name, day, model, requests, input_tokens, output_tokens in sorted(rows):
+        for name, day, model, *figures in sorted(rows):
             person = people.setdefault(name, _counted(name=name))
             entry = days.get((name, day))
             if entry is None:
                 entry = days[(name, day)] = {**_counted(day=day), "models": []}
                 person.setdefault("days", []).append(entry)
-            entry["models"].append(
-                {
-                    "model": model or None,
-                    "requests": requests,
-                    "input_tokens": input_tokens,
-                    "output_tokens": output_tokens,
-                }
-            )
+            entry["models"].append({"model": model or None, **dict(zip(_FIGURES, figures, strict=True))})
             for total in (person, entry):
-                total["requests"] += requests
-                total["input_tokens"] += input_tokens
-                total["output_tokens"] += output_tokens
+                for figure, value in zip(_FIGURES, figures, strict=True):
+                    total[figure] += value
         return [{**people[name], "days": people[name].get("days", [])} for name in sorted(people)]
 
     def list_keys(self):
@@ -306,16 +334,19 @@ class Store:
     def _lookup(self, digest):
         raise NotImplementedError
 
-    def _admit(self, identity, now, day):
-        """Return (None, None) when admitted and counted, else (limit, oldest request time in window)."""
+    def _admit(self, identity, now, day, reserve):
+        """Return (None, None, reservation) when admitted, counted and (under a budget) ``reserve``
+        tokens held, capped at what is left; else (limit, oldest request time in window, None)."""
         raise NotImplementedError
 
-    def _record(self, rows):
-        """Add rows (name, day, model, requests, input_tokens, output_tokens) to the usage, together."""
+    def _record(self, rows, settled, batch):
+        """Add rows (name, day, model, requests, input, output, estimated input, estimated output tokens)
+        to the usage and release the reservations ``settled``, together; ``batch`` at most once."""
         raise NotImplementedError
 
     def _usage_rows(self, since):
-        """Rows (name, day, model, requests, input_tokens, output_tokens) for days >= since."""
+        """Rows (name, day, model, requests, input, output, estimated input, estimated output tokens)
+        for days >= since."""
         raise NotImplementedError
 
     def _list(self):

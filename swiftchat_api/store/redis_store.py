@@ -14,6 +14,7 @@ from redis.retry import Retry
 
 from . import (
     PEPPER_MISMATCH,
+    RESERVATION_SECONDS,
     WINDOW_SECONDS,
     Identity,
     KeyInfo,
@@ -39,11 +40,20 @@ redis.call('SADD', KEYS[4], ARGV[2])
 return 'ok'
 """
 
-# KEYS: window, today's usage. ARGV: now, window start, rpm, tokens per day, unique member.
-_ADMIT = """
+# The shebang makes Redis refuse the whole script, before any of it runs, when it is out of
+# memory: without it, a script's first write was let through and the rest ran after it.
+# KEYS: window, today's usage, today's reservations. ARGV: now, window start, rpm, tokens per
+# day, unique member, tokens to hold, when the hold expires.
+_ADMIT = """#!lua
+local left = nil
 if ARGV[4] ~= '' then
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', ARGV[1])
   local spent = tonumber(redis.call('HGET', KEYS[2], 'tokens') or '0')
-  if spent >= tonumber(ARGV[4]) then return {'tokens_per_day'} end
+  for _, member in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
+    spent = spent + tonumber(string.match(member, '|(%d+)$'))
+  end
+  left = tonumber(ARGV[4]) - spent
+  if left <= 0 then return {'tokens_per_day'} end
 end
 if ARGV[3] ~= '' then
   redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
@@ -53,22 +63,35 @@ if ARGV[3] ~= '' then
   redis.call('ZADD', KEYS[1], ARGV[1], ARGV[5])
   redis.call('EXPIRE', KEYS[1], 2 * 60)
 end
-return {}
+if left == nil then return {} end
+local member = ARGV[5] .. '|' .. string.format('%d', math.min(tonumber(ARGV[6]), left))
+redis.call('ZADD', KEYS[3], ARGV[7], member)
+redis.call('EXPIRE', KEYS[3], 2 * 86400)
+return {'', member}
 """
 
 # Requests written together, in one call. KEYS: the batch's marker, the usage index, then one
-# record (name and day) per row; ARGV: six per row. redis-py resends a call whose connection
-# broke, which may have run before it broke: the marker makes the second run add nothing.
-_RECORD = """
-if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', 60) then return 0 end
-for i = 3, #KEYS do
-  local at = (i - 3) * 6
+# record (name and day) per row, then the reservations each settled one is in; ARGV: the number
+# of rows, eight per row, then the reservations' members. A call resent (redis-py, after its
+# connection broke, or the recorder, after no reply came) may have run already: the marker
+# makes the second run add nothing.
+_RECORD = """#!lua
+if not redis.call('SET', KEYS[1], '1', 'NX', 'EX', 3600) then return 0 end
+local rows = tonumber(ARGV[1])
+for i = 1, rows do
+  local at = 1 + (i - 1) * 8
+  local key = KEYS[2 + i]
   local model = ARGV[at + 1]
-  redis.call('HINCRBY', KEYS[i], 'r:' .. model, ARGV[at + 2])
-  redis.call('HINCRBY', KEYS[i], 'i:' .. model, ARGV[at + 3])
-  redis.call('HINCRBY', KEYS[i], 'o:' .. model, ARGV[at + 4])
-  redis.call('HINCRBY', KEYS[i], 'tokens', ARGV[at + 5])
-  redis.call('SADD', KEYS[2], ARGV[at + 6])
+  redis.call('HINCRBY', key, 'r:' .. model, ARGV[at + 2])
+  redis.call('HINCRBY', key, 'i:' .. model, ARGV[at + 3])
+  redis.call('HINCRBY', key, 'o:' .. model, ARGV[at + 4])
+  if ARGV[at + 5] ~= '0' then redis.call('HINCRBY', key, 'ei:' .. model, ARGV[at + 5]) end
+  if ARGV[at + 6] ~= '0' then redis.call('HINCRBY', key, 'eo:' .. model, ARGV[at + 6]) end
+  redis.call('HINCRBY', key, 'tokens', ARGV[at + 7])
+  redis.call('SADD', KEYS[2], ARGV[at + 8])
+end
+for i = 3 + rows, #KEYS do
+  redis.call('ZREM', KEYS[i], ARGV[2 + rows * 8 + i - 3 - rows])
 end
 return 1
 """
@@ -154,26 +177,39 @@ class RedisStore(Store):
             return None
         return Identity(record["name"], _limit(record.get("rpm")), _limit(record.get("tokens_per_day")))
 
-    def _admit(self, identity, now, day):
-        keys = [PREFIX + "hits:" + identity.name, PREFIX + f"usage:{identity.name}:{day}"]
+    def _admit(self, identity, now, day, reserve):
+        keys = [
+            PREFIX + "hits:" + identity.name,
+            PREFIX + f"usage:{identity.name}:{day}",
+            PREFIX + f"reserved:{identity.name}:{day}",
+        ]
         args = [
             repr(now),
             repr(now - WINDOW_SECONDS),
             _limit_text(identity.rpm),
             _limit_text(identity.tokens_per_day),
             f"{now!r}:{os.urandom(6).hex()}",  # a sorted set keeps one entry per member
+            str(reserve),
+            repr(now + RESERVATION_SECONDS),
         ]
         answer = self._call(lambda r: self._admit_script(keys=keys, args=args))
         if not answer:
-            return None, None
-        return answer[0], float(answer[1]) if len(answer) > 1 else None
+            return None, None, None
+        if answer[0] == "":
+            return None, None, f"{identity.name}:{day} {answer[1]}"
+        return answer[0], float(answer[1]) if len(answer) > 1 else None, None
 
-    def _record(self, rows):
-        keys = [PREFIX + f"usage-batch:{os.urandom(12).hex()}", PREFIX + "usage-index"]
-        args = []
-        for name, day, model, requests, input_tokens, output_tokens in rows:
+    def _record(self, rows, settled, batch):
+        keys = [PREFIX + f"usage-batch:{batch}", PREFIX + "usage-index"]
+        args = [len(rows)]
+        for name, day, model, requests, input_tokens, output_tokens, estimated_input, estimated_output in rows:
             keys.append(PREFIX + f"usage:{name}:{day}")
-            args += [model, requests, input_tokens, output_tokens, input_tokens + output_tokens, f"{name} {day}"]
+            args += [model, requests, input_tokens, output_tokens, estimated_input, estimated_output]
+            args += [input_tokens + output_tokens, f"{name} {day}"]
+        for reservation in settled:
+            where, _, member = reservation.partition(" ")
+            keys.append(PREFIX + f"reserved:{where}")
+            args.append(member)
         self._call(lambda r: self._record_script(keys=keys, args=args))
 
     def _usage_rows(self, since):
@@ -190,16 +226,8 @@ class RedisStore(Store):
             for field, value in fields.items():
                 kind, _, model = field.partition(":")
                 if kind == "r":
-                    rows.append(
-                        (
-                            name,
-                            day,
-                            model,
-                            int(value),
-                            int(fields.get("i:" + model, 0)),
-                            int(fields.get("o:" + model, 0)),
-                        )
-                    )
+                    figures = (int(fields.get(f"{figure}:{model}", 0)) for figure in ("i", "o", "ei", "eo"))
+                    rows.append((name, day, model, int(value), *figures))
         return rows
 
     def _list(self):

@@ -10,6 +10,7 @@ indexed statements (tens of microseconds), so the write lock is only ever held t
 import contextlib
 import os
 import random
+import secrets
 import sqlite3
 import threading
 import time
@@ -17,6 +18,7 @@ from urllib.parse import unquote, urlsplit
 
 from . import (
     PEPPER_MISMATCH,
+    RESERVATION_SECONDS,
     WINDOW_SECONDS,
     Identity,
     InvalidRequest,
@@ -28,7 +30,7 @@ from . import (
     StoreUnavailable,
 )
 
-_SCHEMA_VERSION = 1
+_SCHEMA_VERSION = 2
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
     # digest is NULL once revoked: a revoked key's hash is not kept.
@@ -40,7 +42,20 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS windows (name TEXT PRIMARY KEY, size INTEGER NOT NULL) WITHOUT ROWID",
     "CREATE TABLE IF NOT EXISTS usage (name TEXT NOT NULL, day TEXT NOT NULL, model TEXT NOT NULL,"
     " requests INTEGER NOT NULL, input_tokens INTEGER NOT NULL, output_tokens INTEGER NOT NULL,"
+    " estimated_input_tokens INTEGER NOT NULL DEFAULT 0, estimated_output_tokens INTEGER NOT NULL DEFAULT 0,"
     " PRIMARY KEY (name, day, model)) WITHOUT ROWID",
+    # Tokens held for an admitted request under a budget until its usage is recorded.
+    "CREATE TABLE IF NOT EXISTS reservations (id TEXT PRIMARY KEY, name TEXT NOT NULL, day TEXT NOT NULL,"
+    " tokens INTEGER NOT NULL, expires REAL NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS reservations_by_name ON reservations (name, day)",
+    # The usage batches written in the last hour: one written again (a retry) adds nothing.
+    "CREATE TABLE IF NOT EXISTS batches (id TEXT PRIMARY KEY, t REAL NOT NULL)",
+)
+_BATCH_SECONDS = 3600
+# A version-1 file (before estimates were kept) gains their columns.
+_UPGRADE_FROM_1 = (
+    "ALTER TABLE usage ADD COLUMN estimated_input_tokens INTEGER NOT NULL DEFAULT 0",
+    "ALTER TABLE usage ADD COLUMN estimated_output_tokens INTEGER NOT NULL DEFAULT 0",
 )
 _BUSY_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 _FIRST_PAUSE = 0.0005
@@ -95,6 +110,9 @@ class SQLiteStore(Store):
             connection.execute("PRAGMA synchronous=NORMAL")
             if connection.execute("PRAGMA user_version").fetchone()[0] != _SCHEMA_VERSION:
                 connection.execute("BEGIN IMMEDIATE")
+                if connection.execute("PRAGMA user_version").fetchone()[0] == 1:
+                    for statement in _UPGRADE_FROM_1:
+                        connection.execute(statement)
                 for statement in _SCHEMA:
                     connection.execute(statement)
                 connection.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
@@ -194,17 +212,24 @@ class SQLiteStore(Store):
 
         return self._run(work, create=False)
 
-    def _admit(self, identity, now, day):
+    def _admit(self, identity, now, day, reserve):
         name = identity.name
+        budget = identity.tokens_per_day
 
         def work(db):
-            if identity.tokens_per_day is not None:
+            left = None
+            if budget is not None:
+                db.execute("DELETE FROM reservations WHERE name = ? AND expires <= ?", (name, now))
                 spent = db.execute(
                     "SELECT COALESCE(SUM(input_tokens + output_tokens), 0) FROM usage WHERE name = ? AND day = ?",
                     (name, day),
                 ).fetchone()[0]
-                if spent >= identity.tokens_per_day:
-                    return "tokens_per_day", None
+                held = db.execute(
+                    "SELECT COALESCE(SUM(tokens), 0) FROM reservations WHERE name = ? AND day = ?", (name, day)
+                ).fetchone()[0]
+                left = budget - spent - held
+                if left <= 0:
+                    return "tokens_per_day", None, None
             if identity.rpm is not None:
                 # The window's size is kept beside it: COUNT(*) would cost a row per request in it.
                 gone = db.execute("DELETE FROM hits WHERE name = ? AND t <= ?", (name, now - WINDOW_SECONDS)).rowcount
@@ -215,7 +240,7 @@ class SQLiteStore(Store):
                     if oldest is not None:
                         if gone:
                             db.execute("UPDATE windows SET size = ? WHERE name = ?", (size, name))
-                        return "rpm", oldest
+                        return "rpm", oldest, None
                     size = 0  # an empty window: the size kept beside it had drifted
                 db.execute("INSERT INTO hits (name, t) VALUES (?, ?)", (name, now))
                 db.execute(
@@ -223,29 +248,46 @@ class SQLiteStore(Store):
                     " ON CONFLICT (name) DO UPDATE SET size = excluded.size",
                     (name, size + 1),
                 )
-            return None, None
+            if left is None:
+                return None, None, None
+            reservation = secrets.token_hex(12)
+            db.execute(
+                "INSERT INTO reservations (id, name, day, tokens, expires) VALUES (?, ?, ?, ?, ?)",
+                (reservation, name, day, min(reserve, left), now + RESERVATION_SECONDS),
+            )
+            return None, None, reservation
 
-        # A budget alone is only read; counting against an rpm window needs the write lock.
-        return self._run(work, write=identity.rpm is not None)
+        # Always the write lock: a store that cannot take a write admits nothing (fail closed).
+        return self._run(work, write=True)
 
-    def _record(self, rows):
+    def _record(self, rows, settled, batch):
+        now = time.time()
+
         def work(db):
+            db.execute("DELETE FROM batches WHERE t < ?", (now - _BATCH_SECONDS,))
+            if db.execute("INSERT OR IGNORE INTO batches (id, t) VALUES (?, ?)", (batch, now)).rowcount == 0:
+                return
             db.executemany(
-                "INSERT INTO usage (name, day, model, requests, input_tokens, output_tokens) VALUES (?, ?, ?, ?, ?, ?)"
+                "INSERT INTO usage (name, day, model, requests, input_tokens, output_tokens, estimated_input_tokens,"
+                " estimated_output_tokens) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (name, day, model) DO UPDATE SET requests = requests + excluded.requests,"
                 " input_tokens = input_tokens + excluded.input_tokens,"
-                " output_tokens = output_tokens + excluded.output_tokens",
+                " output_tokens = output_tokens + excluded.output_tokens,"
+                " estimated_input_tokens = estimated_input_tokens + excluded.estimated_input_tokens,"
+                " estimated_output_tokens = estimated_output_tokens + excluded.estimated_output_tokens",
                 rows,
             )
+            db.executemany("DELETE FROM reservations WHERE id = ?", [(reservation,) for reservation in settled])
 
-        self._run(work, write=len(rows) > 1)  # one statement is a transaction of its own
+        self._run(work, write=True)  # one transaction: a batch is written whole or not at all
 
     def _usage_rows(self, since):
         def work(db):
             if db is None:
                 return []
             return db.execute(
-                "SELECT name, day, model, requests, input_tokens, output_tokens FROM usage WHERE day >= ?",
+                "SELECT name, day, model, requests, input_tokens, output_tokens, estimated_input_tokens,"
+                " estimated_output_tokens FROM usage WHERE day >= ?",
                 (since or "",),
             ).fetchall()
 

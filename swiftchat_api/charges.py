@@ -1,0 +1,81 @@
+"""What a request is charged when Bedrock gave no usage: estimates that err on the side of more.
+
+Bedrock bills a stream cut before its ``metadata`` event (the client gone, the upstream cut, a
+time-out) for the whole input and the output generated so far, but tells us neither. Charged
+nothing, a person could read a long answer's first kilobytes for free, again and again. So such
+a stream is charged an estimate of both, marked as an estimate:
+
+- input: the UTF-8 bytes of every text the request sends (messages, system prompt, tool
+  definitions and results) divided by ``BYTES_PER_TOKEN``, plus ``MESSAGE_TOKENS`` a message,
+  and ``IMAGE_TOKENS`` an image. Tokenizers average about 4 bytes a token on English prose and
+  code and 3 on CJK text (3 bytes a character), so 3 over-counts those; text made of long runs
+  of digits or single symbols averages fewer and can be under-counted, by at most the
+  difference between its bytes / 3 and its real count (never more than two-thirds of it).
+- output: the bytes relayed to the client (``facts().bytes_sent``) divided by the same 3. The
+  JSON dialects wrap each piece of text in an event, so this over-counts what was generated;
+  output generated but not yet relayed when the stream was cut is not counted.
+"""
+
+import math
+
+BYTES_PER_TOKEN = 3
+MESSAGE_TOKENS = 4  # a message's role and framing
+IMAGE_TOKENS = 1_600  # Claude's cost of the largest image it takes (1,568 px a side)
+_IMAGE_BLOCKS = ("image", "video")
+
+
+def estimate_input(args):
+    """An estimate of the input tokens of a Converse call with ``args``, on the high side."""
+    counted = _Counted()
+    for message in args.get("messages") or ():
+        counted.tokens += MESSAGE_TOKENS
+        counted.walk(message)
+    counted.walk(args.get("system"))
+    counted.walk(args.get("toolConfig"))
+    return counted.tokens + math.ceil(counted.bytes / BYTES_PER_TOKEN)
+
+
+def estimate_output(bytes_sent):
+    """An estimate of the output tokens behind ``bytes_sent`` bytes relayed to the client."""
+    return math.ceil((bytes_sent or 0) / BYTES_PER_TOKEN)
+
+
+def charged(usage, input_estimate, bytes_sent):
+    """The usage a finished stream is charged, and whether it is an estimate.
+
+    Bedrock's usage when it gave its counts; else, for a Bedrock stream (``input_estimate`` set),
+    the estimates; else nothing (a Use Proxy provider's answer, charged its request alone).
+    """
+    if isinstance(usage, dict) and isinstance(usage.get("inputTokens"), int):
+        return usage, False
+    if input_estimate is None:
+        return usage, False
+    output = estimate_output(bytes_sent)
+    return {"inputTokens": input_estimate, "outputTokens": output, "totalTokens": input_estimate + output}, True
+
+
+class _Counted:
+    def __init__(self):
+        self.bytes = 0
+        self.tokens = 0
+
+    def walk(self, value):
+        # A stack, not recursion: a body's nesting is bounded by its schema, but this costs nothing.
+        pending = [value]
+        while pending:
+            value = pending.pop()
+            if isinstance(value, str):
+                self.bytes += len(value.encode("utf-8", "surrogatepass"))
+            elif isinstance(value, bytes | bytearray):
+                self.bytes += len(value)  # a document's bytes: at least as many tokens as text of that size
+            elif isinstance(value, dict):
+                for key, item in value.items():
+                    self.bytes += len(str(key))  # a tool schema's property names are read too
+                    if key in _IMAGE_BLOCKS:
+                        self.tokens += IMAGE_TOKENS
+                    else:
+                        pending.append(item)
+            elif isinstance(value, list | tuple):
+                pending.extend(value)
+            elif value is not None:
+                self.bytes += len(str(value))
