@@ -59,13 +59,20 @@ def _store():
 @click.argument("name")
 @click.option("--rpm", type=_Limit(), help="Requests per sliding 60 seconds (default: no limit).")
 @click.option("--tokens-per-day", type=_Limit(), help="Input + output tokens per UTC day (default: no limit).")
-def create(name, rpm, tokens_per_day):
+@click.option(
+    "--aws-credentials",
+    is_flag=True,
+    help="Let /api/token give this key one-hour AWS credentials (session named after NAME): its holder can"
+    " then call Bedrock directly, outside the key's limits and usage, until they expire.",
+)
+def create(name, rpm, tokens_per_day, aws_credentials):
     """Make a key for NAME; the key alone is the last line (shown only this once)."""
     with _store() as store:
-        key = store.create_key(name, _value(rpm), _value(tokens_per_day))
+        key = store.create_key(name, _value(rpm), _value(tokens_per_day), aws_credentials=aws_credentials)
+        credentials = ", AWS credentials from /api/token" if aws_credentials else ""
         click.echo(
             f"Created a key for {name} (rpm: {_shown(_value(rpm))}, tokens per day: "
-            f"{_shown(_value(tokens_per_day))}) in {store.describe()}. It is shown only now:",
+            f"{_shown(_value(tokens_per_day))}{credentials}) in {store.describe()}. It is shown only now:",
             err=True,
         )
     click.echo(key)
@@ -85,6 +92,7 @@ def list_keys(as_json):
                 "tokens_per_day": info.tokens_per_day,
                 "created": _when(info.created),
                 "revoked": _when(info.revoked) if info.revoked else None,
+                "aws_credentials": info.aws_credentials,
             }
             for info in infos
         ]
@@ -93,10 +101,11 @@ def list_keys(as_json):
     if not infos:
         click.echo(f"No keys yet in {store.describe()}.", err=True)
         return
-    table = [("NAME", "RPM", "TOKENS/DAY", "CREATED", "STATE")]
+    table = [("NAME", "RPM", "TOKENS/DAY", "AWS", "CREATED", "STATE")]
     for info in infos:
         state = f"revoked {_when(info.revoked)}" if info.revoked else "active"
-        table.append((info.name, _shown(info.rpm), _shown(info.tokens_per_day), _when(info.created), state))
+        aws = "yes" if info.aws_credentials else "no"
+        table.append((info.name, _shown(info.rpm), _shown(info.tokens_per_day), aws, _when(info.created), state))
     _print_table(table)
 
 

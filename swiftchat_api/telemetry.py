@@ -67,11 +67,25 @@ def key_served(name, input_tokens, output_tokens):
         KEY_TOKENS.labels(name, "output").inc(output_tokens)
 
 
-def exposition():
-    """(body, content type) of every worker's metrics, summed."""
+PER_KEY_PREFIX = b"swiftchat_key_"  # the series labelled with a person's key name
+
+
+def exposition(per_key=True):
+    """(body, content type) of every worker's metrics, summed; without the per-key series unless ``per_key``."""
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
     else:
         registry = REGISTRY
-    return generate_latest(registry), CONTENT_TYPE_LATEST
+    body = generate_latest(registry)
+    if not per_key:
+        lines = body.split(b"\n")
+        body = b"\n".join(line for line in lines if not _per_key_line(line))
+    return body, CONTENT_TYPE_LATEST
+
+
+def _per_key_line(line):
+    """A sample, or its HELP or TYPE comment, of a per-key series."""
+    if line.startswith(b"# HELP ") or line.startswith(b"# TYPE "):
+        line = line[7:]
+    return line.startswith(PER_KEY_PREFIX)

@@ -24,6 +24,7 @@ SHORT = chat('[[emulator reply="ok"]]')
 CATALOGUE = {"region": "us-west-2"}
 KEY_SHAPE = re.compile(r"sk-swiftchat-[A-Za-z0-9_-]{43}")
 STORE_DOWN = {"detail": "The key store cannot be reached just now; please try again in a moment."}
+METRICS_TOKEN = "scrape-0123456789"
 
 
 class Deployment:
@@ -90,8 +91,8 @@ def tokens_of(body):
 
 
 def metric(server, name, **labels):
-    """The value of a /metrics series (summed over workers), read with the shared key."""
-    status, _, body = server.request("/metrics", method="GET")
+    """The value of a /metrics series (summed over workers), read with METRICS_TOKEN."""
+    status, _, body = server.request("/metrics", method="GET", key=METRICS_TOKEN)
     assert status == 200
     return metric_value(body.decode(), name, **labels)
 
@@ -136,6 +137,7 @@ def sqlite(emulator, tmp_path_factory):
         "SWIFTCHAT_STORE": f"sqlite:///{path}",
         "SWIFTCHAT_STORE_TIMEOUT": "0.5",
         "BEDROCK_MAX_ATTEMPTS": "1",
+        "METRICS_TOKEN": METRICS_TOKEN,
         # Use Proxy pointed at a closed port: the key checks run, then the provider cannot be reached.
         "OPENAI_GPT_URL": f"http://127.0.0.1:{free_port()}/v1/chat/completions",
     }
@@ -291,7 +293,12 @@ def test_a_locked_store_is_a_fast_503_for_limited_keys_while_the_shared_key_work
 
 def test_usage_that_cannot_be_written_is_kept_and_written_once_the_store_can_be(emulator, tmp_path):
     folder = tmp_path / "gone"
-    env = {**emulator_env(emulator), "API_KEY": TEST_KEY, "SWIFTCHAT_STORE": f"sqlite:///{folder / 'k.db'}"}
+    env = {
+        **emulator_env(emulator),
+        "API_KEY": TEST_KEY,
+        "SWIFTCHAT_STORE": f"sqlite:///{folder / 'k.db'}",
+        "METRICS_TOKEN": METRICS_TOKEN,
+    }
     server = Server(env)  # a store in a directory that does not exist: every usage write fails
     try:
         bodies = []
@@ -325,8 +332,12 @@ def test_access_log_names_the_key_and_metrics_count_per_key(sqlite):
     input_tokens, output_tokens = tokens_of(first[2])
     assert metric(server, "swiftchat_key_tokens_total", key="counted", direction="input") == input_tokens
     assert metric(server, "swiftchat_key_tokens_total", key="counted", direction="output") == output_tokens
-    # /metrics shows everyone's names and usage: a person's own key does not open it.
+    # /metrics shows everyone's names and usage: a person's own key does not open it, and the shared
+    # key (in every app) sees the server-wide series alone.
     assert server.request("/metrics", method="GET", key=key)[0] == 401
+    status, _, shown = server.request("/metrics", method="GET")
+    assert status == 200 and b"swiftchat_requests_total" in shown
+    assert b"swiftchat_key_" not in shown and b"counted" not in shown
 
     lines = [line for line in access_lines(server) if line["key"] == "counted"]
     assert sorted(line["status"] for line in lines) == [200, 422, 429]
@@ -455,6 +466,7 @@ def instances(emulator, redis_store):
         "SWIFTCHAT_STORE": redis_store.url,
         "SWIFTCHAT_STORE_TIMEOUT": "0.5",
         "BEDROCK_MAX_ATTEMPTS": "1",
+        "METRICS_TOKEN": METRICS_TOKEN,
     }
     deployment = Deployment(env, [Server(env), Server(env)])
     yield deployment

@@ -112,11 +112,16 @@ def test_metrics_need_the_api_key(server):
     assert b"swiftchat_requests_total" in body
 
 
-def test_metrics_token_replaces_the_api_key(emulator):
+def test_metrics_token_sees_every_series_and_the_api_key_the_server_wide_ones(emulator):
     live = Server({**emulator_env(emulator), "API_KEY": TEST_KEY, "METRICS_TOKEN": "scrape-me"})
     try:
-        assert live.request("/metrics", method="GET")[0] == 401
-        assert live.request("/metrics", method="GET", key="scrape-me")[0] == 200
+        assert live.request("/api/converse/v3", chat('[[emulator reply="ok"]]'))[0] == 200
+        status, _, everything = live.request("/metrics", method="GET", key="scrape-me")
+        assert status == 200 and b'swiftchat_key_requests_total{key="default"}' in everything
+        status, _, server_wide = live.request("/metrics", method="GET")
+        assert status == 200 and b"swiftchat_requests_total" in server_wide
+        assert b"swiftchat_key_" not in server_wide
+        assert live.request("/metrics", method="GET", key="nope-0123456789")[0] == 401
     finally:
         live.stop()
 

@@ -1,13 +1,15 @@
 """POST /api/token: temporary credentials from STS AssumeRole (moto)."""
 
 import json
+import os
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from threading import Thread
 from xml.sax.saxutils import escape
 
+import boto3
 import pytest
-from conftest import TEST_KEY, Server, emulator_env
+from conftest import TEST_KEY, Server, emulator_env, flask_keys
 
 from swiftchat_api import create_app
 from swiftchat_api.config import Config
@@ -35,6 +37,41 @@ def test_token_is_an_hour_of_credentials(token_server):
     assert answer["accessKeyId"].startswith("ASIA") and answer["secretAccessKey"] and answer["sessionToken"]
     expires = datetime.fromisoformat(answer["expiration"])
     assert timedelta(minutes=55) < expires - datetime.now(UTC) <= timedelta(hours=1, minutes=1)
+
+
+def _session_of(answer, moto_url):
+    """The role session name STS records for credentials /api/token handed out (what CloudTrail shows)."""
+    sts = boto3.client(
+        "sts",
+        region_name="us-west-2",
+        endpoint_url=moto_url,
+        aws_access_key_id=answer["accessKeyId"],
+        aws_secret_access_key=answer["secretAccessKey"],
+        aws_session_token=answer["sessionToken"],
+    )
+    return sts.get_caller_identity()["Arn"].rsplit("/", 1)[1]
+
+
+def _key(server, *args):
+    env = {**os.environ, "SWIFTCHAT_STORE": f"sqlite:///{server.logfile.with_suffix('.db')}"}
+    made = flask_keys(env, "create", *args)
+    assert made.returncode == 0, made.stderr
+    return made.stdout.strip()
+
+
+def test_a_per_person_key_gets_credentials_only_when_made_to_and_named_in_their_session(token_server, moto_url):
+    plain = _key(token_server, "plain")
+    status, _, body = token_server.request("/api/token", {"region": "us-west-2"}, key=plain)
+    assert status == 200
+    assert json.loads(body)["error"].startswith("This key is not given AWS credentials")
+
+    trusted = _key(token_server, "ops@example.com", "--aws-credentials")
+    status, _, body = token_server.request("/api/token", {"region": "us-west-2"}, key=trusted)
+    assert status == 200
+    assert _session_of(json.loads(body), moto_url) == "swiftchat-key-ops@example.com"
+
+    status, _, body = token_server.request("/api/token", {"region": "us-west-2"})  # the shared key
+    assert _session_of(json.loads(body), moto_url) == "swiftchat-app"
 
 
 def test_token_without_a_role_is_an_error(server):

@@ -34,7 +34,8 @@ def facts():
 def require_key(refresh=False, headers=None):
     """Authenticate the request's key, admit it under the key's limits and name the key in the facts.
 
-    Raises ApiError (403, 401, 503 when the key store cannot admit it) or LimitExceeded (429).
+    Returns the key's Identity (``auth.SHARED`` for the shared key). Raises ApiError (403, 401,
+    503 when the key store cannot admit it) or LimitExceeded (429).
     Once admitted, the request is recorded against the key when its response ends: one request,
     ``facts().model`` and the tokens of ``facts().usage``. ``refresh`` re-reads the shared key
     from its source; ``headers`` replaces the request's own (a route that checks one header).
@@ -47,13 +48,14 @@ def require_key(refresh=False, headers=None):
     if request.blueprint in _OPERATOR_BLUEPRINTS:
         auth.authenticate(shared.keys, headers, refresh=refresh)
         record.key_name = auth.SHARED.name
-        return
+        return auth.SHARED
     identity = auth.identify(shared.keys, shared.store, headers, refresh=refresh)
     record.key_name = identity.name
     if identity.tokens_per_day is not None and request.endpoint in _CHAT_ENDPOINTS:
         record.admit_later = partial(_admit, shared, record, identity)
-        return
+        return identity
     _admit(shared, record, identity, 1)
+    return identity
 
 
 def admit_chat(args):

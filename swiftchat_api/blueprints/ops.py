@@ -64,14 +64,23 @@ def _store_not_ready(store, error):
 
 @bp.get("/metrics")
 def metrics():
-    """Expose Prometheus metrics, summed over workers (API key, or METRICS_TOKEN when set)."""
+    """Expose Prometheus metrics, summed over workers: all of them for METRICS_TOKEN, the server-wide ones
+    for the shared API key (the per-key series name people)."""
+    body, content_type = telemetry.exposition(per_key=_metrics_token_presented())
+    return Response(body, content_type=content_type)
+
+
+def _metrics_token_presented():
+    """True for METRICS_TOKEN; False for the shared key; ApiError for anything else."""
     token = resources().config.metrics_token
     if token:
-        authenticate(StaticKey(token), request.headers)
-    else:
-        require_key()
-    body, content_type = telemetry.exposition()
-    return Response(body, content_type=content_type)
+        try:
+            authenticate(StaticKey(token), request.headers)
+            return True
+        except ApiError:
+            pass
+    require_key()
+    return False
 
 
 @bp.get("/openapi.json")

@@ -12,8 +12,8 @@ _schema = RegionRequest()
 
 @bp.post("/api/token")
 def issue_token():
-    """Assume the configured client role for an hour and hand out its credentials."""
-    require_key()
+    """Assume the configured client role for an hour and hand out its credentials (shared key, or a key made to)."""
+    identity = require_key()
     region = body(_schema)["region"]
     app = resources()
-    return temporary_credentials(app.clients.get("sts", region), app.config.client_role_arn)
+    return temporary_credentials(app.clients.get("sts", region), app.config.client_role_arn, identity)

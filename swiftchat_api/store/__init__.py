@@ -68,6 +68,7 @@ class Identity:
     name: str
     rpm: int | None = None
     tokens_per_day: int | None = None
+    aws_credentials: bool = False  # /api/token may hand this key AWS credentials (keys create --aws-credentials)
 
 
 @dataclass(frozen=True)
@@ -91,6 +92,7 @@ class KeyInfo:
     tokens_per_day: int | None
     created: float
     revoked: float | None
+    aws_credentials: bool = False
 
 
 ADMITTED = Admission(True)
@@ -181,8 +183,12 @@ class Store:
         """The keyed hash stored in place of a key (no I/O)."""
         return hmac.new(self._pepper, key.encode(), hashlib.sha256).hexdigest()
 
-    def create_key(self, name, rpm=None, tokens_per_day=None, now=None):
-        """Make a new random key for name and return it; only its hash is kept (I/O)."""
+    def create_key(self, name, rpm=None, tokens_per_day=None, now=None, aws_credentials=False):
+        """Make a new random key for name and return it; only its hash is kept (I/O).
+
+        ``aws_credentials``: /api/token may give this key AWS credentials, with which its holder
+        calls Bedrock directly, outside every limit and the usage (an explicit choice).
+        """
         name = check_name(name)
         if name.lower() in RESERVED_NAMES:
             raise InvalidRequest(
@@ -193,7 +199,7 @@ class Store:
         tokens_per_day = check_limit(tokens_per_day, "tokens_per_day")
         key = KEY_PREFIX + secrets.token_urlsafe(32)
         created = time.time() if now is None else now
-        self._create(name, self.digest(key), rpm, tokens_per_day, created, self._fingerprint())
+        self._create(name, self.digest(key), rpm, tokens_per_day, created, self._fingerprint(), bool(aws_credentials))
         return key
 
     def lookup(self, presented):
@@ -326,7 +332,7 @@ class Store:
 
     # -- what a backend implements ----------------------------------------------------------
 
-    def _create(self, name, digest, rpm, tokens_per_day, created, fingerprint):
+    def _create(self, name, digest, rpm, tokens_per_day, created, fingerprint, aws_credentials):
         """Store a key, atomically: NameTaken if an active key has the name, PepperMismatch if the
         store's pepper fingerprint differs (it is recorded with the first key)."""
         raise NotImplementedError

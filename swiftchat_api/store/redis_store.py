@@ -28,14 +28,15 @@ from . import (
 PREFIX = "swiftchat:"
 _POOL_SIZE = 64  # connections per process; requests queue for one up to the store's time-out
 
-_CREATE = """
+_CREATE = """#!lua
 local stored = redis.call('HGET', KEYS[1], 'pepper')
 if stored and stored ~= ARGV[1] then return 'pepper' end
 if redis.call('EXISTS', KEYS[2]) == 1 and not redis.call('HGET', KEYS[2], 'revoked') then return 'taken' end
 if not stored then redis.call('HSET', KEYS[1], 'pepper', ARGV[1]) end
 redis.call('DEL', KEYS[2], KEYS[5])
-redis.call('HSET', KEYS[2], 'digest', ARGV[3], 'rpm', ARGV[4], 'tokens_per_day', ARGV[5], 'created', ARGV[6])
-redis.call('HSET', KEYS[3], 'name', ARGV[2], 'rpm', ARGV[4], 'tokens_per_day', ARGV[5])
+redis.call('HSET', KEYS[2], 'digest', ARGV[3], 'rpm', ARGV[4], 'tokens_per_day', ARGV[5], 'created', ARGV[6],
+  'aws', ARGV[7])
+redis.call('HSET', KEYS[3], 'name', ARGV[2], 'rpm', ARGV[4], 'tokens_per_day', ARGV[5], 'aws', ARGV[7])
 redis.call('SADD', KEYS[4], ARGV[2])
 return 'ok'
 """
@@ -97,7 +98,7 @@ return 1
 """
 
 # KEYS: the name's record, the key's record, the window. ARGV: digest, then what to set.
-_REVOKE = """
+_REVOKE = """#!lua
 if redis.call('HGET', KEYS[1], 'revoked') or redis.call('HGET', KEYS[1], 'digest') ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[2], KEYS[3])
 redis.call('HDEL', KEYS[1], 'digest')
@@ -105,7 +106,7 @@ redis.call('HSET', KEYS[1], 'revoked', ARGV[2])
 return 1
 """
 
-_SET_LIMITS = """
+_SET_LIMITS = """#!lua
 if redis.call('HGET', KEYS[1], 'revoked') or redis.call('HGET', KEYS[1], 'digest') ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[1], 'rpm', ARGV[2], 'tokens_per_day', ARGV[3])
 redis.call('HSET', KEYS[2], 'rpm', ARGV[2], 'tokens_per_day', ARGV[3])
@@ -161,10 +162,11 @@ class RedisStore(Store):
         """Close this process's connections."""
         self._redis.connection_pool.disconnect()  # Redis.close() leaves a pool it was given open
 
-    def _create(self, name, digest, rpm, tokens_per_day, created, fingerprint):
+    def _create(self, name, digest, rpm, tokens_per_day, created, fingerprint, aws_credentials):
         keys = [PREFIX + "meta", PREFIX + "name:" + name, PREFIX + "key:" + digest, PREFIX + "names"]
         keys.append(PREFIX + "hits:" + name)
         args = [fingerprint, name, digest, _limit_text(rpm), _limit_text(tokens_per_day), repr(created)]
+        args.append("1" if aws_credentials else "")
         answer = self._call(lambda r: self._create_script(keys=keys, args=args))
         if answer == "pepper":
             raise PepperMismatch(PEPPER_MISMATCH)
@@ -175,7 +177,12 @@ class RedisStore(Store):
         record = self._call(lambda r: r.hgetall(PREFIX + "key:" + digest))
         if not record:
             return None
-        return Identity(record["name"], _limit(record.get("rpm")), _limit(record.get("tokens_per_day")))
+        return Identity(
+            record["name"],
+            _limit(record.get("rpm")),
+            _limit(record.get("tokens_per_day")),
+            record.get("aws") == "1",
+        )
 
     def _admit(self, identity, now, day, reserve):
         keys = [
@@ -245,6 +252,7 @@ class RedisStore(Store):
                 _limit(record.get("tokens_per_day")),
                 float(record.get("created", 0)),
                 float(record["revoked"]) if record.get("revoked") else None,
+                record.get("aws") == "1",
             )
             for name, record in self._call(work)
             if record

@@ -30,12 +30,12 @@ from . import (
     StoreUnavailable,
 )
 
-_SCHEMA_VERSION = 2
+_SCHEMA_VERSION = 3
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
     # digest is NULL once revoked: a revoked key's hash is not kept.
     "CREATE TABLE IF NOT EXISTS keys (name TEXT PRIMARY KEY, digest TEXT UNIQUE, rpm INTEGER,"
-    " tokens_per_day INTEGER, created REAL NOT NULL, revoked REAL)",
+    " tokens_per_day INTEGER, created REAL NOT NULL, revoked REAL, aws_credentials INTEGER NOT NULL DEFAULT 0)",
     # One row per admitted request of a key with an rpm limit, pruned past the window.
     "CREATE TABLE IF NOT EXISTS hits (name TEXT NOT NULL, t REAL NOT NULL)",
     "CREATE INDEX IF NOT EXISTS hits_by_name ON hits (name, t)",
@@ -52,10 +52,11 @@ _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS batches (id TEXT PRIMARY KEY, t REAL NOT NULL)",
 )
 _BATCH_SECONDS = 3600
-# A version-1 file (before estimates were kept) gains their columns.
-_UPGRADE_FROM_1 = (
-    "ALTER TABLE usage ADD COLUMN estimated_input_tokens INTEGER NOT NULL DEFAULT 0",
-    "ALTER TABLE usage ADD COLUMN estimated_output_tokens INTEGER NOT NULL DEFAULT 0",
+# Columns an older file lacks: (table, column, its definition).
+_ADDED_COLUMNS = (
+    ("usage", "estimated_input_tokens", "INTEGER NOT NULL DEFAULT 0"),
+    ("usage", "estimated_output_tokens", "INTEGER NOT NULL DEFAULT 0"),
+    ("keys", "aws_credentials", "INTEGER NOT NULL DEFAULT 0"),
 )
 _BUSY_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 _FIRST_PAUSE = 0.0005
@@ -110,11 +111,11 @@ class SQLiteStore(Store):
             connection.execute("PRAGMA synchronous=NORMAL")
             if connection.execute("PRAGMA user_version").fetchone()[0] != _SCHEMA_VERSION:
                 connection.execute("BEGIN IMMEDIATE")
-                if connection.execute("PRAGMA user_version").fetchone()[0] == 1:
-                    for statement in _UPGRADE_FROM_1:
-                        connection.execute(statement)
                 for statement in _SCHEMA:
                     connection.execute(statement)
+                for table, column, definition in _ADDED_COLUMNS:
+                    if column not in {row[1] for row in connection.execute(f"PRAGMA table_info({table})")}:
+                        connection.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
                 connection.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
                 connection.execute("COMMIT")
         except BaseException:
@@ -184,7 +185,7 @@ class SQLiteStore(Store):
 
     # -- backend ----------------------------------------------------------------------------
 
-    def _create(self, name, digest, rpm, tokens_per_day, created, fingerprint):
+    def _create(self, name, digest, rpm, tokens_per_day, created, fingerprint, aws_credentials):
         def work(db):
             row = db.execute("SELECT value FROM meta WHERE name = 'pepper'").fetchone()
             if row is None:
@@ -194,10 +195,12 @@ class SQLiteStore(Store):
             if db.execute("SELECT 1 FROM keys WHERE name = ? AND revoked IS NULL", (name,)).fetchone():
                 raise NameTaken(f"A key named {name} exists; revoke it first to give {name} a new one.")
             db.execute(
-                "INSERT INTO keys (name, digest, rpm, tokens_per_day, created, revoked) VALUES (?, ?, ?, ?, ?, NULL)"
+                "INSERT INTO keys (name, digest, rpm, tokens_per_day, created, revoked, aws_credentials)"
+                " VALUES (?, ?, ?, ?, ?, NULL, ?)"
                 " ON CONFLICT (name) DO UPDATE SET digest = excluded.digest, rpm = excluded.rpm,"
-                " tokens_per_day = excluded.tokens_per_day, created = excluded.created, revoked = NULL",
-                (name, digest, rpm, tokens_per_day, created),
+                " tokens_per_day = excluded.tokens_per_day, created = excluded.created, revoked = NULL,"
+                " aws_credentials = excluded.aws_credentials",
+                (name, digest, rpm, tokens_per_day, created, int(aws_credentials)),
             )
             _forget_window(db, name)
 
@@ -207,8 +210,10 @@ class SQLiteStore(Store):
         def work(db):
             if db is None:
                 return None
-            row = db.execute("SELECT name, rpm, tokens_per_day FROM keys WHERE digest = ?", (digest,)).fetchone()
-            return Identity(*row) if row else None
+            row = db.execute(
+                "SELECT name, rpm, tokens_per_day, aws_credentials FROM keys WHERE digest = ?", (digest,)
+            ).fetchone()
+            return Identity(row[0], row[1], row[2], bool(row[3])) if row else None
 
         return self._run(work, create=False)
 
@@ -297,8 +302,8 @@ class SQLiteStore(Store):
         def work(db):
             if db is None:
                 return []
-            rows = db.execute("SELECT name, rpm, tokens_per_day, created, revoked FROM keys").fetchall()
-            return [KeyInfo(*row) for row in rows]
+            rows = db.execute("SELECT name, rpm, tokens_per_day, created, revoked, aws_credentials FROM keys")
+            return [KeyInfo(*row[:5], bool(row[5])) for row in rows.fetchall()]
 
         return self._run(work, create=False)
 
