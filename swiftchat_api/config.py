@@ -112,6 +112,9 @@ class Config:
     openai_proxy_first_byte_timeout: float = 45.0
     openai_proxy_idle_timeout: float = 300.0
     openai_proxy_ca_bundle: str | None = None
+    # True: the Use Proxy routes need this server's key in x-api-key; None: only when a non-public
+    # provider is listed (an anonymous relay into the host's network otherwise); False: never.
+    openai_proxy_require_key: bool | None = None
 
     @classmethod
     def from_env(cls, env=None, key_source_required=True):
@@ -166,6 +169,9 @@ class Config:
                 env, "OPENAI_PROXY_IDLE_TIMEOUT", cls.openai_proxy_idle_timeout, minimum=1
             ),
             openai_proxy_ca_bundle=_file(env, "OPENAI_PROXY_CA_BUNDLE"),
+            openai_proxy_require_key=None
+            if (env.get("OPENAI_PROXY_REQUIRE_KEY") or "auto").strip().lower() == "auto"
+            else flag(env, "OPENAI_PROXY_REQUIRE_KEY"),
         )
         config.check(key_source_required)
         return config

@@ -10,6 +10,7 @@ import sqlite3
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import redis
@@ -577,3 +578,118 @@ def test_a_full_redis_is_a_503_for_limited_keys_and_loses_no_usage(instances, re
     instances.wait_for_requests(name, 2)
     for server in (first, second):
         assert metric(server, "swiftchat_usage_lost_total") == 0
+
+
+# --- Use Proxy with a key ------------------------------------------------------------------------
+
+
+class _Provider(ThreadingHTTPServer):
+    """An OpenAI-compatible provider on loopback that records what reaches it and streams a short answer."""
+
+    def __init__(self):
+        self.seen = []
+        super().__init__(("127.0.0.1", 0), self._Handler)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    class _Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self):  # noqa: N802 (http.server's spelling)
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.server.seen.append((self.path, dict(self.headers)))
+            body = b'data: {"choices": [{"delta": {"content": "hi"}}]}\n\ndata: [DONE]\n\n'
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+
+@pytest.fixture(scope="module")
+def proxied(emulator, tmp_path_factory):
+    """A server whose Use Proxy lists a provider on loopback: x-api-key is required by default."""
+    provider = _Provider()
+    path = tmp_path_factory.mktemp("proxied") / "swiftchat.db"
+    env = {
+        **emulator_env(emulator),
+        "API_KEY": TEST_KEY,
+        "SWIFTCHAT_STORE": f"sqlite:///{path}",
+        "OPENAI_PROXY_HOSTS": f"127.0.0.1:{provider.server_port}",
+        "OPENAI_GPT_URL": f"http://127.0.0.1:{provider.server_port}/v1/chat/completions",
+    }
+    deployment = Deployment(env, [Server(env)])
+    deployment.provider = provider
+    yield deployment
+    deployment.stop()
+    provider.shutdown()
+    provider.server_close()
+
+
+PROVIDER = {"Authorization": "Bearer sk-provider-0123456789"}
+PROXIED_CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}], "stream": True}
+
+
+def _via_proxy(deployment, headers, path="/v1/chat/completions", route="/api/openai"):
+    """One Use Proxy request with exactly ``headers`` (plus request_url); (status, detail or body, reached provider)."""
+    before = len(deployment.provider.seen)
+    url = f"http://127.0.0.1:{deployment.provider.server_port}{path}"
+    status, _, body = deployment.servers[0].request(
+        route, PROXIED_CHAT, headers={"request_url": url, **headers}, key=None
+    )
+    reached = len(deployment.provider.seen) > before
+    shown = json.loads(body)["detail"] if status >= 400 else body
+    return status, shown, reached
+
+
+def test_use_proxy_needs_a_key_of_this_server_when_a_private_provider_is_listed(proxied):
+    status, detail, reached = _via_proxy(proxied, PROVIDER)
+    assert (status, reached) == (403, False)
+    assert "needs this server's API key in x-api-key" in detail
+    status, _, reached = _via_proxy(proxied, PROVIDER, route="/api/gpt")
+    assert (status, reached) == (403, False)
+
+    status, body, reached = _via_proxy(proxied, {**PROVIDER, "x-api-key": TEST_KEY})
+    assert (status, reached) == (200, True) and b"[DONE]" in body
+    path, headers = proxied.provider.seen[-1]
+    assert path == "/v1/chat/completions"
+    assert headers["Authorization"] == PROVIDER["Authorization"]
+    assert TEST_KEY not in json.dumps(headers)
+
+
+def test_use_proxy_admits_limits_and_counts_a_per_person_key(proxied):
+    key = proxied.create("relayer", "--rpm", "2")
+    for _ in range(2):
+        status, _, reached = _via_proxy(proxied, {**PROVIDER, "x-api-key": key})
+        assert (status, reached) == (200, True)
+    status, detail, reached = _via_proxy(proxied, {**PROVIDER, "x-api-key": key})
+    assert (status, reached) == (429, False) and "2 requests a minute" in detail
+    proxied.wait_for_requests("relayer", 2)
+    assert key not in json.dumps(proxied.provider.seen)
+
+    leaver = proxied.create("proxy-leaver")
+    assert _via_proxy(proxied, {**PROVIDER, "x-api-key": leaver})[0] == 200
+    assert proxied.keys("revoke", "proxy-leaver").returncode == 0
+    time.sleep(1.2)  # past the lookup cache
+    status, detail, reached = _via_proxy(proxied, {**PROVIDER, "x-api-key": leaver})
+    assert (status, detail, reached) == (401, "Invalid API Key", False)
+
+
+@pytest.mark.parametrize(
+    "path", ["/api/pull", "/api/create", "/any/path?x=1", "/v1/chat/completions?x=1", "/v1/models"]
+)
+def test_use_proxy_relays_only_a_providers_chat_completions_path(proxied, path):
+    status, detail, reached = _via_proxy(proxied, {**PROVIDER, "x-api-key": TEST_KEY}, path=path)
+    assert (status, reached) == (403, False)
+    assert "only a provider's chat-completions path" in detail
+
+
+@pytest.mark.parametrize("spelling", ["{key}", "Bearer\t{key}", "bearer  {key}", "Token {key}", "Bearer {key} "])
+def test_use_proxy_never_forwards_this_servers_key_however_it_is_spelt(proxied, spelling):
+    for key in (TEST_KEY, proxied.create(f"spelt-{abs(hash(spelling)) % 10_000}")):
+        authorization = spelling.format(key=key)
+        status, detail, reached = _via_proxy(proxied, {"Authorization": authorization, "x-api-key": TEST_KEY})
+        assert (status, reached) == (403, False)
+        assert "never sent on" in detail and key not in detail

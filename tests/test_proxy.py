@@ -21,7 +21,7 @@ from conftest import TEST_KEY, Server, free_port
 
 from swiftchat_api.config import Config, ConfigError
 from swiftchat_api.exceptions import ApiError
-from swiftchat_api.services.proxy import REFUSED, Proxy, Timeouts
+from swiftchat_api.services.proxy import PATH_REFUSED, REFUSED, Proxy, Timeouts
 
 PROVIDER_KEY = "sk-provider-0123456789"
 
@@ -307,6 +307,8 @@ def _env(net, **extra):
         "OPENAI_PROXY_FIRST_BYTE_TIMEOUT": "2",
         "OPENAI_PROXY_IDLE_TIMEOUT": "2",
         "SWIFTCHAT_MAX_BODY_MB": "1",
+        # These stand-ins are on loopback, which would make x-api-key required: here, as apps before main send it.
+        "OPENAI_PROXY_REQUIRE_KEY": "off",
         **extra,
     }
 
@@ -686,7 +688,11 @@ def test_every_app_shows_why_the_provider_cannot_be_reached(live, gpt_unreachabl
     if failure == "redirect":  # the stand-in behind both routes redirects
         scenario, target = "redirect", _openai(net)["request_url"]
     else:
-        target = _openai(net, "closed")["request_url"] if failure == "refused" else f"https://{UNRESOLVED}/v1/chat"
+        target = (
+            _openai(net, "closed")["request_url"]
+            if failure == "refused"
+            else f"https://{UNRESOLVED}/v1/chat/completions"
+        )
         if generation.route == "/api/gpt":
             server = gpt_unreachable(failure)
     headers = _as_the_app_sends(net, generation, target)
@@ -856,7 +862,8 @@ def test_only_listed_targets_are_ever_accepted_whatever_request_url_holds():
          "localhost", "[::1]", "[::ffff:127.0.0.1]", "2130706433", "127.1", "0x7f000001", "ａpi.openai.com",
          "api.openai.com\x00", "api%2eopenai.com", "xn--pi-openai-xyz.com", "127.0.0.1\t", ""],
         ["", ":443", ":8080", ":80", ":0443", ":65536", ":-1", ": 443", ":443:80", ":", ":08080"],
-        ["", "/", "/v1/chat/completions", "#frag", "?a=b", "/@evil.example", "\\@evil.example", " /x", "/\r\nX: y",
+        ["", "/", "/v1/chat/completions", "/chat/completions", "/api/v1/chat/completions", "#frag",
+         "?a=b", "/@evil.example", "\\@evil.example", " /x", "/\r\nX: y",
          "/ok#@evil.example", "@evil.example/"],
     )  # fmt: skip
     chosen = random.Random(7)
@@ -866,7 +873,7 @@ def test_only_listed_targets_are_ever_accepted_whatever_request_url_holds():
         try:
             target = service.target(url)
         except ApiError as refused:
-            assert (refused.status, refused.detail) == (403, REFUSED)
+            assert (refused.status, refused.detail) in {(403, REFUSED), (403, PATH_REFUSED)}
             continue
         assert (target.scheme, target.host, target.port) in {
             ("https", "api.openai.com", 443),
@@ -877,4 +884,19 @@ def test_only_listed_targets_are_ever_accepted_whatever_request_url_holds():
         accepted.add(url)
     assert len(accepted) >= 3  # the pieces do assemble allowed targets too, so the check above was exercised
     assert service.target("https://api.openai.com/v1/chat/completions").authority == "api.openai.com"
+    for path in (
+        "/api/pull",
+        "/api/create",
+        "/any/path?x=1",
+        "/v1/chat/completions?x=1",
+        "/v1/chat/completions/",
+        "/v1/../api/pull/chat/completions",
+        "/v1/%2e%2e/chat/completions",
+        "/api/pull%3F/chat/completions",
+        "/v1//chat/completions",
+        "/v1/chat/completions;x",
+    ):
+        with pytest.raises(ApiError) as refused:
+            service.target("http://127.0.0.1:8080" + path)
+        assert (refused.value.status, refused.value.detail) == (403, PATH_REFUSED), path
     assert service.target("http://127.0.0.1:8080/v1/chat/completions").authority == "127.0.0.1:8080"

@@ -57,6 +57,12 @@ REFUSED = (
     "Error: this server does not relay to that address. Use an https provider its operator allows "
     "(OPENAI_PROXY_HOSTS), or turn off Use Proxy."
 )
+PATH_REFUSED = (
+    "Error: this server relays only a provider's chat-completions path (…/chat/completions, with no query"
+    " string), e.g. https://api.openai.com/v1/chat/completions."
+)
+# Plain path segments ending in /chat/completions: no query, no escapes, no dot segments.
+_CHAT_PATH = re.compile(r"(/[A-Za-z0-9_~-][A-Za-z0-9._~-]*)*/chat/completions", re.ASCII)
 
 
 def failure_body(reason):
@@ -224,11 +230,14 @@ class Proxy:
             target = parse_target(request_url)
         except ValueError:
             raise ApiError(403, REFUSED) from None
-        if (target.host, target.port) in self._hosts:
-            return target
-        if target.scheme == "https" and target.port == 443 and (target.host, None) in self._hosts:
-            return target
-        raise ApiError(403, REFUSED)
+        listed = (target.host, target.port) in self._hosts or (
+            target.scheme == "https" and target.port == 443 and (target.host, None) in self._hosts
+        )
+        if not listed:
+            raise ApiError(403, REFUSED)
+        if not _CHAT_PATH.fullmatch(target.path):  # a provider's other routes (Ollama's /api/pull) are not ours
+            raise ApiError(403, PATH_REFUSED)
+        return target
 
     def _permitted(self, address, port):
         address = _canonical(address)
