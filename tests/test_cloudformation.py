@@ -1,8 +1,10 @@
 """The EC2 stack (deploy/cloudformation/swiftchat-api.yaml): cfn-lint, then created in moto and looked at.
 
-moto's CloudFormation makes every resource of the one-instance stack. It has no ElastiCache
-resources, so the stack with two or more instances (which adds Redis) is checked by cfn-lint and
-by reading the template, and moto's refusal of it is pinned below so that its support is noticed.
+moto's CloudFormation makes every resource of the one-instance stack. It has no ElastiCache or
+Secrets Manager resources, so the stack with two or more instances (which adds Redis and its key
+pepper) is checked by cfn-lint and by reading the template, and moto's refusal of it is pinned
+below so that its support is noticed. moto applies no load balancer or target group attributes
+either: those are read from the template.
 """
 
 import ast
@@ -14,10 +16,11 @@ from pathlib import Path
 
 import boto3
 import pytest
+from botocore.exceptions import ClientError
 from cfnlint.decode import decode
 
-# moto warns of every resource type it cannot make, ElastiCache here, from its server thread.
-pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse AWS..ElastiCache:UserWarning")
+# moto warns of every resource type it cannot make (ElastiCache, Secrets Manager), from its server thread.
+pytestmark = pytest.mark.filterwarnings("ignore:Tried to parse AWS.*not supported by moto:UserWarning")
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "deploy" / "cloudformation" / "swiftchat-api.yaml"
@@ -144,6 +147,8 @@ def test_the_instances_run_the_readmes_install_with_the_stacks_settings(moto_url
     ).stdout.split()
     assert int(graceful) > int(keepalive) > 120
     assert "/opt/aws/bin/cfn-signal --exit-code" in script and "http://127.0.0.1:8080/readyz" in script
+    assert "if [ -n '' ]; then" in script  # one instance, SQLite: no pepper secret to read
+    assert "set -euo pipefail" in script and "-x" not in script.split("pipefail")[0]  # the pepper stays out of logs
 
 
 def _statements(moto_url, role):
@@ -213,11 +218,24 @@ def test_more_than_one_instance_shares_a_redis_key_store():
     assert store["Store"]["Fn::If"][1] == {
         "Fn::Sub": "rediss://${Redis.PrimaryEndPoint.Address}:${Redis.PrimaryEndPoint.Port}/0"
     }
+    # ...with keys hashed with a secret of the stack's own, which the role may read and the install is given.
+    assert resources["KeyPepper"]["Condition"] == "UseRedis"
+    assert resources["KeyPepper"]["Properties"]["GenerateSecretString"]["ExcludePunctuation"]  # fit for the env file
+    grant = resources["KeyPepperPolicy"]
+    assert grant["Condition"] == "UseRedis" and grant["Properties"]["Roles"] == [{"Ref": "InstanceRole"}]
+    assert grant["Properties"]["PolicyDocument"]["Statement"] == [
+        {"Effect": "Allow", "Action": "secretsmanager:GetSecretValue", "Resource": {"Ref": "KeyPepper"}}
+    ]
+    assert store["PepperSecret"] == {"Fn::If": ["UseRedis", {"Ref": "KeyPepper"}, ""]}
+    script = resources["LaunchTemplate"]["Properties"]["LaunchTemplateData"]["UserData"]["Fn::Base64"]["Fn::Sub"][0]
+    assert "export SWIFTCHAT_KEY_PEPPER" in script and script.index("export SWIFTCHAT_KEY_PEPPER") < script.index(
+        "deploy/install.sh"
+    )
     ingress = resources["RedisSecurityGroup"]["Properties"]["SecurityGroupIngress"][0]
     assert ingress["SourceSecurityGroupId"] == {"Ref": "InstanceSecurityGroup"} and ingress["FromPort"] == 6379
 
 
 def test_moto_cannot_make_the_redis_key_store(moto_url):
-    """moto 5.2 has no ElastiCache in CloudFormation: when it does, create this stack here too."""
-    with pytest.raises(Exception, match="undefined resource Redis"):
+    """moto 5.2's CloudFormation has no ElastiCache or Secrets Manager: when it has, make this stack here too."""
+    with pytest.raises(ClientError, match="undefined resource Redis|Policy statement must contain resources"):
         _create(moto_url, "swiftchat-two", InstanceCount="2")
