@@ -38,7 +38,7 @@ _SIOCOUTQ = 0x5411  # Linux: bytes the peer has not acknowledged yet
 _SIOCOUTQNSD = 0x894B  # Linux: bytes not sent yet
 _TCP_NOTSENT_LOWAT = getattr(socket, "TCP_NOTSENT_LOWAT", 25)
 _COUNT = struct.Struct("i")
-_RECHECK = 0.2  # seconds: how often a wait for sent bytes looks again, should a wake-up be missed
+_RECHECK = 1.0  # seconds: how often a wait for sent bytes looks again, should a wake-up be missed
 ERROR_PAUSE = 0.15  # seconds after the client acknowledged everything, before an in-band error
 SPLIT_OVER = 64 * 1024  # a chunked write larger than this is sent frame, data, frame: never copied
 
@@ -65,13 +65,27 @@ class Connection:
         self._armed = False
         self._whole_events = False
 
-    def _arm(self):
-        """At the first body write: bound the send buffer, and every wait of a write (not the reads before)."""
+    def arm(self):
+        """As the answer starts (its headers): bound the send buffer, and every wait of a write.
+
+        Not before: the request's reads have bounds of their own.
+        """
+        if self._armed:
+            return
         self._armed = True
         with contextlib.suppress(OSError):
             if self._buffer_bytes:
                 self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self._buffer_bytes)
             self._sock.settimeout(self.timeout)
+
+    @contextlib.contextmanager
+    def bounded(self):
+        """Writes inside fail as a broken pipe once the client has taken nothing of one for ``timeout``."""
+        try:
+            yield
+        except TimeoutError:
+            self.let_go()
+            raise BrokenPipeError(errno.EPIPE, f"the client took nothing for {self.timeout:g} s") from None
 
     @property
     def socket(self):
@@ -97,9 +111,8 @@ class Connection:
 
         Raises BrokenPipeError once the client has taken none of it for ``timeout`` seconds.
         """
-        if not self._armed:
-            self._arm()
-        try:
+        self.arm()
+        with self.bounded():
             if self._whole_events and _queued(self._fd, _SIOCOUTQNSD):
                 self._wait_sent()
             if frame is None:
@@ -110,9 +123,6 @@ class Connection:
                 self._send(frame[1])
             else:
                 self._send(b"%b%b%b" % (frame[0], data, frame[1]))
-        except TimeoutError:
-            self.let_go()
-            raise BrokenPipeError(errno.EPIPE, f"the client took nothing for {self.timeout:g} s") from None
 
     def _send(self, data):
         # send, not sendall: gevent's sendall asks the kernel for the buffer size on every call.
@@ -130,14 +140,22 @@ class Connection:
             with contextlib.suppress(TimeoutError):
                 wait_write(self._fd, timeout=min(left, _RECHECK), timeout_exc=TimeoutError)
 
-    def settle(self):
-        """Wait until the client acknowledged every byte written so far, then ``ERROR_PAUSE``; at most ``timeout``."""
+    def settle(self, gone=lambda: False):
+        """Wait until the client acknowledged every byte written so far, then ``ERROR_PAUSE``.
+
+        A client that acknowledges nothing for ``timeout`` is let go (the write after fails at
+        once); ``gone()`` ends the wait early, for a client that hung up meanwhile.
+        """
         deadline = time.monotonic() + self.timeout
         delay = 0.005
-        while _queued(self._fd, _SIOCOUTQ) and time.monotonic() < deadline:
+        while _queued(self._fd, _SIOCOUTQ) and not gone():
+            if time.monotonic() >= deadline:
+                self.let_go()
+                return
             gevent.sleep(delay)
             delay = min(delay * 2, 0.1)
-        gevent.sleep(ERROR_PAUSE)
+        if not gone():
+            gevent.sleep(ERROR_PAUSE)
 
     def let_go(self):
         """Drop the client: a write or read blocked on its socket fails at once."""
@@ -145,7 +163,9 @@ class Connection:
             self._sock.shutdown(socket.SHUT_RDWR)
 
     def done(self):
-        """The response is over: waits on the socket (the next request's) are no longer this response's."""
-        if self._armed:
-            with contextlib.suppress(OSError):
+        """The response is over: the next request on the connection starts from the socket's defaults."""
+        with contextlib.suppress(OSError):
+            if self._whole_events:  # a whole answer next is best written as fast as the kernel takes it
+                self._sock.setsockopt(socket.IPPROTO_TCP, _TCP_NOTSENT_LOWAT, 0)
+            if self._armed:
                 self._sock.settimeout(None)

@@ -84,6 +84,13 @@ class StreamRefused(ApiError):
     """A chat call refused before its stream began; ``cause`` is Bedrock's refusal, when it was Bedrock's."""
 
 
+class ClientGone(ApiError):
+    """The client hung up before its answer began: nothing is told (499, as nginx logs it), nothing counted."""
+
+    def __init__(self):
+        super().__init__(499, "The client closed the connection before the answer began.")
+
+
 class UpstreamError(ApiError):
     """An AWS call failed: ``cause`` is botocore's error, the status its code's, the detail redacted."""
 

@@ -39,7 +39,7 @@ from gevent.lock import Semaphore
 from gevent.monkey import get_original
 
 from .eventstream import events
-from .exceptions import StreamRefused
+from .exceptions import ClientGone, StreamRefused
 
 _HUNG_UP = select.POLLRDHUP | select.POLLHUP | select.POLLERR
 # The kernel's poll, not gevent's stand-in (which reports readable, never hung up); a zero
@@ -145,6 +145,7 @@ class BedrockCall:
     """A Converse stream as a relay's upstream: ``call()`` makes the call and returns boto3's EventStream."""
 
     __slots__ = ("_call", "_stream")
+    service = "bedrock"  # whose failures the upstream-error metric counts
     first_item = True  # the headers wait (within the window) for the first event: a refusal may come as one
     status = 200  # of the response, once it starts
     headers = {}  # of Bedrock's, none is passed on
@@ -264,16 +265,28 @@ class Relay:
         hold the response headers long enough for the apps to give up.
         """
         self._arrived.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        if self.client_gone:  # hung up meanwhile: no answer to give, no upstream failure to count
+            self.close()
+            raise ClientGone
         failed = self.upstream_error is not None or self._upstream.first_item  # a provider may answer nothing
         if self.state is State.ENDED and self.first_event_at is None and failed:
+            refusal = self._refusal()  # taken before on_done, which would count it as a failure in the stream
             self.close()
-            raise self._refusal()
+            try:
+                raise refusal
+            finally:
+                del refusal  # raised, it holds this frame: kept here too, the two would wait for a full collection
 
     def _refusal(self):
         # Raised, the error gets a traceback through the caller's frame, which holds the relay:
         # the relay no longer holds the error, or the two would wait for a full collection.
         error, self.upstream_error = self.upstream_error, None
         return error or EmptyStream("Bedrock ended the stream before its first event.")
+
+    @property
+    def answered(self):
+        """Whether the response began (a refusal before it is no stream)."""
+        return self._output is not None
 
     def __iter__(self):
         if self._output is None:
@@ -368,7 +381,8 @@ class Relay:
                 self._completed = True
                 error = self.upstream_error
                 if error is not None and self._connection is not None and self.bytes_sent:
-                    self._connection.settle()  # the error in a read of its own, not glued to the events
+                    # The error in a read of its own, not glued to the events.
+                    self._connection.settle(gone=lambda: self.client_gone)
                 yield from self._written(self._dialect.error(error) if error else self._dialect.end())
             if self._lock is not None:  # a keep-alive being written ends before the server writes again
                 with self._lock:

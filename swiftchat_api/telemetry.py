@@ -44,15 +44,18 @@ def upstream_error(error):
     UPSTREAM_ERRORS.labels(response.get("Error", {}).get("Code") or type(error).__name__).inc()
 
 
-def stream_finished(route, model, started, relay):
-    """Record what one finished chat stream did."""
+def stream_finished(route, model, started, relay, bedrock=True):
+    """Record what one finished chat stream did; ``bedrock``: its upstream was Bedrock (not a Use Proxy provider)."""
     STREAM_SECONDS.labels(route).observe(relay.finished_at - started)
     if relay.first_event_at is not None:
         FIRST_EVENT_SECONDS.labels(route).observe(relay.first_event_at - started)
     if relay.usage:
         TOKENS.labels(model, "input").inc(relay.usage.get("inputTokens", 0))
         TOKENS.labels(model, "output").inc(relay.usage.get("outputTokens", 0))
-    if relay.upstream_error is not None:
+    from .exceptions import StreamRefused  # here: exceptions counts through this module
+
+    # A refusal written in-band (StreamRefused) was counted, under Bedrock's code, when it was made.
+    if bedrock and relay.upstream_error is not None and not isinstance(relay.upstream_error, StreamRefused):
         upstream_error(relay.upstream_error)
     if relay.client_gone:
         DISCONNECTS.labels(route).inc()

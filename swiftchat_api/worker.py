@@ -141,9 +141,17 @@ class SwiftChatResponse(Response):
         else:
             self.connection.send(data)
 
+    def send_headers(self):
+        if self.headers_sent:
+            return
+        self.connection.arm()  # the answer's waits are bounded from its first byte
+        with self.connection.bounded():
+            super().send_headers()
+
     def close(self):
         try:
-            super().close()
+            with self.connection.bounded():  # the last chunk too
+                super().close()
         finally:
             self.connection.done()
 

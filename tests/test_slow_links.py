@@ -16,7 +16,7 @@ from pathlib import Path
 
 import apps
 import pytest
-from conftest import TEST_KEY, Server, access_lines, emulator_env
+from conftest import TEST_KEY, Server, access_lines, emulator_env, metric_value
 from test_real_apps import COMBOS, STREAM_ERROR, ask, assert_sees, reply_of
 
 SLOW_START_S = 45  # Bedrock accepts the call this late: past 1.5's 20 s and the old 15 s bound
@@ -75,6 +75,7 @@ def strict_server(emulator):
             "API_KEY": TEST_KEY,
             "SWIFTCHAT_HEADER_TIMEOUT": "1",
             "SWIFTCHAT_CLIENT_TIMEOUT": "2",
+            "SWIFTCHAT_FIRST_EVENT_WINDOW": "1",
             "GUNICORN_KEEPALIVE": "30",
             "WORKER_CONNECTIONS": "50",
             "LOG_LEVEL": "debug",  # the worker's "Gave back N MB" lines
@@ -204,6 +205,65 @@ def test_clients_that_never_read_a_whole_answer_are_let_go_and_their_memory_free
     finally:
         for sock in sockets:
             sock.close()
+
+
+def _established(server_port, client_port):
+    """Whether the server still holds its end of our connection (Linux's /proc/net/tcp)."""
+    ours = f":{server_port:04X} "
+    theirs = f":{client_port:04X} "
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        local, remote, state = line.split()[1:4]
+        if (local + " ").endswith(ours) and (remote + " ").endswith(theirs) and state == "01":
+            return True
+    return False
+
+
+def test_a_client_that_reads_none_of_many_small_answers_is_let_go(strict_server):
+    """Pipelined requests whose answers are never read: the headers' writes are bounded too."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        sock.connect(("127.0.0.1", strict_server.port))
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" * 5000)  # and never read
+        client_port = sock.getsockname()[1]
+        _until(lambda: not _established(strict_server.port, client_port), 30, "the server lets the client go")
+
+
+def test_a_client_that_hangs_up_while_bedrock_accepts_is_no_upstream_failure(strict_server):
+    body = json.dumps(ask("id=hangs-up header_delay_ms=5000")).encode()
+    head = (
+        f"POST /api/converse/v3 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TEST_KEY}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", strict_server.port)) as sock:
+        sock.sendall(head + body)  # and hang up at once, within the window
+
+    def logged():
+        return [line for line in access_lines(strict_server) if line["route"] == "/api/converse/v3"]
+
+    _until(logged, 30, "the request is logged")
+    assert logged()[-1]["status"] == 499 and logged()[-1]["client_disconnected"] is True
+    status, _, metrics = strict_server.request("/metrics", method="GET")
+    assert status == 200
+    assert metric_value(metrics.decode(), "swiftchat_open_streams") == 0
+    assert "EmptyStream" not in metrics.decode()
+
+
+def test_a_refusal_after_a_slow_upload_keeps_its_status(strict_server):
+    """The window counts from the request's arrival in whole: an upload slower than it does not use it up."""
+    body = json.dumps(ask("error=access")).encode()
+    head = (
+        f"POST /api/converse/v3 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TEST_KEY}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", strict_server.port), timeout=30) as sock:
+        sock.sendall(head + body[:10])
+        time.sleep(1.5)  # the scenario: a phone uploading slowly, past the 1 s window
+        sock.sendall(body[10:])
+        answer = b""
+        while more := sock.recv(65536):
+            answer += more
+    assert answer.startswith(b"HTTP/1.1 403"), answer[:200]
+    assert b"AccessDeniedException" in answer
 
 
 def test_a_45_s_model_start_reaches_every_generation(slow_starts):

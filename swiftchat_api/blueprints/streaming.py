@@ -7,7 +7,7 @@ from flask import Response, request
 
 from .. import charges, telemetry
 from ..connection import CONNECTION
-from ..exceptions import refused
+from ..exceptions import ClientGone, refused
 from ..relay import BedrockCall, Relay
 from ..services import converse
 from .common import admit_chat, facts, resources
@@ -21,21 +21,23 @@ def relayed(upstream, dialect, limits, acceptance=None, deadline=None, content_t
     Raises what the upstream raised if it failed before then; afterwards, failures travel in-band.
     """
     record = facts()
-    relay = Relay(upstream, dialect, resources().ticker, limits, request.environ.get(CONNECTION))
-    relay.start(acceptance)
-    relay.wait_for_first_event(deadline)
+    bedrock = upstream.service == "bedrock"
 
     def finished(relay):
         telemetry.OPEN_STREAMS.dec()
-        telemetry.stream_finished(record.route, record.model, record.started, relay)
+        if relay.answered:  # a refusal is counted as a request, not as a stream
+            telemetry.stream_finished(record.route, record.model, record.started, relay, bedrock)
         # Recorded against the key once the response is over (see common.require_key), in the
         # background: the store never holds a stream or the connection's next request.
         record.usage, record.estimated = charges.charged(relay.usage, record.input_estimate, relay.bytes_sent)
         record.disconnected = relay.client_gone
         record.bytes_sent = relay.bytes_sent
 
-    relay.on_done = finished
+    relay = Relay(upstream, dialect, resources().ticker, limits, request.environ.get(CONNECTION))
+    relay.on_done = finished  # before it starts: a client may hang up while the call is made
     telemetry.OPEN_STREAMS.inc()
+    relay.start(acceptance)
+    relay.wait_for_first_event(deadline)
     headers = {**STREAM_HEADERS, **upstream.headers}
     return Response(relay, status=upstream.status, content_type=content_type, headers=headers, direct_passthrough=True)
 
@@ -61,12 +63,15 @@ def stream_response(client, args, dialect, content_type="text/event-stream", rea
         deadline = time.monotonic() + acceptance + config.first_event_window
     else:
         acceptance = config.bedrock_read_timeout
-        deadline = record.started + config.first_event_window
+        # From the request's arrival in whole: a slow upload does not use up the window.
+        deadline = time.monotonic() + config.first_event_window
     connection = request.environ.get(CONNECTION)
     if connection is not None:
         connection.whole_events()
     call = BedrockCall(partial(converse.open_stream, client, args))
     try:
         return relayed(call, dialect, app.relay_limits, acceptance, deadline, content_type)
+    except ClientGone:
+        raise
     except Exception as error:
         raise refused(error) from None

@@ -327,6 +327,7 @@ class ProviderCall:
     watched by the relay's Ticker, not by a timer on every read.
     """
 
+    service = "provider"  # not Bedrock: its failures are not counted as Bedrock's
     first_item = False  # the headers go out with the provider's status, before its first byte
 
     def __init__(self, proxy, target, body, headers):

@@ -4,17 +4,12 @@ import json
 from array import array
 
 from botocore.exceptions import BotoCoreError, ClientError
-from gevent.lock import Semaphore
 from gevent.pool import Pool
 
 from ..exceptions import ApiError, upstream
 
 EMBEDDING_CONCURRENCY = 8  # InvokeModel calls one embeddings request has in flight at once
 _TOKEN_COUNT = "x-amzn-bedrock-input-token-count"
-# One embedding answer parsed at a time in a worker: a batch of 96 vectors of 1,536 floats takes
-# ~30 ms of the worker's one thread, and dozens arrive together when several large requests run;
-# parsed as they came, other requests waited for all of them (seconds) before their next turn.
-_PARSING = Semaphore()
 
 
 def converse(client, args):
@@ -52,8 +47,7 @@ def _invoke(client, call):
     except (ClientError, BotoCoreError) as error:
         raise upstream(error) from None
     try:
-        with _PARSING:
-            parsed = json.loads(raw, object_hook=_compact)
+        parsed = json.loads(raw, object_hook=_compact)
     except (ValueError, RecursionError):
         raise ApiError(502, "Bedrock's embedding answer is not JSON.") from None
     if not isinstance(parsed, dict):
