@@ -15,7 +15,7 @@ from gevent.event import AsyncResult
 
 from . import telemetry
 from .exceptions import ApiError, LimitExceeded, describe
-from .store import SHARED_KEY_NAME, Identity, StoreUnavailable
+from .store import PUBLIC_PEPPER, PUBLIC_PEPPER_WARNING, SHARED_KEY_NAME, Identity, StoreUnavailable, shaped_like_a_key
 
 log = logging.getLogger(__name__)
 # A slow or unreachable Parameter Store must fail requests fast, not hold them.
@@ -147,6 +147,8 @@ def identify(source, store, headers, refresh=False):
     from its source (``/api/upgrade``).
     """
     presented = presented_key(headers)
+    if store.public_pepper and shaped_like_a_key(presented):
+        _public_pepper(store)
     try:
         identity = store.lookup(presented)
     except StoreUnavailable as error:
@@ -160,6 +162,19 @@ def identify(source, store, headers, refresh=False):
         return identity
     _check_shared(source, presented, refresh)
     return SHARED
+
+
+NO_PERSONAL_KEYS = "This server cannot accept per-person keys until its operator sets SWIFTCHAT_KEY_PEPPER."
+
+
+def _public_pepper(store):
+    """Refuse per-person keys hashed with the public pepper in a store others write to (Redis); warn on SQLite."""
+    if store.needs_secret_pepper:
+        store_failed("pepper", PUBLIC_PEPPER)
+        raise ApiError(503, NO_PERSONAL_KEYS)
+    if not _store_logged.get("pepper-warning"):
+        _store_logged["pepper-warning"] = time.monotonic()
+        log.warning("%s", PUBLIC_PEPPER_WARNING)
 
 
 def admit(store, identity, reserve=1):

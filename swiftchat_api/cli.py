@@ -9,7 +9,7 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
-from .store import StoreError
+from .store import PUBLIC_PEPPER, PUBLIC_PEPPER_WARNING, StoreError
 
 keys = AppGroup("keys", help="Per-person API keys: create, list, revoke, limits, usage.")
 
@@ -68,6 +68,10 @@ def _store():
 def create(name, rpm, tokens_per_day, aws_credentials):
     """Make a key for NAME; the key alone is the last line (shown only this once)."""
     with _store() as store:
+        if store.public_pepper:
+            if store.needs_secret_pepper:
+                raise click.ClickException(PUBLIC_PEPPER)
+            click.echo(f"Warning: {PUBLIC_PEPPER_WARNING}", err=True)
         key = store.create_key(name, _value(rpm), _value(tokens_per_day), aws_credentials=aws_credentials)
         credentials = ", AWS credentials from /api/token" if aws_credentials else ""
         click.echo(

@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import telemetry
+from . import charges, telemetry
 
 access = logging.getLogger("swiftchat_api.access")
 log = logging.getLogger(__name__)
@@ -44,6 +44,7 @@ class RequestFacts:
     bytes_sent: int | None = None  # a stream's body bytes (other answers have a Content-Length)
     on_end: Callable | None = None
     input_estimate: int | None = None
+    accepted: bool = False  # Bedrock accepted the stream's call: it bills the input, however the stream ends
     estimated: bool = False
     reservation: str | None = None
     admit_later: Callable | None = None  # a chat's admission, once its body says what it may cost
@@ -96,6 +97,8 @@ def _finish(environ, facts, response):
     method = environ.get("REQUEST_METHOD", "")
     telemetry.REQUESTS.labels(facts.route, method if method in _METHODS else "other", str(status)).inc()
     telemetry.REQUEST_SECONDS.labels(facts.route).observe(response.get("started", ended) - facts.started)
+    if facts.accepted:  # a call Bedrock accepted is billed however it ended; one it refused is not
+        facts.usage, facts.estimated = charges.charged(facts.usage, facts.input_estimate, facts.bytes_sent)
     usage = facts.usage or {}
     fields = {
         "request_id": facts.request_id,

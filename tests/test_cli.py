@@ -13,9 +13,12 @@ from swiftchat_api.store import Identity, open_store
 KEY_LINE = re.compile(r"sk-swiftchat-[A-Za-z0-9_-]{43}")
 
 
+PEPPER = "a pepper of the operator's own"
+
+
 def identity_of(store_url, key):
     """Whom the server, opening the same store, would take key for."""
-    store = open_store(store_url)
+    store = open_store(store_url, pepper=PEPPER)
     try:
         return store.lookup(key)
     finally:
@@ -26,7 +29,7 @@ def keys(store_url, *args, **env):
     """Run ``flask --app wsgi keys ARGS`` with the server's usual settings and no AWS credentials."""
     environment = {name: value for name, value in os.environ.items() if not name.startswith("AWS_")}
     environment.update(
-        {"API_KEY": "the-legacy-key", **env},
+        {"API_KEY": "the-legacy-key", "SWIFTCHAT_KEY_PEPPER": PEPPER, **env},
         SWIFTCHAT_STORE=store_url,
         AWS_REGION="us-west-2",
         AWS_EC2_METADATA_DISABLED="true",
@@ -50,7 +53,7 @@ def test_a_person_gets_a_key_sees_usage_and_loses_the_key(store_url):
     assert made.stdout == key + "\n"  # the explanation goes to stderr: $(... keys create ...) is the key
     assert "alice" in made.stderr
 
-    store = open_store(store_url)  # what the server opens with the same settings
+    store = open_store(store_url, pepper=PEPPER)  # what the server opens with the same settings
     assert store.lookup(key) == Identity("alice", 30, 100000)
     store.record_usage("alice", "anthropic.claude-3-5-sonnet-20240620-v1:0", 12, 230, "2026-01-02")
     store.record_usage("alice", "anthropic.claude-3-5-sonnet-20240620-v1:0", 8, 20, "2026-01-02")
@@ -157,3 +160,19 @@ def test_keys_need_the_store_but_not_the_servers_key_source(sqlite_url):
     assert made.returncode == 0, made.stderr
     assert "Traceback" not in made.stderr
     assert identity_of(sqlite_url, made.stdout.splitlines()[-1]).name == "bob"
+
+
+def test_the_public_default_pepper_is_refused_for_redis_and_warned_about_for_sqlite(store_url):
+    result = keys(store_url, "create", "alice", SWIFTCHAT_KEY_PEPPER="")
+    if store_url.startswith("redis"):
+        assert result.returncode == 1 and result.stdout == ""
+        assert "SWIFTCHAT_KEY_PEPPER is the public default" in result.stderr
+    else:
+        assert result.returncode == 0 and result.stdout.startswith("sk-swiftchat-")
+        assert "Warning: SWIFTCHAT_KEY_PEPPER is the public default" in result.stderr
+
+
+def test_reserved_names_are_refused_whatever_their_case(store_url):
+    for name in ("default", "DEFAULT", "Default"):
+        result = keys(store_url, "create", name)
+        assert result.returncode == 1 and "is the shared key's" in result.stderr

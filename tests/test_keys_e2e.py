@@ -17,6 +17,8 @@ import redis
 from conftest import TEST_KEY, Server, access_lines, chat, emulator_env, flask_keys, free_port, metric_value
 from redis_fixture import RedisServer, require_redis_server
 
+from swiftchat_api import create_app
+from swiftchat_api.config import Config
 from swiftchat_api.store import open_store
 
 MODEL = "anthropic.claude-3-5-sonnet-20240620-v1:0"
@@ -465,6 +467,7 @@ def instances(emulator, redis_store):
         **emulator_env(emulator),
         "API_KEY": TEST_KEY,
         "SWIFTCHAT_STORE": redis_store.url,
+        "SWIFTCHAT_KEY_PEPPER": "instances' own secret pepper",
         "SWIFTCHAT_STORE_TIMEOUT": "0.5",
         "BEDROCK_MAX_ATTEMPTS": "1",
         "METRICS_TOKEN": METRICS_TOKEN,
@@ -693,3 +696,21 @@ def test_use_proxy_never_forwards_this_servers_key_however_it_is_spelt(proxied, 
         status, detail, reached = _via_proxy(proxied, {"Authorization": authorization, "x-api-key": TEST_KEY})
         assert (status, reached) == (403, False)
         assert "never sent on" in detail and key not in detail
+
+
+def test_a_key_minted_in_redis_with_the_public_pepper_does_not_work(instances, redis_store):
+    key = "sk-swiftchat-" + "m" * 43
+    digest = open_store(redis_store.url).digest(key)  # what someone who can write to Redis could compute
+    redis.Redis.from_url(redis_store.url).hset(f"swiftchat:key:{digest}", mapping={"name": "mallory"})
+    for server in instances.servers:
+        assert server.request("/api/models", CATALOGUE, key=key)[0] == 401
+
+
+def test_a_server_on_redis_with_the_public_pepper_refuses_per_person_keys(redis_store):
+    app = create_app(Config(api_key=TEST_KEY, store_url=redis_store.url))
+    client = app.test_client()
+    answer = client.post("/api/models", json=CATALOGUE, headers={"Authorization": "Bearer sk-swiftchat-" + "m" * 43})
+    assert answer.status_code == 503
+    assert answer.get_json() == {
+        "detail": "This server cannot accept per-person keys until its operator sets SWIFTCHAT_KEY_PEPPER."
+    }

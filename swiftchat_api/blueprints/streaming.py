@@ -29,7 +29,7 @@ def relayed(upstream, dialect, limits, acceptance=None, deadline=None, content_t
             telemetry.stream_finished(record.route, record.model, record.started, relay, bedrock)
         # Recorded against the key once the response is over (see common.require_key), in the
         # background: the store never holds a stream or the connection's next request.
-        record.usage, record.estimated = charges.charged(relay.usage, record.input_estimate, relay.bytes_sent)
+        record.usage = relay.usage
         record.disconnected = relay.client_gone
         record.bytes_sent = relay.bytes_sent
 
@@ -40,6 +40,13 @@ def relayed(upstream, dialect, limits, acceptance=None, deadline=None, content_t
     relay.wait_for_first_event(deadline)
     headers = {**STREAM_HEADERS, **upstream.headers}
     return Response(relay, status=upstream.status, content_type=content_type, headers=headers, direct_passthrough=True)
+
+
+def _accepted(record, client, args):
+    """Open the stream, and note in the facts that Bedrock accepted the call (from then on, it bills it)."""
+    stream = converse.open_stream(client, args)
+    record.accepted = True
+    return stream
 
 
 def stream_response(client, args, dialect, content_type="text/event-stream", real_statuses=False):
@@ -68,7 +75,7 @@ def stream_response(client, args, dialect, content_type="text/event-stream", rea
     connection = request.environ.get(CONNECTION)
     if connection is not None:
         connection.whole_events()
-    call = BedrockCall(partial(converse.open_stream, client, args))
+    call = BedrockCall(partial(_accepted, record, client, args))
     try:
         return relayed(call, dialect, app.relay_limits, acceptance, deadline, content_type)
     except ClientGone:

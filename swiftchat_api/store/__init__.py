@@ -96,6 +96,15 @@ class KeyInfo:
 
 
 ADMITTED = Admission(True)
+PUBLIC_PEPPER = (
+    "SWIFTCHAT_KEY_PEPPER is the public default, so anyone who can write to this Redis could make a key that"
+    " works (and that keys list does not show): set it to a secret of your own, the same for the CLI and every"
+    " server, then create the keys again."
+)
+PUBLIC_PEPPER_WARNING = (
+    "SWIFTCHAT_KEY_PEPPER is the public default: anyone who can write to the key store's file could make a key"
+    " that works. Set it to a secret of your own (the same for the CLI and the server)."
+)
 PEPPER_MISMATCH = (
     "The keys in this store were made with another SWIFTCHAT_KEY_PEPPER, so none of them would be "
     "accepted: run with the pepper the server uses."
@@ -165,6 +174,9 @@ def _public_url(url):
 class Store:
     """The interface every backend implements; see the method docstrings for what does I/O."""
 
+    # A store others can write to (a shared Redis): its keys must be hashed with a secret pepper.
+    needs_secret_pepper = False
+
     def __init__(self, url, pepper=DEFAULT_PEPPER, timeout=1.0, cache_seconds=LOOKUP_CACHE_SECONDS):
         self.url = url
         self.timeout = timeout
@@ -178,6 +190,11 @@ class Store:
     def describe(self):
         """The store's URL without its password (no I/O)."""
         return _public_url(self.url)
+
+    @property
+    def public_pepper(self):
+        """Whether keys are hashed with the public default SWIFTCHAT_KEY_PEPPER (no I/O)."""
+        return self._pepper == DEFAULT_PEPPER.encode()
 
     def digest(self, key):
         """The keyed hash stored in place of a key (no I/O)."""

@@ -125,6 +125,8 @@ def _limit(text):
 class RedisStore(Store):
     """Keys, limits and usage in Redis (``redis://host:port/db``, ``rediss://...``), under ``swiftchat:``."""
 
+    needs_secret_pepper = True
+
     def __init__(self, url, **options):
         super().__init__(url, **options)
         pool = redis.BlockingConnectionPool.from_url(
