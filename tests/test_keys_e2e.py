@@ -714,3 +714,28 @@ def test_a_server_on_redis_with_the_public_pepper_refuses_per_person_keys(redis_
     assert answer.get_json() == {
         "detail": "This server cannot accept per-person keys until its operator sets SWIFTCHAT_KEY_PEPPER."
     }
+
+
+def test_streams_started_together_on_two_instances_overshoot_a_nearly_spent_budget_by_one_at_most(instances):
+    first, second = instances.servers
+    per_chat = sum(tokens_of(first.request("/api/converse/v3", STREAM)[2]))
+    key = instances.create("crowd", "--tokens-per-day", str(per_chat + 1))
+    assert first.request("/api/converse/v3", STREAM, key=key)[0] == 200
+    instances.wait_for_requests("crowd", 1)  # one token of the budget is left
+    answers = burst(instances.servers, "/api/converse/v3", STREAM, key, 50)
+    assert sorted(status for status, _, _ in answers) == [200] + [429] * 49
+    instances.wait_for_requests("crowd", 2)
+
+
+def test_streams_cut_short_spend_the_budget_across_two_instances(instances):
+    key = instances.create("cutter", "--tokens-per-day", "12000")
+    statuses = []
+    while len(statuses) < 8 and 429 not in statuses:
+        server = instances.servers[len(statuses) % 2]
+        statuses.append(read_a_little_then_hang_up(server, "/api/converse/v3", CUT_STREAMS["/api/converse/v3"], key))
+    served = statuses.count(200)
+    assert statuses == [200] * served + [429] and 1 <= served <= 3
+    instances.wait_for_requests("cutter", served)
+    person = instances.usage()["cutter"]
+    assert person["input_tokens"] >= served * PROMPT_WORDS
+    assert person["estimated_input_tokens"] == person["input_tokens"]
