@@ -127,6 +127,21 @@ while IFS= read -r name; do
   given=$((given + 1))
 done < <(compgen -e | grep -E "$known" || true)
 grep -q '^SWIFTCHAT_STORE=' "$env_file" || setting SWIFTCHAT_STORE "sqlite:///$state_dir/swiftchat.db"
+# Per-person keys are stored as hashes keyed with SWIFTCHAT_KEY_PEPPER; the public default would let
+# anyone who can write to the store make a key. A new install gets a secret of its own. (Not an
+# existing store's: its keys were made with the pepper it has, and would all stop working.)
+if ! grep -q '^SWIFTCHAT_KEY_PEPPER=' "$env_file"; then
+  if grep -q "^SWIFTCHAT_STORE='sqlite:" "$env_file"; then
+    store_file=$(sed -n "s|^SWIFTCHAT_STORE='sqlite:///\(.*\)'\$|\1|p" "$env_file")
+    if [ -n "$store_file" ] && [ ! -e "$store_file" ]; then
+      setting SWIFTCHAT_KEY_PEPPER "$(head -c 32 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')"
+      say "made a secret SWIFTCHAT_KEY_PEPPER for the new key store"
+    fi
+  else
+    say "WARNING: SWIFTCHAT_STORE is shared (Redis) and no SWIFTCHAT_KEY_PEPPER is set: per-person keys are refused"
+    say "until you set the same secret on every instance in $env_file"
+  fi
+fi
 chown "root:$user" "$env_file"
 chmod 0640 "$env_file"
 say "settings in $env_file ($given given now; the others kept)"
