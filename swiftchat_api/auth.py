@@ -177,13 +177,14 @@ def _public_pepper(store):
         log.warning("%s", PUBLIC_PEPPER_WARNING)
 
 
-def admit(store, identity, reserve=1):
-    """Count the request against identity's limits, holding ``reserve`` tokens of its budget; the Admission.
+def admit(store, identity, reserve=1, image=False):
+    """Count the request against identity's limits, holding ``reserve`` tokens of its budget (and, for an
+    image generation, one of the day's images); the Admission.
 
     LimitExceeded (429) over a limit; 503 if the store cannot write the admission (fail closed).
     """
     try:
-        admission = store.admit(identity, reserve=reserve)
+        admission = store.admit(identity, reserve=reserve, image=image)
     except StoreUnavailable as error:
         store_failed("admit", error)
         raise ApiError(503, STORE_DOWN) from None
@@ -192,6 +193,11 @@ def admit(store, identity, reserve=1):
     telemetry.KEY_REFUSALS.labels(identity.name, admission.limit).inc()
     if admission.limit == "rpm":
         detail = f"This key allows {identity.rpm:,} requests a minute; try again in {admission.retry_after} s."
+    elif admission.limit == "images_per_day":
+        detail = (
+            f"This key has made its {identity.images_per_day:,} images for today; it renews at midnight UTC,"
+            f" in {admission.retry_after} s."
+        )
     else:
         detail = (
             f"This key has used its {identity.tokens_per_day:,} tokens for today; it renews at midnight UTC,"

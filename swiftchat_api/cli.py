@@ -59,24 +59,32 @@ def _store():
 @click.argument("name")
 @click.option("--rpm", type=_Limit(), help="Requests per sliding 60 seconds (default: no limit).")
 @click.option("--tokens-per-day", type=_Limit(), help="Input + output tokens per UTC day (default: no limit).")
+@click.option("--images-per-day", type=_Limit(), help="Image generations per UTC day (default: no limit).")
 @click.option(
     "--aws-credentials",
     is_flag=True,
     help="Let /api/token give this key one-hour AWS credentials (session named after NAME): its holder can"
     " then call Bedrock directly, outside the key's limits and usage, until they expire.",
 )
-def create(name, rpm, tokens_per_day, aws_credentials):
+def create(name, rpm, tokens_per_day, images_per_day, aws_credentials):
     """Make a key for NAME; the key alone is the last line (shown only this once)."""
     with _store() as store:
         if store.public_pepper:
             if store.needs_secret_pepper:
                 raise click.ClickException(PUBLIC_PEPPER)
             click.echo(f"Warning: {PUBLIC_PEPPER_WARNING}", err=True)
-        key = store.create_key(name, _value(rpm), _value(tokens_per_day), aws_credentials=aws_credentials)
+        key = store.create_key(
+            name,
+            _value(rpm),
+            _value(tokens_per_day),
+            aws_credentials=aws_credentials,
+            images_per_day=_value(images_per_day),
+        )
         credentials = ", AWS credentials from /api/token" if aws_credentials else ""
         click.echo(
             f"Created a key for {name} (rpm: {_shown(_value(rpm))}, tokens per day: "
-            f"{_shown(_value(tokens_per_day))}{credentials}) in {store.describe()}. It is shown only now:",
+            f"{_shown(_value(tokens_per_day))}, images per day: {_shown(_value(images_per_day))}{credentials}) in"
+            f" {store.describe()}. It is shown only now:",
             err=True,
         )
     click.echo(key)
@@ -94,6 +102,7 @@ def list_keys(as_json):
                 "name": info.name,
                 "rpm": info.rpm,
                 "tokens_per_day": info.tokens_per_day,
+                "images_per_day": info.images_per_day,
                 "created": _when(info.created),
                 "revoked": _when(info.revoked) if info.revoked else None,
                 "aws_credentials": info.aws_credentials,
@@ -105,11 +114,12 @@ def list_keys(as_json):
     if not infos:
         click.echo(f"No keys yet in {store.describe()}.", err=True)
         return
-    table = [("NAME", "RPM", "TOKENS/DAY", "AWS", "CREATED", "STATE")]
+    table = [("NAME", "RPM", "TOKENS/DAY", "IMAGES/DAY", "AWS", "CREATED", "STATE")]
     for info in infos:
         state = f"revoked {_when(info.revoked)}" if info.revoked else "active"
         aws = "yes" if info.aws_credentials else "no"
-        table.append((info.name, _shown(info.rpm), _shown(info.tokens_per_day), aws, _when(info.created), state))
+        limits = (_shown(info.rpm), _shown(info.tokens_per_day), _shown(info.images_per_day))
+        table.append((info.name, *limits, aws, _when(info.created), state))
     _print_table(table)
 
 
@@ -126,18 +136,25 @@ def revoke(name):
 @click.argument("name")
 @click.option("--rpm", type=_Limit(), help="Requests per sliding 60 seconds, or 'none'.")
 @click.option("--tokens-per-day", type=_Limit(), help="Input + output tokens per UTC day, or 'none'.")
-def limits(name, rpm, tokens_per_day):
+@click.option("--images-per-day", type=_Limit(), help="Image generations per UTC day, or 'none'.")
+def limits(name, rpm, tokens_per_day, images_per_day):
     """Change NAME's limits without changing the key (options left out stay as they are)."""
-    if rpm is None and tokens_per_day is None:
-        raise click.UsageError("Say what to change: --rpm and/or --tokens-per-day (a number, or 'none').")
+    if rpm is None and tokens_per_day is None and images_per_day is None:
+        raise click.UsageError(
+            "Say what to change: --rpm, --tokens-per-day and/or --images-per-day (a number, or 'none')."
+        )
     with _store() as store:
         current = next((info for info in store.list_keys() if info.name == name and not info.revoked), None)
         if current is None:
             raise click.ClickException(f"No active key is named {name}.")
         rpm = current.rpm if rpm is None else _value(rpm)
         tokens_per_day = current.tokens_per_day if tokens_per_day is None else _value(tokens_per_day)
-        store.set_limits(name, rpm, tokens_per_day)
-    click.echo(f"{name}: rpm {_shown(rpm)}, tokens per day {_shown(tokens_per_day)} (in force within a second).")
+        images_per_day = current.images_per_day if images_per_day is None else _value(images_per_day)
+        store.set_limits(name, rpm, tokens_per_day, images_per_day)
+    click.echo(
+        f"{name}: rpm {_shown(rpm)}, tokens per day {_shown(tokens_per_day)}, images per day"
+        f" {_shown(images_per_day)} (in force within a second)."
+    )
 
 
 @keys.command("usage")

@@ -60,7 +60,7 @@ def test_a_person_gets_a_key_sees_usage_and_loses_the_key(store_url):
 
     listed = keys(store_url, "list")
     assert listed.returncode == 0
-    assert re.search(r"alice\s+30\s+100,000\s+no\s+\S+ \S+ UTC\s+active", listed.stdout)
+    assert re.search(r"alice\s+30\s+100,000\s+unlimited\s+no\s+\S+ \S+ UTC\s+active", listed.stdout)
     assert key not in listed.stdout + listed.stderr
 
     used = keys(store_url, "usage", "--json")

@@ -739,3 +739,20 @@ def test_streams_cut_short_spend_the_budget_across_two_instances(instances):
     person = instances.usage()["cutter"]
     assert person["input_tokens"] >= served * PROMPT_WORDS
     assert person["estimated_input_tokens"] == person["input_tokens"]
+
+
+def test_image_generations_count_toward_a_keys_images_per_day(sqlite):
+    server = sqlite.servers[0]
+    key = sqlite.create("painter", "--images-per-day", "1")
+    drawing = {
+        "prompt": "a cat",
+        "modelId": "amazon.titan-image-generator-v2:0",
+        "region": "us-west-2",
+        "width": 1024,
+        "height": 1024,
+    }
+    assert server.request("/api/image", drawing, key=key)[0] == 200
+    status, headers, body = server.request("/api/image", drawing, key=key)
+    assert status == 429 and "retry-after" in headers
+    assert json.loads(body)["detail"].startswith("This key has made its 1 images for today")
+    assert server.request("/api/converse/v3", SHORT, key=key)[0] == 200  # chats are not images

@@ -211,6 +211,17 @@ def test_the_shared_keys_name_is_reserved_whatever_its_case(store, name):
         store.create_key(name)
 
 
+def test_images_per_day_counts_image_generations_only(store):
+    alice = store.lookup(store.create_key("alice", images_per_day=2))
+    assert alice.images_per_day == 2
+    assert [store.admit(alice, T, image=True).ok for _ in range(2)] == [True, True]
+    assert store.admit(alice, T, image=True) == Admission(False, 1, "images_per_day")
+    assert store.admit(alice, T).ok  # a chat is no image
+    assert store.admit(alice, T + 1, image=True).ok  # a new UTC day
+    store.set_limits("alice", None, None, 5)
+    assert store.list_keys()[0].images_per_day == 5
+
+
 def test_both_limits_together(store):
     alice = store.lookup(store.create_key("alice", rpm=1, tokens_per_day=10))
     assert store.admit(alice, T).ok

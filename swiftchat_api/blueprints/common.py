@@ -14,6 +14,8 @@ from ..services.catalogue import catalogue
 
 # Operator routes (/metrics) show every key's name and usage: only the shared key opens them.
 _OPERATOR_BLUEPRINTS = frozenset({"ops"})
+# Image generations: one of the day's --images-per-day each.
+_IMAGE_ENDPOINTS = frozenset({"image.generate_image", "v1.generate_image"})
 # Chats: a key with a budget is admitted once the body says what the chat may cost (admit_chat).
 _CHAT_ENDPOINTS = frozenset(
     {"converse.converse_v1", "converse.converse_v2", "converse.converse_v3", "v1.chat_completions"}
@@ -73,7 +75,7 @@ def _admit_pending(reserve):
 
 
 def _admit(shared, record, identity, reserve):
-    admission = auth.admit(shared.store, identity, reserve)
+    admission = auth.admit(shared.store, identity, reserve, image=request.endpoint in _IMAGE_ENDPOINTS)
     record.reservation = admission.reservation
     record.on_end = partial(_account, shared.usage)
 

@@ -25,6 +25,7 @@ DEFAULT_PEPPER = "swiftchat-api key hash v1"
 WINDOW_SECONDS = 60
 MAX_RPM = 100_000
 MAX_TOKENS_PER_DAY = 10**12
+MAX_IMAGES_PER_DAY = 10**6
 MAX_MODEL_CHARS = 200
 LOOKUP_CACHE_SECONDS = 1.0
 # How long a request's reservation against a budget holds if its usage never settles it (a worker
@@ -69,6 +70,7 @@ class Identity:
     rpm: int | None = None
     tokens_per_day: int | None = None
     aws_credentials: bool = False  # /api/token may hand this key AWS credentials (keys create --aws-credentials)
+    images_per_day: int | None = None
 
 
 @dataclass(frozen=True)
@@ -77,7 +79,7 @@ class Admission:
 
     ok: bool
     retry_after: int = 0
-    limit: str | None = None  # "rpm" or "tokens_per_day" when refused
+    limit: str | None = None  # "rpm", "tokens_per_day" or "images_per_day" when refused
     # Admitted under a budget: what identifies the tokens held for the request until its usage is
     # recorded (``record_usages`` settles it); None for a key without a budget.
     reservation: str | None = None
@@ -93,6 +95,7 @@ class KeyInfo:
     created: float
     revoked: float | None
     aws_credentials: bool = False
+    images_per_day: int | None = None
 
 
 ADMITTED = Admission(True)
@@ -127,11 +130,11 @@ def shaped_like_a_key(text):
 
 def check_limit(value, what):
     """Return a limit (a positive whole number, or None for no limit); raise InvalidRequest otherwise."""
-    maximum = MAX_RPM if what == "rpm" else MAX_TOKENS_PER_DAY
+    maximum = {"rpm": MAX_RPM, "images_per_day": MAX_IMAGES_PER_DAY}.get(what, MAX_TOKENS_PER_DAY)
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
-        label = "rpm" if what == "rpm" else "tokens per day"
+        label = {"rpm": "rpm", "images_per_day": "images per day"}.get(what, "tokens per day")
         raise InvalidRequest(f"The {label} limit must be a whole number from 1 to {maximum:,}, or none for no limit.")
     return value
 
@@ -200,7 +203,7 @@ class Store:
         """The keyed hash stored in place of a key (no I/O)."""
         return hmac.new(self._pepper, key.encode(), hashlib.sha256).hexdigest()
 
-    def create_key(self, name, rpm=None, tokens_per_day=None, now=None, aws_credentials=False):
+    def create_key(self, name, rpm=None, tokens_per_day=None, now=None, aws_credentials=False, images_per_day=None):
         """Make a new random key for name and return it; only its hash is kept (I/O).
 
         ``aws_credentials``: /api/token may give this key AWS credentials, with which its holder
@@ -214,9 +217,11 @@ class Store:
             )
         rpm = check_limit(rpm, "rpm")
         tokens_per_day = check_limit(tokens_per_day, "tokens_per_day")
+        images_per_day = check_limit(images_per_day, "images_per_day")
         key = KEY_PREFIX + secrets.token_urlsafe(32)
         created = time.time() if now is None else now
-        self._create(name, self.digest(key), rpm, tokens_per_day, created, self._fingerprint(), bool(aws_credentials))
+        limits = (rpm, tokens_per_day, images_per_day)
+        self._create(name, self.digest(key), limits, created, self._fingerprint(), bool(aws_credentials))
         return key
 
     def lookup(self, presented):
@@ -238,22 +243,24 @@ class Store:
                 self._cache[digest] = (time.monotonic() + self._cache_seconds, identity)
         return identity
 
-    def admit(self, identity, now=None, reserve=1):
+    def admit(self, identity, now=None, reserve=1, image=False):
         """Count one request against identity's limits if both allow it (atomic; I/O unless unlimited).
 
         Under a budget, the request is admitted while the day's recorded usage plus what admitted
         requests still hold stays below it, and it holds ``reserve`` tokens (its worst case),
         capped at what is left, until its usage is recorded with the Admission's reservation.
         Nothing is admitted unless that is written: a store that refuses writes refuses requests.
+        ``image``: the request generates an image, one of the day's ``images_per_day``.
         """
-        if identity.rpm is None and identity.tokens_per_day is None:
+        image = image and identity.images_per_day is not None
+        if identity.rpm is None and identity.tokens_per_day is None and not image:
             return ADMITTED
         now = time.time() if now is None else now
         reserve = max(1, min(int(reserve), MAX_TOKENS_PER_DAY))
-        refusal, oldest, reservation = self._admit(identity, now, day_of(now), reserve)
+        refusal, oldest, reservation = self._admit(identity, now, day_of(now), reserve, image)
         if refusal is None:
             return Admission(True, reservation=reservation)
-        if refusal == "tokens_per_day":
+        if refusal in ("tokens_per_day", "images_per_day"):
             return Admission(False, _seconds_to_next_day(now), refusal)
         # Another worker's request can carry a time a hair later than this one's now: never past a window.
         wait = min(WINDOW_SECONDS, max(1, math.ceil(oldest + WINDOW_SECONDS - now)))
@@ -322,9 +329,14 @@ class Store:
         """Stop name's key from working (every worker within ~1 s); raise NoSuchKey if none is active (I/O)."""
         self._revoke(check_name(name), time.time())
 
-    def set_limits(self, name, rpm, tokens_per_day):
+    def set_limits(self, name, rpm, tokens_per_day, images_per_day=None):
         """Replace name's limits (None: no limit); raise NoSuchKey if no key is active (I/O)."""
-        self._set_limits(check_name(name), check_limit(rpm, "rpm"), check_limit(tokens_per_day, "tokens_per_day"))
+        limits = (
+            check_limit(rpm, "rpm"),
+            check_limit(tokens_per_day, "tokens_per_day"),
+            check_limit(images_per_day, "images_per_day"),
+        )
+        self._set_limits(check_name(name), limits)
 
     def check(self):
         """Raise StoreUnavailable if the store cannot be used, PepperMismatch if its keys need another pepper."""
@@ -349,7 +361,7 @@ class Store:
 
     # -- what a backend implements ----------------------------------------------------------
 
-    def _create(self, name, digest, rpm, tokens_per_day, created, fingerprint, aws_credentials):
+    def _create(self, name, digest, limits, created, fingerprint, aws_credentials):
         """Store a key, atomically: NameTaken if an active key has the name, PepperMismatch if the
         store's pepper fingerprint differs (it is recorded with the first key)."""
         raise NotImplementedError
@@ -357,9 +369,10 @@ class Store:
     def _lookup(self, digest):
         raise NotImplementedError
 
-    def _admit(self, identity, now, day, reserve):
-        """Return (None, None, reservation) when admitted, counted and (under a budget) ``reserve``
-        tokens held, capped at what is left; else (limit, oldest request time in window, None)."""
+    def _admit(self, identity, now, day, reserve, image):
+        """Return (None, None, reservation) when admitted, counted (an image among the day's when
+        ``image``) and (under a budget) ``reserve`` tokens held, capped at what is left; else
+        (limit, oldest request time in window, None)."""
         raise NotImplementedError
 
     def _record(self, rows, settled, batch):
@@ -378,7 +391,7 @@ class Store:
     def _revoke(self, name, now):
         raise NotImplementedError
 
-    def _set_limits(self, name, rpm, tokens_per_day):
+    def _set_limits(self, name, limits):
         raise NotImplementedError
 
     def _stored_fingerprint(self):

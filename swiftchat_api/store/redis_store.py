@@ -35,16 +35,18 @@ if redis.call('EXISTS', KEYS[2]) == 1 and not redis.call('HGET', KEYS[2], 'revok
 if not stored then redis.call('HSET', KEYS[1], 'pepper', ARGV[1]) end
 redis.call('DEL', KEYS[2], KEYS[5])
 redis.call('HSET', KEYS[2], 'digest', ARGV[3], 'rpm', ARGV[4], 'tokens_per_day', ARGV[5], 'created', ARGV[6],
-  'aws', ARGV[7])
-redis.call('HSET', KEYS[3], 'name', ARGV[2], 'rpm', ARGV[4], 'tokens_per_day', ARGV[5], 'aws', ARGV[7])
+  'aws', ARGV[7], 'images_per_day', ARGV[8])
+redis.call('HSET', KEYS[3], 'name', ARGV[2], 'rpm', ARGV[4], 'tokens_per_day', ARGV[5], 'aws', ARGV[7],
+  'images_per_day', ARGV[8])
 redis.call('SADD', KEYS[4], ARGV[2])
 return 'ok'
 """
 
 # The shebang makes Redis refuse the whole script, before any of it runs, when it is out of
 # memory: without it, a script's first write was let through and the rest ran after it.
-# KEYS: window, today's usage, today's reservations. ARGV: now, window start, rpm, tokens per
-# day, unique member, tokens to hold, when the hold expires.
+# KEYS: window, today's usage, today's reservations, today's images. ARGV: now, window start, rpm,
+# tokens per day, unique member, tokens to hold, when the hold expires, images per day (this
+# request generates one) or ''.
 _ADMIT = """#!lua
 local left = nil
 if ARGV[4] ~= '' then
@@ -56,6 +58,9 @@ if ARGV[4] ~= '' then
   left = tonumber(ARGV[4]) - spent
   if left <= 0 then return {'tokens_per_day'} end
 end
+if ARGV[8] ~= '' and tonumber(redis.call('GET', KEYS[4]) or '0') >= tonumber(ARGV[8]) then
+  return {'images_per_day'}
+end
 if ARGV[3] ~= '' then
   redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
   if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[3]) then
@@ -63,6 +68,10 @@ if ARGV[3] ~= '' then
   end
   redis.call('ZADD', KEYS[1], ARGV[1], ARGV[5])
   redis.call('EXPIRE', KEYS[1], 2 * 60)
+end
+if ARGV[8] ~= '' then
+  redis.call('INCR', KEYS[4])
+  redis.call('EXPIRE', KEYS[4], 2 * 86400)
 end
 if left == nil then return {} end
 local member = ARGV[5] .. '|' .. string.format('%d', math.min(tonumber(ARGV[6]), left))
@@ -108,8 +117,8 @@ return 1
 
 _SET_LIMITS = """#!lua
 if redis.call('HGET', KEYS[1], 'revoked') or redis.call('HGET', KEYS[1], 'digest') ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'rpm', ARGV[2], 'tokens_per_day', ARGV[3])
-redis.call('HSET', KEYS[2], 'rpm', ARGV[2], 'tokens_per_day', ARGV[3])
+redis.call('HSET', KEYS[1], 'rpm', ARGV[2], 'tokens_per_day', ARGV[3], 'images_per_day', ARGV[4])
+redis.call('HSET', KEYS[2], 'rpm', ARGV[2], 'tokens_per_day', ARGV[3], 'images_per_day', ARGV[4])
 return 1
 """
 
@@ -164,11 +173,12 @@ class RedisStore(Store):
         """Close this process's connections."""
         self._redis.connection_pool.disconnect()  # Redis.close() leaves a pool it was given open
 
-    def _create(self, name, digest, rpm, tokens_per_day, created, fingerprint, aws_credentials):
+    def _create(self, name, digest, limits, created, fingerprint, aws_credentials):
+        rpm, tokens_per_day, images_per_day = limits
         keys = [PREFIX + "meta", PREFIX + "name:" + name, PREFIX + "key:" + digest, PREFIX + "names"]
         keys.append(PREFIX + "hits:" + name)
         args = [fingerprint, name, digest, _limit_text(rpm), _limit_text(tokens_per_day), repr(created)]
-        args.append("1" if aws_credentials else "")
+        args += ["1" if aws_credentials else "", _limit_text(images_per_day)]
         answer = self._call(lambda r: self._create_script(keys=keys, args=args))
         if answer == "pepper":
             raise PepperMismatch(PEPPER_MISMATCH)
@@ -184,13 +194,15 @@ class RedisStore(Store):
             _limit(record.get("rpm")),
             _limit(record.get("tokens_per_day")),
             record.get("aws") == "1",
+            _limit(record.get("images_per_day")),
         )
 
-    def _admit(self, identity, now, day, reserve):
+    def _admit(self, identity, now, day, reserve, image):
         keys = [
             PREFIX + "hits:" + identity.name,
             PREFIX + f"usage:{identity.name}:{day}",
             PREFIX + f"reserved:{identity.name}:{day}",
+            PREFIX + f"images:{identity.name}:{day}",
         ]
         args = [
             repr(now),
@@ -200,6 +212,7 @@ class RedisStore(Store):
             f"{now!r}:{os.urandom(6).hex()}",  # a sorted set keeps one entry per member
             str(reserve),
             repr(now + RESERVATION_SECONDS),
+            _limit_text(identity.images_per_day) if image else "",
         ]
         answer = self._call(lambda r: self._admit_script(keys=keys, args=args))
         if not answer:
@@ -255,6 +268,7 @@ class RedisStore(Store):
                 float(record.get("created", 0)),
                 float(record["revoked"]) if record.get("revoked") else None,
                 record.get("aws") == "1",
+                _limit(record.get("images_per_day")),
             )
             for name, record in self._call(work)
             if record
@@ -272,10 +286,10 @@ class RedisStore(Store):
         if not self._call(lambda r: self._revoke_script(keys=keys, args=[digest, repr(now)])):
             raise NoSuchKey(f"No active key is named {name}.")  # revoked or replaced meanwhile
 
-    def _set_limits(self, name, rpm, tokens_per_day):
+    def _set_limits(self, name, limits):
         digest = self._active_digest(name)
         keys = [PREFIX + "name:" + name, PREFIX + "key:" + digest]
-        args = [digest, _limit_text(rpm), _limit_text(tokens_per_day)]
+        args = [digest, *(_limit_text(limit) for limit in limits)]
         if not self._call(lambda r: self._set_limits_script(keys=keys, args=args)):
             raise NoSuchKey(f"No active key is named {name}.")
 

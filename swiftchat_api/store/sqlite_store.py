@@ -30,12 +30,16 @@ from . import (
     StoreUnavailable,
 )
 
-_SCHEMA_VERSION = 3
+_SCHEMA_VERSION = 4
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
     # digest is NULL once revoked: a revoked key's hash is not kept.
     "CREATE TABLE IF NOT EXISTS keys (name TEXT PRIMARY KEY, digest TEXT UNIQUE, rpm INTEGER,"
-    " tokens_per_day INTEGER, created REAL NOT NULL, revoked REAL, aws_credentials INTEGER NOT NULL DEFAULT 0)",
+    " tokens_per_day INTEGER, created REAL NOT NULL, revoked REAL, aws_credentials INTEGER NOT NULL DEFAULT 0,"
+    " images_per_day INTEGER)",
+    # Image generations admitted per key and UTC day.
+    "CREATE TABLE IF NOT EXISTS images (name TEXT NOT NULL, day TEXT NOT NULL, count INTEGER NOT NULL,"
+    " PRIMARY KEY (name, day)) WITHOUT ROWID",
     # One row per admitted request of a key with an rpm limit, pruned past the window.
     "CREATE TABLE IF NOT EXISTS hits (name TEXT NOT NULL, t REAL NOT NULL)",
     "CREATE INDEX IF NOT EXISTS hits_by_name ON hits (name, t)",
@@ -57,6 +61,7 @@ _ADDED_COLUMNS = (
     ("usage", "estimated_input_tokens", "INTEGER NOT NULL DEFAULT 0"),
     ("usage", "estimated_output_tokens", "INTEGER NOT NULL DEFAULT 0"),
     ("keys", "aws_credentials", "INTEGER NOT NULL DEFAULT 0"),
+    ("keys", "images_per_day", "INTEGER"),
 )
 _BUSY_CODES = (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
 _FIRST_PAUSE = 0.0005
@@ -185,7 +190,7 @@ class SQLiteStore(Store):
 
     # -- backend ----------------------------------------------------------------------------
 
-    def _create(self, name, digest, rpm, tokens_per_day, created, fingerprint, aws_credentials):
+    def _create(self, name, digest, limits, created, fingerprint, aws_credentials):
         def work(db):
             row = db.execute("SELECT value FROM meta WHERE name = 'pepper'").fetchone()
             if row is None:
@@ -195,12 +200,12 @@ class SQLiteStore(Store):
             if db.execute("SELECT 1 FROM keys WHERE name = ? AND revoked IS NULL", (name,)).fetchone():
                 raise NameTaken(f"A key named {name} exists; revoke it first to give {name} a new one.")
             db.execute(
-                "INSERT INTO keys (name, digest, rpm, tokens_per_day, created, revoked, aws_credentials)"
-                " VALUES (?, ?, ?, ?, ?, NULL, ?)"
+                "INSERT INTO keys (name, digest, rpm, tokens_per_day, images_per_day, created, revoked,"
+                " aws_credentials) VALUES (?, ?, ?, ?, ?, ?, NULL, ?)"
                 " ON CONFLICT (name) DO UPDATE SET digest = excluded.digest, rpm = excluded.rpm,"
-                " tokens_per_day = excluded.tokens_per_day, created = excluded.created, revoked = NULL,"
-                " aws_credentials = excluded.aws_credentials",
-                (name, digest, rpm, tokens_per_day, created, int(aws_credentials)),
+                " tokens_per_day = excluded.tokens_per_day, images_per_day = excluded.images_per_day,"
+                " created = excluded.created, revoked = NULL, aws_credentials = excluded.aws_credentials",
+                (name, digest, *limits, created, int(aws_credentials)),
             )
             _forget_window(db, name)
 
@@ -211,13 +216,14 @@ class SQLiteStore(Store):
             if db is None:
                 return None
             row = db.execute(
-                "SELECT name, rpm, tokens_per_day, aws_credentials FROM keys WHERE digest = ?", (digest,)
+                "SELECT name, rpm, tokens_per_day, aws_credentials, images_per_day FROM keys WHERE digest = ?",
+                (digest,),
             ).fetchone()
-            return Identity(row[0], row[1], row[2], bool(row[3])) if row else None
+            return Identity(row[0], row[1], row[2], bool(row[3]), row[4]) if row else None
 
         return self._run(work, create=False)
 
-    def _admit(self, identity, now, day, reserve):
+    def _admit(self, identity, now, day, reserve, image):
         name = identity.name
         budget = identity.tokens_per_day
 
@@ -235,6 +241,10 @@ class SQLiteStore(Store):
                 left = budget - spent - held
                 if left <= 0:
                     return "tokens_per_day", None, None
+            if image:
+                row = db.execute("SELECT count FROM images WHERE name = ? AND day = ?", (name, day)).fetchone()
+                if row and row[0] >= identity.images_per_day:
+                    return "images_per_day", None, None
             if identity.rpm is not None:
                 # The window's size is kept beside it: COUNT(*) would cost a row per request in it.
                 gone = db.execute("DELETE FROM hits WHERE name = ? AND t <= ?", (name, now - WINDOW_SECONDS)).rowcount
@@ -252,6 +262,12 @@ class SQLiteStore(Store):
                     "INSERT INTO windows (name, size) VALUES (?, ?)"
                     " ON CONFLICT (name) DO UPDATE SET size = excluded.size",
                     (name, size + 1),
+                )
+            if image:
+                db.execute(
+                    "INSERT INTO images (name, day, count) VALUES (?, ?, 1)"
+                    " ON CONFLICT (name, day) DO UPDATE SET count = count + 1",
+                    (name, day),
                 )
             if left is None:
                 return None, None, None
@@ -302,8 +318,10 @@ class SQLiteStore(Store):
         def work(db):
             if db is None:
                 return []
-            rows = db.execute("SELECT name, rpm, tokens_per_day, created, revoked, aws_credentials FROM keys")
-            return [KeyInfo(*row[:5], bool(row[5])) for row in rows.fetchall()]
+            rows = db.execute(
+                "SELECT name, rpm, tokens_per_day, created, revoked, aws_credentials, images_per_day FROM keys"
+            )
+            return [KeyInfo(*row[:5], bool(row[5]), row[6]) for row in rows.fetchall()]
 
         return self._run(work, create=False)
 
@@ -318,11 +336,11 @@ class SQLiteStore(Store):
 
         self._run(work, write=True)
 
-    def _set_limits(self, name, rpm, tokens_per_day):
+    def _set_limits(self, name, limits):
         def work(db):
             changed = db.execute(
-                "UPDATE keys SET rpm = ?, tokens_per_day = ? WHERE name = ? AND revoked IS NULL",
-                (rpm, tokens_per_day, name),
+                "UPDATE keys SET rpm = ?, tokens_per_day = ?, images_per_day = ? WHERE name = ? AND revoked IS NULL",
+                (*limits, name),
             ).rowcount
             if not changed:
                 raise NoSuchKey(f"No active key is named {name}.")
