@@ -76,7 +76,7 @@ def create_app(config=None):
         releases_cache=TTLCache(config.upgrade_cache_seconds),
         http=urllib3.PoolManager(num_pools=4, maxsize=8),
         store=store,
-        usage=UsageRecorder(store, failed=usage_lost),
+        usage=UsageRecorder(store, failed=usage_lost, spill=getattr(store, "path", None)),
     )
     for module in (converse, image, models, upgrade, token, proxy, ops, v1):
         app.register_blueprint(module.bp)

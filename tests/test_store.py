@@ -458,6 +458,33 @@ def test_the_recorder_drops_and_counts_only_what_does_not_fit_while_the_store_is
     assert sum(failures) == 2 and recorder.pending() == 3
 
 
+def test_usage_still_unwritten_when_a_worker_exits_is_left_beside_sqlite_and_written_by_the_next(tmp_path):
+    path = tmp_path / "keys.db"
+    store = open_store(f"sqlite:///{path}", timeout=0.1)
+    store.record_usage("warm", "claude", 1, 1)  # the file and its schema exist
+    failures = []
+    exiting = UsageRecorder(store, failed=lambda error, count: failures.append(count), spill=str(path))
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another process holds the write lock past the worker's exit
+    try:
+        for _ in range(3):
+            exiting.add("alice", "claude", 10, 20)
+        exiting.flush(seconds=0.5)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert sum(failures) == 0  # nothing lost: left on disk
+    assert len(list(tmp_path.glob("keys.db.usage-*.json"))) == 1
+
+    successor = UsageRecorder(store, failed=lambda error, count: failures.append(count), spill=str(path))
+    successor.add("bob", "claude", 1, 1)
+    assert _requests_of(store, "alice", 3) == 3
+    assert {p["name"]: p["input_tokens"] for p in store.usage()}["alice"] == 30
+    assert list(tmp_path.glob("keys.db.usage-*")) == []
+    successor.flush()
+    store.close()
+
+
 _EXIT_PROBE = """
 from gevent import monkey
 

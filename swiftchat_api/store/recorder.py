@@ -10,6 +10,11 @@ same batch, so a write whose reply was lost is not added twice) until the store 
 the queue's ``QUEUE_SIZE``): past that, and at a worker's exit while the store is still down,
 records are dropped, counted and logged, so an outage can never grow a worker's memory unbounded.
 
+On a SQLite host, what is still unwritten when a worker exits is not dropped either: it is left in
+a file beside the store (``<store>.usage-<random>.json``), and the next worker whose write succeeds
+writes it, once (the same batch names), and removes the file. A worker killed outright (SIGKILL)
+loses what it kept in memory.
+
 A request admitted under a budget holds a reservation until its usage is written: that write is
 not made to wait for others to gather, so the next request of the same person sees it settled.
 
@@ -21,6 +26,10 @@ the host shares. A day's budget thus sees a request that long after it ended.
 
 import atexit
 import collections
+import contextlib
+import glob
+import json
+import os
 import secrets
 import time
 
@@ -37,6 +46,7 @@ BATCH_SIZE = 1_000  # requests written in one go at most
 KEEP_RECORDS = 50_000  # requests' usage kept while the store refuses it, at most
 FIRST_RETRY_SECONDS = 0.25
 LONGEST_RETRY_SECONDS = 5.0
+SPILL_CHECK_SECONDS = 30.0  # how often a worker whose writes succeed looks for usage exited workers left
 
 
 class UsageRecorder:
@@ -46,8 +56,11 @@ class UsageRecorder:
     (0 for a write that failed and is kept to be tried again).
     """
 
-    def __init__(self, store, failed, size=QUEUE_SIZE, keep=KEEP_RECORDS):
+    def __init__(self, store, failed, size=QUEUE_SIZE, keep=KEEP_RECORDS, spill=None):
         self._store = store
+        # ``spill``: a path prefix on the store's host where usage unwritten at exit is left (SQLite).
+        self._spill = spill
+        self._spill_checked = float("-inf")
         self._failed = failed
         self._queue = Queue(size)
         self._kept = collections.deque()  # (batch, its name) that the store refused, oldest first
@@ -107,11 +120,53 @@ class UsageRecorder:
                 break
         left = self._queue.qsize() + self._kept_records
         if left:
-            while self._queue.qsize():
-                self._queue.get_nowait()
+            batches = list(self._kept)
+            rest = self._take_all()
+            if rest:
+                batches.append((rest, secrets.token_hex(12)))
             self._kept.clear()
             self._kept_records = 0
-            self._failed(TimeoutError(f"{left:,} usage records were not written before the worker exited"), left)
+            if not self._spill_to_disk(batches):
+                self._failed(TimeoutError(f"{left:,} usage records were not written before the worker exited"), left)
+
+    def _take_all(self):
+        taken = []
+        while self._queue.qsize():
+            taken.append(self._queue.get_nowait())
+        return taken
+
+    def _spill_to_disk(self, batches):
+        """Leave batches in a file beside the store for a later worker to write; False if that cannot be done."""
+        if not self._spill:
+            return False
+        path = f"{self._spill}.usage-{secrets.token_hex(8)}.json"
+        try:
+            with open(path + ".tmp", "w", opener=lambda file, flags: os.open(file, flags, 0o600)) as out:
+                json.dump([[batch, name] for batch, name in batches], out)
+            os.replace(path + ".tmp", path)  # whole or not at all: a reader never sees half a file
+        except OSError as error:
+            self._failed(error, 0)
+            return False
+        return True
+
+    def _write_spilled(self):
+        """Write, once, the usage that exited workers left beside the store; each file is claimed by renaming."""
+        if not self._spill or time.monotonic() - self._spill_checked < SPILL_CHECK_SECONDS:
+            return
+        self._spill_checked = time.monotonic()
+        for path in sorted(glob.glob(glob.escape(self._spill) + ".usage-*.json")):
+            claimed = f"{path}.{os.getpid()}.writing"
+            try:
+                os.rename(path, claimed)  # another worker may take it first: then it is that one's
+                with open(claimed) as spilled:
+                    batches = json.load(spilled)
+            except (OSError, ValueError):
+                continue
+            for batch, name in batches:
+                self._kept.append(([tuple(record) for record in batch], name))
+                self._kept_records += len(batch)
+            with contextlib.suppress(OSError):
+                os.remove(claimed)  # in memory now, and written by this worker's writer
 
     def pending(self):
         """How many records wait to be written (queued, and kept after a failed write)."""
@@ -146,6 +201,7 @@ class UsageRecorder:
             self._failed(error, len(batch))
         self._kept.popleft()
         self._kept_records -= len(batch)
+        self._write_spilled()
         return True
 
     def _keep(self, batch, name):
@@ -175,6 +231,7 @@ class UsageRecorder:
         name = secrets.token_hex(12)
         try:
             self._store.record_usages(batch, batch=name)
+            self._write_spilled()  # the store takes writes: what exited workers left can go too
             return True
         except StoreUnavailable as error:  # kept and written again later; the writer carries on
             self._failed(error, 0)
