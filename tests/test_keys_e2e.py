@@ -756,3 +756,15 @@ def test_image_generations_count_toward_a_keys_images_per_day(sqlite):
     assert status == 429 and "retry-after" in headers
     assert json.loads(body)["detail"].startswith("This key has made its 1 images for today")
     assert server.request("/api/converse/v3", SHORT, key=key)[0] == 200  # chats are not images
+
+
+def test_a_budget_key_is_admitted_and_settled_on_whole_v1_answers_too(sqlite):
+    server = sqlite.servers[0]
+    key = sqlite.create("whole", "--tokens-per-day", "50")  # the hold of one chat takes all of it
+    chat_body = {"model": MODEL, "messages": [{"role": "user", "content": '[[emulator reply="ok"]]'}]}
+    for served in (1, 2):  # the first chat's hold (its maxTokens) is settled before the second arrives
+        status, _, body = server.request("/v1/chat/completions", chat_body, key=key)
+        assert status == 200, body
+        sqlite.wait_for_requests("whole", served)
+    person = sqlite.usage()["whole"]
+    assert person["input_tokens"] > 0 and person["estimated_input_tokens"] == 0
