@@ -768,3 +768,14 @@ def test_a_budget_key_is_admitted_and_settled_on_whole_v1_answers_too(sqlite):
         sqlite.wait_for_requests("whole", served)
     person = sqlite.usage()["whole"]
     assert person["input_tokens"] > 0 and person["estimated_input_tokens"] == 0
+
+
+def test_the_image_helper_models_tokens_count_toward_the_keys_usage(sqlite):
+    server = sqlite.servers[0]
+    key = sqlite.create("translator", "--tokens-per-day", "100000")
+    drawing = {"prompt": "海", "modelId": "amazon.nova-canvas-v1:0", "region": "us-west-2"}
+    status, _, body = server.request("/api/image", {**drawing, "width": "1024", "height": "1024"}, key=key)
+    assert status == 200 and "image" in json.loads(body)
+    sqlite.wait_for_requests("translator", 1)
+    person = sqlite.usage()["translator"]
+    assert (person["input_tokens"], person["output_tokens"]) == (10, 10)  # the emulator's helper answer

@@ -96,6 +96,34 @@ def _account(recorder, record):
     recorder.add(record.key_name, model, input_tokens, output_tokens, estimated, record.reservation)
 
 
+class _Metered:
+    """A bedrock-runtime client whose ``converse`` answers add their usage to the request's facts: the image
+    helper model's tokens count toward the key's budget like a chat's."""
+
+    def __init__(self, client, record):
+        self._client = client
+        self._record = record
+
+    def converse(self, **args):
+        answer = self._client.converse(**args)
+        usage = answer.get("usage") if isinstance(answer, dict) else None
+        if isinstance(usage, dict):
+            spent = self._record.usage if isinstance(self._record.usage, dict) else {}
+            self._record.usage = {
+                "inputTokens": _tokens(spent.get("inputTokens")) + _tokens(usage.get("inputTokens")),
+                "outputTokens": _tokens(spent.get("outputTokens")) + _tokens(usage.get("outputTokens")),
+            }
+        return answer
+
+    def __getattr__(self, name):
+        return getattr(self._client, name)
+
+
+def metered(client):
+    """``client`` with the usage of its Converse calls counted against the request's key (see _Metered)."""
+    return _Metered(client, facts())
+
+
 def region_models(region):
     """The region's model catalogue (services.catalogue), cached; UpstreamError when Bedrock will not list it."""
     shared = resources()

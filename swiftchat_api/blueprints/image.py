@@ -4,7 +4,7 @@ from flask import Blueprint
 
 from ..schemas import ImageRequest
 from ..services import images
-from .common import body, facts, require_key, resources
+from .common import body, facts, metered, require_key, resources
 
 bp = Blueprint("image", __name__)
 _schema = ImageRequest()
@@ -18,4 +18,4 @@ def generate_image():
     facts().model = wanted["modelId"]
     shared = resources()
     helper = images.helper_model(wanted["region"], shared.config.image_helper_model_id)
-    return images.generate(shared.clients.get("bedrock-runtime", wanted["region"]), helper, wanted)
+    return images.generate(metered(shared.clients.get("bedrock-runtime", wanted["region"])), helper, wanted)

@@ -17,7 +17,17 @@ from ..oai.stream import ChunkTranslator, OpenAIStream
 from ..schemas import RegionRequest
 from ..services import images
 from ..services import v1 as calls
-from .common import admit_chat, body, body_budget, facts, large_json, region_models, require_key, resources
+from .common import (
+    admit_chat,
+    body,
+    body_budget,
+    facts,
+    large_json,
+    metered,
+    region_models,
+    require_key,
+    resources,
+)
 from .streaming import stream_response
 
 bp = Blueprint("v1", __name__)
@@ -157,4 +167,5 @@ def generate_image():
     wanted = openai_images.image_request(body(_images))
     _record_model(wanted["modelId"])
     helper = images.helper_model(region, resources().config.image_helper_model_id)
-    return openai_images.image_answer(images.generate(_runtime(region), helper, wanted), openai_chat.now())
+    drawn = images.generate(metered(_runtime(region)), helper, wanted)  # the helper's tokens count toward the budget
+    return openai_images.image_answer(drawn, openai_chat.now())
