@@ -84,8 +84,7 @@ class Connection:
         try:
             yield
         except TimeoutError:
-            self.let_go()
-            raise BrokenPipeError(errno.EPIPE, f"the client took nothing for {self.timeout:g} s") from None
+            raise self._let_go_after_timeout() from None
 
     @property
     def socket(self):
@@ -106,30 +105,35 @@ class Connection:
             raise BrokenPipeError(errno.EPIPE, "the response is over")
         write(data)
 
-    def send(self, data, frame=None):
-        """Put ``data`` on the wire, whole, inside an HTTP chunk's ``frame`` (head, tail) if given.
+    def _let_go_after_timeout(self):
+        """The client took nothing for ``timeout``: let it go; the error the failed write raises."""
+        self.let_go()
+        return BrokenPipeError(errno.EPIPE, f"the client took nothing for {self.timeout:g} s")
 
-        Raises BrokenPipeError once the client has taken none of it for ``timeout`` seconds.
-        """
-        self.arm()
-        with self.bounded():
+    def send(self, data):
+        """Put ``data`` on the wire, whole; BrokenPipeError once the client has taken none of it for ``timeout``."""
+        # Once per relayed event: no context manager, no call that is not needed.
+        if not self._armed:
+            self.arm()
+        try:
             if self._whole_events and _queued(self._fd, _SIOCOUTQNSD):
                 self._wait_sent()
-            if frame is None:
-                self._send(data)
-            elif len(data) > SPLIT_OVER:
-                self._send(frame[0])
-                self._send(data)
-                self._send(frame[1])
-            else:
-                self._send(b"%b%b%b" % (frame[0], data, frame[1]))
+            # send, not sendall: gevent's sendall asks the kernel for the buffer size on every call.
+            sock = self._sock
+            sent = sock.send(data)
+            while sent < len(data):  # the buffer was full: gevent waited inside send, within the time-out
+                sent += sock.send(memoryview(data)[sent:])
+        except TimeoutError:
+            raise self._let_go_after_timeout() from None
 
-    def _send(self, data):
-        # send, not sendall: gevent's sendall asks the kernel for the buffer size on every call.
-        sock = self._sock
-        sent = sock.send(data)
-        while sent < len(data):  # the buffer was full: gevent waited inside send, within the time-out
-            sent += sock.send(memoryview(data)[sent:])
+    def send_chunk(self, data):
+        """``data`` as one HTTP/1.1 chunk; a large one is sent head, data, tail, never copied."""
+        if len(data) > SPLIT_OVER:
+            self.send(b"%X\r\n" % len(data))
+            self.send(data)
+            self.send(b"\r\n")
+        else:
+            self.send(b"%X\r\n%b\r\n" % (len(data), data))
 
     def _wait_sent(self):
         deadline = time.monotonic() + self.timeout

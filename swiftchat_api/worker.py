@@ -137,7 +137,7 @@ class SwiftChatResponse(Response):
         if not data:  # a stream's first yield (headers only) on a response that is not chunked
             return
         if self.chunked:
-            self.connection.send(data, (b"%X\r\n" % len(data), b"\r\n"))
+            self.connection.send_chunk(data)
         else:
             self.connection.send(data)
 

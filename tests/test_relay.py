@@ -172,6 +172,6 @@ def test_a_client_that_reads_slowly_gets_everything(sockets):
             received.extend(client_side.recv(65536))
 
     reader = gevent.spawn(read_slowly)
-    connection.send(data, (b"%X\r\n" % len(data), b"\r\n"))
+    connection.send_chunk(data)
     reader.join(10)
     assert received == expected
