@@ -18,11 +18,11 @@ from flask import jsonify, request
 from marshmallow import ValidationError
 from werkzeug.exceptions import HTTPException
 
-from .blueprints.streaming import STREAM_HEADERS
 from .exceptions import ApiError, LimitExceeded, StreamRefused, Unfulfilled, UpstreamError, upstream
 from .oai import errors as openai
 from .schemas import UnusableContent
 from .services.proxy import failure_body
+from .wire import STREAM_HEADERS
 
 log = logging.getLogger(__name__)
 MAX_DETAIL_ITEMS = 20  # a body with thousands of faults gets a short answer all the same

@@ -13,6 +13,8 @@ import re
 from .exceptions import describe
 
 KEEPALIVE = b"\n\n"
+# Every streamed answer's: never cached, never buffered by a proxy (nginx reads X-Accel-Buffering).
+STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 _JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
 

@@ -27,18 +27,24 @@ def healthz():
 @bp.get("/readyz")
 def readyz():
     """Say whether requests can be served: the API key source is readable and the key store writable."""
-    shared = resources()
+    problem = _unready(resources())
+    if problem:
+        return {"status": "unavailable", "detail": problem}, 503
+    return {"status": "ready"}
+
+
+def _unready(shared):
+    """Why requests cannot be served now, or None."""
     try:
         shared.keys.get()
     except ApiError as error:
-        return {"status": "unavailable", "detail": error.detail}, 503
+        return error.detail
     try:
         shared.store.probe()
     except StoreUnavailable as error:
         _store_not_ready(shared.store, error)
-        detail = f"{error} The server's user must be able to open and write SWIFTCHAT_STORE (see the log)."
-        return {"status": "unavailable", "detail": detail}, 503
-    return {"status": "ready"}
+        return f"{error} The server's user must be able to open and write SWIFTCHAT_STORE (see the log)."
+    return None
 
 
 _STORE_LOG_INTERVAL = 60.0  # seconds: a load balancer asks every few seconds

@@ -10,9 +10,8 @@ from ..connection import CONNECTION
 from ..exceptions import ClientGone, refused
 from ..relay import BedrockCall, Relay
 from ..services import converse
+from ..wire import STREAM_HEADERS
 from .common import admit_chat, facts, resources
-
-STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 def relayed(upstream, dialect, limits, acceptance=None, deadline=None, content_type="text/event-stream"):
