@@ -54,7 +54,7 @@ def _queued(fd, request):
 class Connection:
     """The sending side of one client connection, for one response."""
 
-    __slots__ = ("_sock", "_fd", "timeout", "_buffer_bytes", "_armed", "_whole_events", "_write")
+    __slots__ = ("_sock", "_fd", "timeout", "_buffer_bytes", "_armed", "_whole_events", "_write", "continue_due")
 
     def __init__(self, sock, timeout, buffer_bytes=None, write=None):
         self._sock = sock
@@ -64,6 +64,7 @@ class Connection:
         self._buffer_bytes = buffer_bytes
         self._armed = False
         self._whole_events = False
+        self.continue_due = False  # the client asked for 100 Continue before it sends its body
 
     def arm(self):
         """As the answer starts (its headers): bound the send buffer, and every wait of a write.
@@ -90,6 +91,16 @@ class Connection:
     def socket(self):
         """The client's socket (watched for a hang-up by the relay)."""
         return self._sock
+
+    def send_continue(self):
+        """Tell a client that waits for it (``Expect: 100-continue``) to send its body: once, when the app reads it.
+
+        gunicorn says it before the app runs, that is before the key is checked: anyone could make
+        the server ask for a body it would refuse.
+        """
+        if self.continue_due:
+            self.continue_due = False
+            self._sock.sendall(b"HTTP/1.1 100 Continue\r\n\r\n")
 
     def whole_events(self):
         """From now on, write only once every earlier byte has been sent (see the module's docstring)."""

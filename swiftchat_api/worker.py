@@ -157,11 +157,20 @@ class SwiftChatResponse(Response):
 
 
 def _create(req, sock, client, server, cfg, response_class=None, response_args=()):
-    """gunicorn's wsgi.create, handing the app the response's Connection in the environ."""
+    """gunicorn's wsgi.create, handing the app the response's Connection in the environ.
+
+    ``100 Continue`` is left to the Connection, which says it when the app reads the body (after
+    the key is checked), not here, before the app runs.
+    """
+    expects_continue = req._expected_100_continue
+    req._expected_100_continue = False
     response, environ = _gunicorn_create(req, sock, client, server, cfg, response_class, response_args)
     connection = getattr(response, "connection", None)
     if connection is not None:
         environ[CONNECTION] = connection
+        connection.continue_due = expects_continue
+    elif expects_continue:
+        sock.send(b"HTTP/1.1 100 Continue\r\n\r\n")  # as gunicorn would
     return response, environ
 
 

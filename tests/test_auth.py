@@ -1,6 +1,8 @@
 """Every auth case of PROTOCOL.md, against live servers with a literal key and with SSM."""
 
+import json
 import os
+import socket
 import subprocess
 import sys
 
@@ -120,3 +122,29 @@ def test_server_refuses_to_start_without_a_sound_config(env, message):
     )
     assert result.returncode != 0
     assert message in result.stderr
+
+
+def _expecting_continue(port, key):
+    """Send a chat's head with ``Expect: 100-continue`` and wait: what the server says before the body."""
+    body = json.dumps(HELLO).encode()
+    head = (
+        f"POST /api/converse/v3 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\nExpect: 100-continue\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    ).encode()
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        sock.sendall(head)
+        first = sock.recv(65536)
+        if first.startswith(b"HTTP/1.1 100"):
+            sock.sendall(body)
+        answer = first
+        while more := sock.recv(65536):
+            answer += more
+    return first, answer
+
+
+def test_100_continue_only_once_the_key_is_accepted(server):
+    first, answer = _expecting_continue(server.port, "wrong-key")
+    assert first.startswith(b"HTTP/1.1 401"), first[:100]  # the body was never asked for
+    first, answer = _expecting_continue(server.port, TEST_KEY)
+    assert first == b"HTTP/1.1 100 Continue\r\n\r\n"
+    assert b"HTTP/1.1 200" in answer and answer.rstrip().endswith(b"0")

@@ -8,6 +8,7 @@ import gevent
 from flask import Response, current_app, request
 
 from .. import auth, bodies, charges, telemetry
+from ..connection import CONNECTION
 from ..exceptions import ApiError
 from ..observe import FACTS
 from ..services.catalogue import catalogue
@@ -133,6 +134,9 @@ def region_models(region):
 def raw_body():
     """The request body's bytes: 413 past the limit (chunked bodies too), 408 when the client stalls."""
     config = resources().config
+    connection = request.environ.get(CONNECTION)
+    if connection is not None:
+        connection.send_continue()  # only now, the key accepted: the body is wanted
     try:
         return bodies.read(
             request.environ["wsgi.input"], config.max_body_bytes, config.body_timeout, request.content_length
