@@ -111,6 +111,8 @@ class Config:
     openai_proxy_connect_timeout: float = 10.0
     openai_proxy_first_byte_timeout: float = 45.0
     openai_proxy_idle_timeout: float = 300.0
+    openai_proxy_max_seconds: float = 1800.0
+    openai_proxy_max_bytes: int = 16 * 1024 * 1024
     openai_proxy_ca_bundle: str | None = None
     # True: the Use Proxy routes need this server's key in x-api-key; None: only when a non-public
     # provider is listed (an anonymous relay into the host's network otherwise); False: never.
@@ -168,6 +170,8 @@ class Config:
             openai_proxy_idle_timeout=number(
                 env, "OPENAI_PROXY_IDLE_TIMEOUT", cls.openai_proxy_idle_timeout, minimum=1
             ),
+            openai_proxy_max_seconds=number(env, "OPENAI_PROXY_MAX_SECONDS", cls.openai_proxy_max_seconds, minimum=1),
+            openai_proxy_max_bytes=int(number(env, "OPENAI_PROXY_MAX_MB", 16, minimum=0.001) * 1024 * 1024),
             openai_proxy_ca_bundle=_file(env, "OPENAI_PROXY_CA_BUNDLE"),
             openai_proxy_require_key=None
             if (env.get("OPENAI_PROXY_REQUIRE_KEY") or "auto").strip().lower() == "auto"

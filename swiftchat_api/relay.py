@@ -47,6 +47,14 @@ _HUNG_UP = select.POLLRDHUP | select.POLLHUP | select.POLLERR
 _poll = get_original("select", "poll")
 
 
+class UpstreamTooMuch(Exception):
+    """The upstream went past a stream's total bound (``Limits.most_seconds``, ``most_bytes``); ``bound`` says which."""
+
+    def __init__(self, bound):
+        super().__init__(f"the answer went past {bound}; it was cut off")
+        self.bound = bound
+
+
 class UpstreamSilent(Exception):
     """The upstream sent nothing on an open stream for ``seconds``, the configured time-out."""
 
@@ -57,10 +65,12 @@ class UpstreamSilent(Exception):
 
 @dataclass(frozen=True)
 class Limits:
-    """How long one stream may wait on Bedrock (the client's side is bounded by its Connection)."""
+    """How long one stream may wait on its upstream, and how much it may relay (the client's side: its Connection)."""
 
     idle_timeout: float  # upstream silence before the stream is closed
     keepalive_interval: float  # client-side silence before a keep-alive (dialects that have one)
+    most_seconds: float | None = None  # the longest a stream may last, from its start
+    most_bytes: int | None = None  # the most a stream may relay
 
 
 class Ticker:
@@ -198,6 +208,7 @@ class Relay:
         "_reported",
         "_keepalive_due",
         "_silenced",
+        "_overrun",
         "_halted",
         "_writing_since",
         "_lock",
@@ -209,6 +220,7 @@ class Relay:
         "upstream_error",
         "_last_write",
         "_last_upstream",
+        "_started_at",
         "_reader",
         "_watcher",
         "_output",
@@ -230,6 +242,7 @@ class Relay:
         self._reported = False  # on_done was told
         self._keepalive_due = False
         self._silenced = False  # the upstream was cut for its silence
+        self._overrun = None  # the upstream was cut past a total bound: which (a text)
         self._halted = False  # the upstream was told to stop
         self._writing_since = None
         self._lock = None  # serialises keep-alives with the event writes, once there has been one
@@ -239,7 +252,7 @@ class Relay:
         self.finished_at = None
         self.usage = None
         self.upstream_error = None
-        self._last_write = self._last_upstream = time.monotonic()
+        self._last_write = self._last_upstream = self._started_at = time.monotonic()
         self._reader = None
         self._watcher = None
         self._output = None
@@ -323,6 +336,10 @@ class Relay:
         ):
             self._silenced = True
             self._halt_upstream()
+        overdue = limits.most_seconds is not None and now - self._started_at >= limits.most_seconds
+        if overdue and self._overrun is None and state is not State.ENDED:
+            self._overrun = f"{limits.most_seconds:g} s"
+            self._halt_upstream()
         if self._watcher is not None:
             self._watcher.check()
 
@@ -367,6 +384,9 @@ class Relay:
                             yield data
                             # Time spent writing is not the upstream's silence.
                             self._last_write = self._last_upstream = time.monotonic()
+                            if self._limits.most_bytes is not None and self.bytes_sent > self._limits.most_bytes:
+                                self._overrun = f"{self._limits.most_bytes:,} bytes"
+                                self._halt_upstream()
                         finally:
                             self._writing_since = None
                             if lock is not None:
@@ -473,6 +493,8 @@ class Relay:
         """The upstream ended, failed or was cut: close it (whoever was reading it is done)."""
         if self._silenced:
             self.upstream_error = UpstreamSilent(self._limits.idle_timeout)
+        elif self._overrun is not None:
+            self.upstream_error = UpstreamTooMuch(self._overrun)
         self.state = State.ENDED
         self._upstream.close()
 

@@ -580,6 +580,30 @@ def test_silent_provider_is_cut_off_in_band(live, net):
     assert net["plain"].record("silent")["state"] == "cancelled"
 
 
+@pytest.fixture(scope="module")
+def bounded(net):
+    """A server whose relays may last 1 s and carry 100 KB in all."""
+    server = Server(_env(net, OPENAI_PROXY_MAX_SECONDS="1", OPENAI_PROXY_MAX_MB="0.1"))
+    yield server
+    server.stop()
+
+
+def test_an_answer_longer_than_the_bound_is_cut_off_in_band(bounded, net):
+    status, _, body = _post(bounded, "/api/openai", _chat("slow", "too-long"), _openai(net))
+    assert status == 200
+    assert body.startswith(_event(0))
+    assert body.endswith(b"Error: the provider's answer went past 1 s; it was cut off")
+    assert net["plain"].record("too-long")["state"] == "cancelled"
+
+
+def test_an_answer_larger_than_the_bound_is_cut_off_in_band(bounded, net):
+    status, _, body = _post(bounded, "/api/openai", _chat("flood", "too-big"), _openai(net))
+    assert status == 200
+    assert body.endswith(b"Error: the provider's answer went past 104,857 bytes; it was cut off")
+    assert len(body) < 104_857 + 2 * 65_600  # what was read when the bound was passed, not the 50 MB sent
+    assert net["plain"].record("too-big")["state"] == "cancelled"
+
+
 def test_answer_broken_off_is_said_in_band(live, net):
     status, _, body = _post(live, "/api/openai", _chat("cut", "cut"), _openai(net))
     assert status == 200

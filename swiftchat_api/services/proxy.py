@@ -27,6 +27,7 @@ import math
 import re
 import socket
 import ssl
+import struct
 from dataclasses import dataclass
 
 import gevent
@@ -35,7 +36,7 @@ from urllib3.connection import HTTPConnection, HTTPSConnection
 
 from ..config import ConfigError
 from ..exceptions import ApiError, StreamRefused
-from ..relay import Limits, UpstreamSilent
+from ..relay import Limits, UpstreamSilent, UpstreamTooMuch
 from ..wire import Dialect
 
 log = logging.getLogger(__name__)
@@ -182,6 +183,8 @@ class Timeouts:
     connect: float  # resolving, connecting and the TLS handshake, in all
     first_byte: float  # from the request sent to the provider's status line and headers
     idle: float  # the longest silence from the provider once its answer has started
+    most: float | None = None  # the longest a relay may last in all
+    most_bytes: int | None = None  # the most one relay may carry
 
 
 class Proxy:
@@ -197,8 +200,8 @@ class Proxy:
             listed.add((_canonical(self.gpt.address), self.gpt.port))
         self._listed_addresses = frozenset(listed)
         self.timeouts = timeouts
-        # A relayed answer's bounds: the provider's silence (the caller's side is its Connection's).
-        self.limits = Limits(idle_timeout=timeouts.idle, keepalive_interval=math.inf)
+        # A relayed answer's bounds: silence, length in time and bytes (the caller's side: its Connection).
+        self.limits = Limits(timeouts.idle, math.inf, most_seconds=timeouts.most, most_bytes=timeouts.most_bytes)
         self._tls = ssl.create_default_context()
         if ca_bundle:
             self._tls.load_verify_locations(cafile=ca_bundle)
@@ -210,6 +213,8 @@ class Proxy:
             connect=config.openai_proxy_connect_timeout,
             first_byte=config.openai_proxy_first_byte_timeout,
             idle=config.openai_proxy_idle_timeout,
+            most=config.openai_proxy_max_seconds,
+            most_bytes=config.openai_proxy_max_bytes,
         )
         try:
             return cls(config.openai_gpt_url, config.openai_proxy_hosts, timeouts, config.openai_proxy_ca_bundle)
@@ -340,6 +345,7 @@ class ProviderCall:
         self._connection = None
         self._socket = None
         self._response = None
+        self._whole = False  # the provider's answer was read to its end
 
     def open(self):
         """Send the request; the provider's body, read as it comes (or its failure, told in-band)."""
@@ -416,6 +422,7 @@ class ProviderCall:
             except Exception:  # urllib3 and http.client tell a cut in many ways, none of them useful here
                 raise _BrokeOff("the connection to the provider broke off mid-answer") from None
             if not data:
+                self._whole = True
                 return
             yield data
 
@@ -426,11 +433,19 @@ class ProviderCall:
                 self._socket.shutdown(socket.SHUT_RDWR)
 
     def close(self):
+        if not self._whole and self._socket is not None:
+            # Cut short: reset, not a polite close, which a provider that is still sending never
+            # sees while its window to us is full; reset, its next write fails and it stops.
+            with contextlib.suppress(OSError):
+                self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _RESET)
         self.halt()
         if self._response is not None:
             self._response.close()
         if self._connection is not None:
             self._connection.close()
+
+
+_RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() resets the connection
 
 
 def _failing(failure):
@@ -452,6 +467,8 @@ class Passthrough(Dialect):
     def error(self, error):
         if isinstance(error, _Unreachable):  # before the provider answered: the answer's only bytes
             return failure_body(str(error))
+        if isinstance(error, UpstreamTooMuch):
+            return f"Error: the provider's answer went past {error.bound}; it was cut off".encode()
         if isinstance(error, UpstreamSilent):
             return f"Error: the provider sent nothing for {error.seconds:g} s; the answer was cut off".encode()
         return f"Error: {error}".encode()  # a write of its own, after the provider's bytes
