@@ -85,6 +85,14 @@ def strict_server(emulator):
     live.stop()
 
 
+def _head(path, body, more=""):
+    """The head of a POST of ``body`` with our key, for a test that sends on a raw socket."""
+    return (
+        f"POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TEST_KEY}\r\n{more}"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    ).encode()
+
+
 def _healthz_seconds(port):
     started = time.monotonic()
     with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
@@ -155,10 +163,7 @@ def _worker_rss_mb(server):
 def test_clients_that_never_read_a_whole_answer_are_let_go_and_their_memory_freed(strict_server):
     port = strict_server.port
     data = json.dumps(EMBEDDINGS).encode()
-    head = (
-        f"POST /v1/embeddings HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TEST_KEY}\r\n"
-        f"Content-Type: application/json\r\nContent-Length: {len(data)}\r\n\r\n"
-    ).encode()
+    head = _head("/v1/embeddings", data)
     with socket.create_connection(("127.0.0.1", port)) as warm:  # the first answer's one-off growth
         warm.sendall(head + data)
         received = b""
@@ -230,10 +235,7 @@ def test_a_client_that_reads_none_of_many_small_answers_is_let_go(strict_server)
 
 def test_a_client_that_hangs_up_while_bedrock_accepts_is_no_upstream_failure(strict_server):
     body = json.dumps(ask("id=hangs-up header_delay_ms=5000")).encode()
-    head = (
-        f"POST /api/converse/v3 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TEST_KEY}\r\n"
-        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-    ).encode()
+    head = _head("/api/converse/v3", body)
     with socket.create_connection(("127.0.0.1", strict_server.port)) as sock:
         sock.sendall(head + body)  # and hang up at once, within the window
 
@@ -251,10 +253,7 @@ def test_a_client_that_hangs_up_while_bedrock_accepts_is_no_upstream_failure(str
 def test_a_refusal_after_a_slow_upload_keeps_its_status(strict_server):
     """The window counts from the request's arrival in whole: an upload slower than it does not use it up."""
     body = json.dumps(ask("error=access")).encode()
-    head = (
-        f"POST /api/converse/v3 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TEST_KEY}\r\n"
-        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
-    ).encode()
+    head = _head("/api/converse/v3", body, "Connection: close\r\n")
     with socket.create_connection(("127.0.0.1", strict_server.port), timeout=30) as sock:
         sock.sendall(head + body[:10])
         time.sleep(1.5)  # the scenario: a phone uploading slowly, past the 1 s window
