@@ -394,7 +394,11 @@ def document():
         "/api/gpt": _relayed("Use Proxy (apps 1.10–2.2): relayed to OPENAI_GPT_URL", "OPENAI_GPT_URL"),
         "/api/openai": _relayed("Use Proxy (apps 2.3+): relayed to the allowed provider named", "request_url"),
         "/healthz": _get("Liveness", "The process is up.", _json("Status")),
-        "/readyz": _get("Readiness", "The API key source is readable (503 otherwise).", _json("Status")),
+        "/readyz": _get(
+            "Readiness",
+            "The API key source is readable and the key store writable (503, with the reason, otherwise).",
+            _json("Status"),
+        ),
         "/metrics": _get(
             "Prometheus metrics", "Text exposition format.", {"text/plain": {"schema": {"type": "string"}}}, True
         ),
