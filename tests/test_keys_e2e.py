@@ -756,6 +756,11 @@ def test_image_generations_count_toward_a_keys_images_per_day(sqlite):
     assert status == 429 and "retry-after" in headers
     assert json.loads(body)["detail"].startswith("This key has made its 1 images for today")
     assert server.request("/api/converse/v3", SHORT, key=key)[0] == 200  # chats are not images
+    status, headers, body = server.request(
+        "/v1/images/generations", {"model": drawing["modelId"], "prompt": "a cat", "size": "1024x1024"}, key=key
+    )
+    assert status == 429 and headers.get("x-should-retry") == "false"  # the SDKs must not retry before the day turns
+    assert json.loads(body)["error"]["code"] == "insufficient_quota"
 
 
 def test_a_budget_key_is_admitted_and_settled_on_whole_v1_answers_too(sqlite):

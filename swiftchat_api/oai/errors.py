@@ -57,7 +57,7 @@ def answer(error):
     """``(body, status, headers)`` of any ApiError as OpenAI answers it."""
     headers = dict(error.headers)
     if isinstance(error, LimitExceeded):
-        spent = error.limit == "tokens_per_day"
+        spent = error.limit in ("tokens_per_day", "images_per_day")  # a day's allowance, not a rate
         if spent:  # retrying cannot help before the day turns: the SDKs read this header and stop
             headers["x-should-retry"] = "false"
         error = ApiError(429, error.detail, code="insufficient_quota" if spent else "rate_limit_exceeded")
