@@ -15,9 +15,11 @@ Bounded in every direction: the client's Connection lets go of a client that tak
 for its time-out; an upstream silent for ``idle_timeout`` is closed. When the client goes away
 (EOF on its socket, or a failed write), the upstream is closed at once so it stops generating.
 
-Nothing is ever thrown into a greenlet that reads or writes (an exception landing in the
-middle of a write would cut an HTTP chunk): the upstream socket is shut down for reading
-instead, so the read ends and the greenlet finishes on its own.
+Nothing is ever thrown into a greenlet that relays (an exception landing in the middle of a
+write would cut an HTTP chunk): the upstream socket is shut down for reading instead, so the
+read ends and the greenlet finishes on its own. The one exception is the reader while it is
+still making the call, which writes nothing of the client's: it is killed, and urllib3 drops
+the half-used upstream connection.
 
 Nothing here starts a timer per event: with thousands of open streams, a timer armed on
 every read costs more than the event itself. One Ticker per worker wakes the relays that
