@@ -388,7 +388,8 @@ class Relay:
                             self._last_write = self._last_upstream = time.monotonic()
                             if self._limits.most_bytes is not None and self.bytes_sent > self._limits.most_bytes:
                                 self._overrun = f"{self._limits.most_bytes:,} bytes"
-                                self._halt_upstream()
+                            if self._overrun is not None:  # past a total bound: not a byte more of what came
+                                break
                         finally:
                             self._writing_since = None
                             if lock is not None:

@@ -600,7 +600,7 @@ def test_an_answer_larger_than_the_bound_is_cut_off_in_band(bounded, net):
     status, _, body = _post(bounded, "/api/openai", _chat("flood", "too-big"), _openai(net))
     assert status == 200
     assert body.endswith(b"Error: the provider's answer went past 104,857 bytes; it was cut off")
-    assert len(body) < 104_857 + 2 * 65_600  # what was read when the bound was passed, not the 50 MB sent
+    assert len(body) < 104_857 + 65_600 + 100  # up to the read that passed the bound, not the 50 MB sent
     assert net["plain"].record("too-big")["state"] == "cancelled"
 
 
