@@ -16,7 +16,7 @@ import gevent
 from gevent.server import StreamServer
 from gevent.socket import wait_read
 
-from . import catalogue, embeddings, frames, images
+from . import cache, catalogue, embeddings, frames, images
 from .script import REFUSALS, DirectiveError, converse_output, read_script, refusal, stream_frames
 
 _REASONS = {
@@ -40,6 +40,7 @@ class Emulator:
     def __init__(self):
         self.streams = {}
         self.calls = deque(maxlen=50)
+        self.prompt_cache = cache.PromptCache()
 
     def handle(self, sock, _address):
         """Serve requests on one connection until the peer closes it."""
@@ -99,6 +100,7 @@ class Emulator:
                     return 200, analysis, []
                 try:
                     script = read_script(model_id, body)
+                    self.prompt_cache.account(model_id, body, script)
                 except DirectiveError as error:
                     return refusal(400, "ValidationException", str(error))
                 return _refused(script) if script.error else (200, converse_output(script), [])
@@ -112,6 +114,7 @@ class Emulator:
         try:
             request = json.loads(raw or b"{}")
             script = read_script(model_id, request)
+            self.prompt_cache.account(model_id, request, script)
         except (ValueError, DirectiveError) as error:
             return self._send_json(sock, *refusal(400, "ValidationException", str(error)), keep_alive)
         if script.error:
