@@ -5,11 +5,27 @@ from collections import OrderedDict
 
 import boto3
 from botocore.config import Config as BotoConfig
+from botocore.exceptions import ReadTimeoutError
 
 # Any region name that looks like one is served, so a caller could make up hundreds; each
 # client holds ~0.4 MB and its connections. More regions than Bedrock has keeps its clients
 # for the regions in use, and the least recently used others are closed.
 MAX_CLIENTS = 64
+
+# Bedrock calls whose every attempt is a generation Bedrock may bill, once the request was sent.
+GENERATIONS = ("Converse", "InvokeModel")
+
+
+def _no_retry_after_a_read_timeout(caught_exception=None, **_):
+    """End the call on a read time-out instead of sending it again.
+
+    botocore's standard retries count a read time-out as transient, so a slow generation was
+    made BEDROCK_MAX_ATTEMPTS times, each one billed. Raised here, on the operation's own
+    ``needs-retry`` event (run before the service-wide retry handler), the time-out ends the call.
+    Throttling and refusals before Bedrock took the call are retried as before.
+    """
+    if isinstance(caught_exception, ReadTimeoutError):
+        raise caught_exception
 
 
 class Clients:
@@ -54,6 +70,10 @@ class Clients:
             if client is None:
                 settings = self._configs[streaming] if config is None else self._configs[streaming].merge(config)
                 client = self._session.client(service, region_name=region, config=settings)
+                if service == "bedrock-runtime":
+                    for operation in GENERATIONS:
+                        event = f"needs-retry.bedrock-runtime.{operation}"
+                        client.meta.events.register_first(event, _no_retry_after_a_read_timeout)
                 self._clients[key] = client
                 while len(self._clients) > MAX_CLIENTS:
                     _, evicted = self._clients.popitem(last=False)

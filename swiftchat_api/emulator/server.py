@@ -103,6 +103,7 @@ class Emulator:
                     self.prompt_cache.account(model_id, body, script)
                 except DirectiveError as error:
                     return refusal(400, "ValidationException", str(error))
+                gevent.sleep(script.header_delay)  # a slow generation, before any byte of the answer
                 return _refused(script) if script.error else (200, converse_output(script), [])
             if action == "invoke" and embeddings.handles(model_id):
                 return embeddings.invoke(model_id, body)

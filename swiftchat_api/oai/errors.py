@@ -2,7 +2,7 @@
 
 import re
 
-from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
+from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError, ReadTimeoutError
 
 from ..exceptions import (
     ApiError,
@@ -15,9 +15,10 @@ from ..exceptions import (
     describe,
 )
 
-_OPERATION = re.compile(
-    r"^An error occurred \(\w+\)(?: \(reached max retries: \d+\))? when calling the \w+ operation: "
-)
+# botocore's prefix of a ClientError's text. It puts "(reached max retries: N)" after the
+# operation's name; the clause is taken in either place, any code and operation.
+_RETRIES = r"(?: \(reached max retries: \d+\))?"
+_OPERATION = re.compile(rf"^An error occurred \([^)]*\){_RETRIES} when calling the \w+ operation{_RETRIES}: ")
 
 # Bedrock error code → OpenAI's ``code``, where OpenAI has a word for it that clients act on.
 ERROR_CODES = {
@@ -64,8 +65,9 @@ def answer(error):
     elif isinstance(error, (UpstreamError, StreamRefused)) and isinstance(error.cause, (ClientError, BotoCoreError)):
         error = upstream_error(error.cause)  # a stream refused before its first event as a whole answer is
     elif isinstance(error, Unfulfilled):  # an image not drawn: its whole text, Bedrock's code when it refused
-        error = ApiError(error.status, error.detail, code=ERROR_CODES.get(bedrock_code(error.cause)))
-    return body_of(error), error.status, headers
+        detail = _OPERATION.sub("", error.detail, count=1)
+        error = ApiError(error.status, detail, code=ERROR_CODES.get(bedrock_code(error.cause)))
+    return body_of(error), error.status, {**headers, **error.headers}
 
 
 def upstream_error(error):
@@ -79,6 +81,14 @@ def upstream_error(error):
         return ApiError(bedrock_status(error), message, cause=error, code=ERROR_CODES.get(code))
     if isinstance(error, ParamValidationError):
         return ApiError(400, told, cause=error)
+    if isinstance(error, ReadTimeoutError):
+        # Bedrock had the request and may still be generating it (and billing it): a client that
+        # sent it again would pay again, so the SDKs are told not to (they read x-should-retry).
+        message = (
+            "Bedrock did not answer within BEDROCK_READ_TIMEOUT; the call was not repeated, as Bedrock may "
+            "still be generating it. Stream the answer (stream: true) for long generations."
+        )
+        return ApiError(504, message, {"x-should-retry": "false"}, cause=error)
     if isinstance(error, BotoCoreError):
         return ApiError(502, f"The connection to Bedrock failed: {told}", cause=error)
     return ApiError(502, told or type(error).__name__, cause=error)
