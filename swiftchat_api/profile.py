@@ -33,6 +33,13 @@ class Profile:
 _RULES = (
     ("prefix", "meta.llama", Profile(family="llama", max_tokens=2048)),
     ("contains", "deepseek.r1", Profile(family="deepseek", max_tokens=32000, tools=False)),
+    # Structured output (outputConfig.textFormat), from Bedrock's user guide: Claude 4.5 and later.
+    ("contains", "claude-sonnet-4-5", Profile(family="claude", max_tokens=64000, reasoning="claude", caching=True,
+                                              cache_min_tokens=1024, structured_output=True)),
+    ("contains", "claude-haiku-4-5", Profile(family="claude", reasoning="claude", caching=True,
+                                             cache_min_tokens=4096, structured_output=True)),
+    ("contains", "claude-opus-4-5", Profile(family="claude", max_tokens=32000, reasoning="claude", caching=True,
+                                            cache_min_tokens=4096, structured_output=True)),
     ("contains", "claude-opus-4", Profile(family="claude", max_tokens=32000, reasoning="claude", caching=True,
                                           cache_min_tokens=1024)),
     ("contains", "claude-3-7-sonnet", Profile(family="claude", max_tokens=64000, reasoning="claude", caching=True,
