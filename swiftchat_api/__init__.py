@@ -5,6 +5,10 @@ from dataclasses import dataclass
 
 log = logging.getLogger("swiftchat_api")
 
+# What a browser's script may read of a /v1 answer besides the simple headers: the SDKs' retry hints.
+CORS_EXPOSED = ["Retry-After", "x-should-retry", "X-Request-ID"]
+CORS_MAX_AGE = 600  # seconds a browser may reuse a preflight's answer
+
 
 @dataclass
 class Resources:
@@ -31,6 +35,7 @@ def create_app(config=None):
     import urllib3
     from flask import Flask, request
 
+    from flask_cors import CORS
     from . import cli, errors, logs
     from .auth import PARAMETER_STORE, ParameterStoreKey, StaticKey, usage_lost
     from .aws import Clients
@@ -86,6 +91,9 @@ def create_app(config=None):
 
     @app.before_request
     def _name_the_route():
+    if config.cors_origins:  # browsers may call the OpenAI API only; the apps' routes have no browser clients
+        origins = "*" if config.cors_origins == ("*",) else list(config.cors_origins)
+        CORS(app, resources={r"/v1/*": {"origins": origins}}, expose_headers=CORS_EXPOSED, max_age=CORS_MAX_AGE)
         if request.url_rule:
             request.environ[FACTS].route = request.url_rule.rule
 

@@ -67,6 +67,21 @@ def _proxy_url(env, name, default):
         raise ConfigError(f"{name} must be an http(s) URL with no user name or fragment, or none")
     return raw
 
+_ORIGIN = re.compile(r"https?://([a-z0-9.-]+|\[[0-9a-f:.]+\])(:\d{1,5})?", re.ASCII)
+
+
+def _origins(env, name):
+    """The browser origins allowed to call, as a tuple: () for none, ("*",) for any."""
+    raw = (env.get(name) or "").strip()
+    if raw in ("", "*"):
+        return (raw,) if raw else ()
+    entries = tuple(entry.strip().lower() for entry in raw.split(","))
+    for entry in entries:
+        if not _ORIGIN.fullmatch(entry):
+            raise ConfigError(f"{name} must be * or origins such as https://app.example.com:8443, comma-separated")
+    return entries
+
+
 
 def _file(env, name):
     path = env.get(name) or None
@@ -145,6 +160,7 @@ class Config:
             max_body_bytes=int(number(env, "SWIFTCHAT_MAX_BODY_MB", 64, minimum=1) * 1024 * 1024),
             body_timeout=number(env, "SWIFTCHAT_BODY_TIMEOUT", cls.body_timeout, minimum=1),
             bedrock_max_pool_connections=number(
+    cors_origins: tuple = ()  # the browser origins /v1 answers: () none, ("*",) any
                 env, "BEDROCK_MAX_POOL_CONNECTIONS", cls.bedrock_max_pool_connections, int, minimum=1
             ),
             bedrock_connect_timeout=number(env, "BEDROCK_CONNECT_TIMEOUT", cls.bedrock_connect_timeout, minimum=0.1),
@@ -192,3 +208,4 @@ class Config:
         if not self.store_url.startswith(("sqlite:///", "redis://", "rediss://", "unix://")):
             # Not echoed: a Redis URL can carry a password.
             raise ConfigError("SWIFTCHAT_STORE must be sqlite:///<file> or redis://<host>:<port>/<db>.")
+            cors_origins=_origins(env, "CORS_ORIGINS"),
