@@ -36,6 +36,10 @@ KEY_TOKENS = Counter("swiftchat_key_tokens", "Bedrock tokens used, per key name.
 KEY_REFUSALS = Counter("swiftchat_key_refusals", "Requests refused over a key's limit.", ["key", "limit"])
 STORE_ERRORS = Counter("swiftchat_store_errors", "Key store calls that failed, by operation.", ["operation"])
 USAGE_LOST = Counter("swiftchat_usage_lost", "Served requests whose usage may not have reached the key store.")
+RESPONSES_EVICTED = Counter(
+    "swiftchat_responses_evicted",
+    "Stored responses evicted to keep within SWIFTCHAT_RESPONSES_KEY_MB or SWIFTCHAT_RESPONSES_TOTAL_MB.",
+)
 
 
 def upstream_error(error):

@@ -1,4 +1,5 @@
-"""Per-person API keys, their limits and usage, kept in a store every worker and instance shares.
+"""Per-person API keys, their limits and usage, kept in a store every worker and instance shares;
+and the stored responses of /v1/responses (oai/responses_store.py says what they are).
 
 ``open_store(url, ...)`` gives a ``Store``: SQLite (one host, the default) or Redis (several
 instances). Both implement the same small set of backend methods; everything that does not
@@ -96,6 +97,44 @@ class KeyInfo:
     revoked: float | None
     aws_credentials: bool = False
     images_per_day: int | None = None
+
+
+@dataclass(frozen=True)
+class ResponseBounds:
+    """How much the stored responses may hold: bytes per owner and in all (the least recently
+    continued are evicted past either), and responses per conversation (how far a chain is walked)."""
+
+    owner_bytes: int
+    total_bytes: int
+    turns: int
+
+
+@dataclass(frozen=True)
+class ResponseHead:
+    """A stored response's conversation, up to and including it: how many responses, how many bytes."""
+
+    turns: int
+    conversation_bytes: int
+
+
+@dataclass(frozen=True)
+class StoredResponse:
+    """One stored response: its id, the one it continues (None for a first turn) and its JSON texts."""
+
+    id: str
+    previous: str | None
+    response: bytes | str
+    items: bytes | str
+
+
+# Stored responses past their expiry that one save removes at most (the rest at the next saves).
+RESPONSE_PURGE_BATCH = 100
+
+
+def response_owner(name, digest):
+    """Whose stored responses a key's are: its name, and a hash of its digest, so that a key made for the
+    same name after a revoke (or a new shared key) owns none of the old key's responses (no I/O)."""
+    return f"{name}:{hashlib.sha256(b'swiftchat-api response owner ' + digest.encode()).hexdigest()[:32]}"
 
 
 ADMITTED = Admission(True)
@@ -353,6 +392,37 @@ class Store:
         """
         raise NotImplementedError
 
+    def save_response(self, owner, response_id, previous, response, items, expires, bounds, now=None):
+        """Keep a response (its JSON and its input items' JSON, as bytes) for owner until ``expires`` (I/O).
+
+        It continues ``previous`` (when that is owner's and stored) and keeps that conversation's
+        earlier responses as long as itself. Past ``bounds`` the least recently continued responses
+        are evicted: owner's own first, then anyone's. Returns how many were evicted. The caller
+        checks that the response fits ``bounds.owner_bytes`` on its own.
+        """
+        now = time.time() if now is None else now
+        return self._save_response(owner, response_id, previous or "", response, items, now, expires, bounds)
+
+    def response_head(self, owner, response_id, now=None):
+        """The ResponseHead of owner's stored response, or None if owner has none with this id (I/O)."""
+        return self._response_head(owner, response_id, time.time() if now is None else now)
+
+    def response_chain(self, owner, response_id, turns, now=None):
+        """Owner's stored response and the ones it continues, oldest first, at most ``turns`` of them (I/O).
+
+        The first one's ``previous`` is not None when an earlier response is no longer stored.
+        """
+        found = self._response_chain(owner, response_id, time.time() if now is None else now, turns)
+        return found[::-1]
+
+    def load_response(self, owner, response_id, now=None):
+        """Owner's StoredResponse with this id, or None (I/O)."""
+        return self._load_response(owner, response_id, time.time() if now is None else now)
+
+    def delete_response(self, owner, response_id, now=None):
+        """Delete owner's stored response; whether owner had one with this id (I/O)."""
+        return self._delete_response(owner, response_id, time.time() if now is None else now)
+
     def close(self):
         """Let go of connections (no I/O needed)."""
 
@@ -395,6 +465,23 @@ class Store:
         raise NotImplementedError
 
     def _stored_fingerprint(self):
+        raise NotImplementedError
+
+    def _save_response(self, owner, response_id, previous, response, items, now, expires, bounds):
+        """Atomically: drop what has expired, refresh the conversation's expiry, evict, store; the number evicted."""
+        raise NotImplementedError
+
+    def _response_head(self, owner, response_id, now):
+        raise NotImplementedError
+
+    def _response_chain(self, owner, response_id, now, turns):
+        """StoredResponses from the one named back through its previous ones, newest first."""
+        raise NotImplementedError
+
+    def _load_response(self, owner, response_id, now):
+        raise NotImplementedError
+
+    def _delete_response(self, owner, response_id, now):
         raise NotImplementedError
 
 

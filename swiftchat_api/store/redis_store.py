@@ -6,6 +6,7 @@ Times are sent as strings and never computed in Lua: Lua prints numbers with 14 
 digits, which would round a Unix time with microseconds.
 """
 
+import math
 import os
 
 import redis
@@ -15,13 +16,17 @@ from redis.retry import Retry
 from . import (
     PEPPER_MISMATCH,
     RESERVATION_SECONDS,
+    RESPONSE_PURGE_BATCH,
     WINDOW_SECONDS,
     Identity,
+    InvalidRequest,
     KeyInfo,
     NameTaken,
     NoSuchKey,
     PepperMismatch,
+    ResponseHead,
     Store,
+    StoredResponse,
     StoreUnavailable,
 )
 
@@ -123,6 +128,111 @@ return 1
 """
 
 
+# Stored /v1/responses. ``response:<id>`` is a hash (owner, previous, expires, turns, conversation,
+# size, response, items); ``responses`` and ``responses-of:<owner>`` order ids by expiry (least
+# recently continued first); ``response-sizes`` keeps "size owner" per id, so the counts in
+# ``response-bytes`` (per owner, and under '*' everyone's) are kept right even for a record Redis
+# itself dropped at its expiry. Times are compared in Lua, never printed by it.
+_FORGET = """
+local function forget(gone)
+  local where = redis.call('HGET', KEYS[4], gone)
+  redis.call('DEL', ARGV[1] .. 'response:' .. gone)
+  redis.call('ZREM', KEYS[1], gone)
+  redis.call('ZREM', KEYS[2], gone)
+  redis.call('HDEL', KEYS[4], gone)
+  if where then
+    local size, owner = string.match(where, '^(%d+) (.+)$')
+    redis.call('ZREM', ARGV[1] .. 'responses-of:' .. owner, gone)
+    if redis.call('HINCRBY', KEYS[3], owner, -tonumber(size)) <= 0 then redis.call('HDEL', KEYS[3], owner) end
+    redis.call('HINCRBY', KEYS[3], '*', -tonumber(size))
+  end
+end
+"""
+
+# KEYS: every response by expiry, the owner's by expiry, the byte counts, the sizes, the record.
+# ARGV: prefix, owner, id, previous or '', now, expires, expires in whole ms, size, owner's bytes,
+# everyone's bytes, turns, purge batch, response, items.
+_SAVE_RESPONSE = (
+    "#!lua\n"
+    + _FORGET
+    + """
+local owner, id, previous, now, size = ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[5]), tonumber(ARGV[8])
+for _, gone in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[5], 'LIMIT', 0, tonumber(ARGV[12]))) do
+  forget(gone)
+end
+local same = redis.call('HGET', KEYS[4], id)
+if same then
+  if string.match(same, '^%d+ (.+)$') ~= owner then return -1 end
+  forget(id)
+end
+local turns, conversation = 1, size
+if previous ~= '' then
+  local head = redis.call('HMGET', ARGV[1] .. 'response:' .. previous, 'owner', 'expires', 'turns', 'conversation')
+  if head[1] == owner and tonumber(head[2]) > now then
+    turns, conversation = tonumber(head[3]) + 1, tonumber(head[4]) + size
+    local link = previous
+    for _ = 1, tonumber(ARGV[11]) do
+      local record = ARGV[1] .. 'response:' .. link
+      local found = redis.call('HMGET', record, 'owner', 'previous')
+      if found[1] ~= owner then break end
+      redis.call('HSET', record, 'expires', ARGV[6])
+      redis.call('PEXPIREAT', record, ARGV[7])
+      redis.call('ZADD', KEYS[1], ARGV[6], link)
+      redis.call('ZADD', KEYS[2], ARGV[6], link)
+      if found[2] == '' then break end
+      link = found[2]
+    end
+  end
+end
+local evicted = 0
+for _, bound in ipairs({{KEYS[2], owner, tonumber(ARGV[9])}, {KEYS[1], '*', tonumber(ARGV[10])}}) do
+  while tonumber(redis.call('HGET', KEYS[3], bound[2]) or '0') + size > bound[3] do
+    local oldest = redis.call('ZRANGE', bound[1], 0, 0)[1]
+    if not oldest then break end
+    forget(oldest)
+    evicted = evicted + 1
+  end
+end
+redis.call('HSET', KEYS[5], 'owner', owner, 'previous', previous, 'expires', ARGV[6], 'turns', tostring(turns),
+  'conversation', tostring(conversation), 'size', ARGV[8], 'response', ARGV[13], 'items', ARGV[14])
+redis.call('PEXPIREAT', KEYS[5], ARGV[7])
+redis.call('ZADD', KEYS[1], ARGV[6], id)
+redis.call('ZADD', KEYS[2], ARGV[6], id)
+redis.call('HSET', KEYS[4], id, ARGV[8] .. ' ' .. owner)
+redis.call('HINCRBY', KEYS[3], owner, ARGV[8])
+redis.call('HINCRBY', KEYS[3], '*', ARGV[8])
+return evicted
+"""
+)
+
+# ARGV: prefix, owner, now, id, at most how many. Newest first, up to the first one missing.
+_RESPONSE_CHAIN = """#!lua flags=no-writes
+local found, link = {}, ARGV[4]
+for _ = 1, tonumber(ARGV[5]) do
+  local r = redis.call('HMGET', ARGV[1] .. 'response:' .. link, 'owner', 'expires', 'previous', 'response', 'items')
+  if r[1] ~= ARGV[2] or tonumber(r[2]) <= tonumber(ARGV[3]) then break end
+  found[#found + 1] = {link, r[3], r[4], r[5]}
+  if r[3] == '' then break end
+  link = r[3]
+end
+return found
+"""
+
+# KEYS as for a save; ARGV: prefix, owner, id, now. 1 if it was the owner's and not expired.
+_DELETE_RESPONSE = (
+    "#!lua\n"
+    + _FORGET
+    + """
+local found = redis.call('HMGET', ARGV[1] .. 'response:' .. ARGV[3], 'owner', 'expires')
+local where = redis.call('HGET', KEYS[4], ARGV[3])
+if not where or string.match(where, '^%d+ (.+)$') ~= ARGV[2] then return 0 end
+forget(ARGV[3])
+if found[1] == ARGV[2] and tonumber(found[2]) > tonumber(ARGV[4]) then return 1 end
+return 0
+"""
+)
+
+
 def _limit_text(value):
     return "" if value is None else str(value)
 
@@ -155,6 +265,9 @@ class RedisStore(Store):
         self._record_script = self._redis.register_script(_RECORD)
         self._revoke_script = self._redis.register_script(_REVOKE)
         self._set_limits_script = self._redis.register_script(_SET_LIMITS)
+        self._save_response_script = self._redis.register_script(_SAVE_RESPONSE)
+        self._response_chain_script = self._redis.register_script(_RESPONSE_CHAIN)
+        self._delete_response_script = self._redis.register_script(_DELETE_RESPONSE)
 
     def _call(self, work):
         try:
@@ -295,3 +408,46 @@ class RedisStore(Store):
 
     def _stored_fingerprint(self):
         return self._call(lambda r: r.hget(PREFIX + "meta", "pepper"))
+
+    def _response_keys(self, owner, response_id):
+        return [
+            PREFIX + "responses",
+            PREFIX + "responses-of:" + owner,
+            PREFIX + "response-bytes",
+            PREFIX + "response-sizes",
+            PREFIX + "response:" + response_id,
+        ]
+
+    def _save_response(self, owner, response_id, previous, response, items, now, expires, bounds):
+        args = [PREFIX, owner, response_id, previous, repr(now), repr(expires), str(math.ceil(expires * 1000))]
+        args += [str(len(response) + len(items)), str(bounds.owner_bytes), str(bounds.total_bytes)]
+        args += [str(bounds.turns), str(RESPONSE_PURGE_BATCH), response, items]
+        keys = self._response_keys(owner, response_id)
+        evicted = self._call(lambda r: self._save_response_script(keys=keys, args=args))
+        if evicted < 0:
+            raise InvalidRequest("Another owner has a stored response with this id.")
+        return evicted
+
+    def _response_fields(self, owner, response_id, now, *fields):
+        found = self._call(lambda r: r.hmget(PREFIX + "response:" + response_id, "owner", "expires", *fields))
+        if found[0] != owner or float(found[1]) <= now:
+            return None
+        return found[2:]
+
+    def _response_head(self, owner, response_id, now):
+        found = self._response_fields(owner, response_id, now, "turns", "conversation")
+        return None if found is None else ResponseHead(int(found[0]), int(found[1]))
+
+    def _response_chain(self, owner, response_id, now, turns):
+        args = [PREFIX, owner, repr(now), response_id, str(turns)]
+        found = self._call(lambda r: self._response_chain_script(keys=[], args=args))
+        return [StoredResponse(link, previous or None, response, items) for link, previous, response, items in found]
+
+    def _load_response(self, owner, response_id, now):
+        found = self._response_fields(owner, response_id, now, "previous", "response", "items")
+        return None if found is None else StoredResponse(response_id, found[0] or None, found[1], found[2])
+
+    def _delete_response(self, owner, response_id, now):
+        keys = self._response_keys(owner, response_id)
+        args = [PREFIX, owner, response_id, repr(now)]
+        return bool(self._call(lambda r: self._delete_response_script(keys=keys, args=args)))

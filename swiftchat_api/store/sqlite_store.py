@@ -19,6 +19,7 @@ from urllib.parse import unquote, urlsplit
 from . import (
     PEPPER_MISMATCH,
     RESERVATION_SECONDS,
+    RESPONSE_PURGE_BATCH,
     WINDOW_SECONDS,
     Identity,
     InvalidRequest,
@@ -26,11 +27,13 @@ from . import (
     NameTaken,
     NoSuchKey,
     PepperMismatch,
+    ResponseHead,
     Store,
+    StoredResponse,
     StoreUnavailable,
 )
 
-_SCHEMA_VERSION = 4
+_SCHEMA_VERSION = 5
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS meta (name TEXT PRIMARY KEY, value TEXT NOT NULL)",
     # digest is NULL once revoked: a revoked key's hash is not kept.
@@ -54,7 +57,22 @@ _SCHEMA = (
     "CREATE INDEX IF NOT EXISTS reservations_by_name ON reservations (name, day)",
     # The usage batches written in the last hour: one written again (a retry) adds nothing.
     "CREATE TABLE IF NOT EXISTS batches (id TEXT PRIMARY KEY, t REAL NOT NULL)",
+    # Stored /v1/responses: turns and conversation are the whole conversation's up to each one, so
+    # that how long a chain is needs no walk; the JSON comes last, read only when asked for.
+    "CREATE TABLE IF NOT EXISTS responses (id TEXT PRIMARY KEY, owner TEXT NOT NULL, previous TEXT NOT NULL,"
+    " expires REAL NOT NULL, turns INTEGER NOT NULL, conversation INTEGER NOT NULL, size INTEGER NOT NULL,"
+    " response BLOB NOT NULL, items BLOB NOT NULL)",
+    "CREATE INDEX IF NOT EXISTS responses_by_owner ON responses (owner, expires)",
+    "CREATE INDEX IF NOT EXISTS responses_by_expiry ON responses (expires)",
+    # The bytes each owner's responses take, and under '*' everyone's: the bounds need no SUM.
+    "CREATE TABLE IF NOT EXISTS response_bytes (owner TEXT PRIMARY KEY, bytes INTEGER NOT NULL) WITHOUT ROWID",
 )
+# The conversation a response belongs to, from it back to its first: (id, owner, at most how many).
+_CHAIN = (
+    "WITH RECURSIVE chain (id, step) AS (SELECT ?, 0 UNION ALL SELECT r.previous, chain.step + 1"
+    " FROM responses r JOIN chain ON r.id = chain.id WHERE r.owner = ? AND r.previous != '' AND chain.step + 1 < ?)"
+)
+_EVERYONE = "*"  # a key name cannot be this
 _BATCH_SECONDS = 3600
 # Columns an older file lacks: (table, column, its definition).
 _ADDED_COLUMNS = (
@@ -71,6 +89,43 @@ _LONGEST_PAUSE = 0.02
 def _forget_window(db, name):
     db.execute("DELETE FROM hits WHERE name = ?", (name,))
     db.execute("DELETE FROM windows WHERE name = ?", (name,))
+
+
+def _held(db, owner):
+    row = db.execute("SELECT bytes FROM response_bytes WHERE owner = ?", (owner,)).fetchone()
+    return row[0] if row else 0
+
+
+def _forget_responses(db, rows):
+    """Delete stored responses, each (id, owner, size), and take their bytes off the counts."""
+    freed = {}
+    for response_id, owner, size in rows:
+        db.execute("DELETE FROM responses WHERE id = ?", (response_id,))
+        for who in (owner, _EVERYONE):
+            freed[who] = freed.get(who, 0) + size
+    for who, size in freed.items():
+        db.execute("UPDATE response_bytes SET bytes = bytes - ? WHERE owner = ?", (size, who))
+    db.execute("DELETE FROM response_bytes WHERE bytes <= 0 AND owner != ?", (_EVERYONE,))
+    return len(rows)
+
+
+def _make_room(db, who, size, most):
+    """Evict who's (or everyone's) least recently continued responses until ``size`` more bytes fit."""
+    excess = _held(db, who) + size - most
+    if excess <= 0:
+        return 0
+    if who == _EVERYONE:
+        rows = db.execute("SELECT id, owner, size FROM responses ORDER BY expires")
+    else:
+        rows = db.execute("SELECT id, owner, size FROM responses WHERE owner = ? ORDER BY expires", (who,))
+    gone = []
+    for row in rows:
+        gone.append(row)
+        excess -= row[2]
+        if excess <= 0:
+            break
+    rows.close()
+    return _forget_responses(db, gone)
 
 
 class _Busy(Exception):
@@ -355,3 +410,100 @@ class SQLiteStore(Store):
             return row[0] if row else None
 
         return self._run(work, create=False)
+
+    def _save_response(self, owner, response_id, previous, response, items, now, expires, bounds):
+        size = len(response) + len(items)
+
+        def work(db):
+            expired = db.execute(
+                "SELECT id, owner, size FROM responses WHERE expires <= ? LIMIT ?", (now, RESPONSE_PURGE_BATCH)
+            ).fetchall()
+            _forget_responses(db, expired)
+            same = db.execute("SELECT id, owner, size FROM responses WHERE id = ?", (response_id,)).fetchone()
+            if same is not None:
+                if same[1] != owner:
+                    raise InvalidRequest("Another owner has a stored response with this id.")
+                _forget_responses(db, [same])
+            turns, conversation = 1, size
+            if previous:
+                row = db.execute(
+                    "SELECT turns, conversation FROM responses WHERE id = ? AND owner = ? AND expires > ?",
+                    (previous, owner, now),
+                ).fetchone()
+                if row is not None:
+                    turns, conversation = row[0] + 1, row[1] + size
+                    # A conversation is kept as long as its latest response: continuing it keeps it all.
+                    db.execute(
+                        _CHAIN + " UPDATE responses SET expires = ? WHERE owner = ? AND id IN (SELECT id FROM chain)",
+                        (previous, owner, bounds.turns, expires, owner),
+                    )
+            evicted = _make_room(db, owner, size, bounds.owner_bytes)
+            evicted += _make_room(db, _EVERYONE, size, bounds.total_bytes)
+            db.execute(
+                "INSERT INTO responses (id, owner, previous, expires, turns, conversation, size, response, items)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (response_id, owner, previous, expires, turns, conversation, size, response, items),
+            )
+            db.executemany(
+                "INSERT INTO response_bytes (owner, bytes) VALUES (?, ?)"
+                " ON CONFLICT (owner) DO UPDATE SET bytes = bytes + excluded.bytes",
+                [(owner, size), (_EVERYONE, size)],
+            )
+            return evicted
+
+        return self._run(work, write=True)
+
+    def _response_head(self, owner, response_id, now):
+        def work(db):
+            if db is None:
+                return None
+            row = db.execute(
+                "SELECT turns, conversation FROM responses WHERE id = ? AND owner = ? AND expires > ?",
+                (response_id, owner, now),
+            ).fetchone()
+            return ResponseHead(*row) if row else None
+
+        return self._run(work, create=False)
+
+    def _response_chain(self, owner, response_id, now, turns):
+        def work(db):
+            if db is None:
+                return []
+            rows = db.execute(
+                _CHAIN + " SELECT r.id, r.previous, r.response, r.items FROM chain JOIN responses r ON r.id = chain.id"
+                " WHERE r.owner = ? AND r.expires > ? ORDER BY chain.step",
+                (response_id, owner, turns, owner, now),
+            ).fetchall()
+            found, wanted = [], response_id
+            for row in rows:  # stop at a gap: an earlier response that expired meanwhile is not joined over
+                if row[0] != wanted:
+                    break
+                found.append(StoredResponse(row[0], row[1] or None, row[2], row[3]))
+                wanted = row[1]
+            return found
+
+        return self._run(work, create=False)
+
+    def _load_response(self, owner, response_id, now):
+        def work(db):
+            if db is None:
+                return None
+            row = db.execute(
+                "SELECT previous, response, items FROM responses WHERE id = ? AND owner = ? AND expires > ?",
+                (response_id, owner, now),
+            ).fetchone()
+            return StoredResponse(response_id, row[0] or None, row[1], row[2]) if row else None
+
+        return self._run(work, create=False)
+
+    def _delete_response(self, owner, response_id, now):
+        def work(db):
+            row = db.execute(
+                "SELECT id, owner, size, expires FROM responses WHERE id = ? AND owner = ?", (response_id, owner)
+            ).fetchone()
+            if row is None:
+                return False
+            _forget_responses(db, [row[:3]])
+            return row[3] > now
+
+        return self._run(work, write=True)

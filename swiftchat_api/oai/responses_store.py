@@ -1,0 +1,216 @@
+"""Stored responses of /v1/responses: what ``store: true`` keeps, and ``previous_response_id`` continues.
+
+A stored response is a user's conversation turn: the Response object as it was answered and the
+input items it was made from, kept in ``SWIFTCHAT_STORE`` beside the keys (SQLite on one host,
+Redis across instances) for ``SWIFTCHAT_RESPONSES_TTL`` after the last turn that continued it.
+It belongs to the key that made it: another key, the shared key included, is told it does not
+exist, and a key made again for the same name (after a revoke) owns none of the old key's.
+
+The route of ``POST /v1/responses`` calls, with ``identity`` as the key check returned it::
+
+    stored = responses_store.of(current_app)
+    owner = responses_store.owner(identity)          # the key's name and a hash of the key itself
+    items = stored.history(owner, previous_response_id)   # [] for None; before Bedrock is called
+    response_id = responses_store.new_id()           # unguessable: the shared key's holders are many
+    stored.save(owner, response, input_items, previous_response_id)   # False when storing is off
+
+``history`` gives the earlier turns' input items then output items, turn after turn, oldest
+first. It raises ApiError, rendered as OpenAI's error: 400 when storing is off, 400
+``previous_response_not_found`` for an id the key has no stored response under (never saying
+whose it is), 400 when the conversation is past ``SWIFTCHAT_RESPONSES_MAX_TURNS`` responses or
+holds more than a request body may (``SWIFTCHAT_MAX_BODY_MB``) — both known from one read, with
+no walk of the chain; 503 when the store cannot be reached. ``save`` takes the answered Response
+object (its ``output`` is what a later turn continues from) and this request's input items, as
+the SDK's input item shapes with ``type`` set; an item without an ``id`` is given one. It evicts
+the least recently continued responses past ``SWIFTCHAT_RESPONSES_KEY_MB`` (the key's own first)
+and ``SWIFTCHAT_RESPONSES_TOTAL_MB``, and raises 413 for a response that on its own is larger than
+a key may keep; call it before the answer's last event, so that a failure can still be told.
+"""
+
+import json
+import re
+import secrets
+import time
+
+from flask import current_app, request
+
+from .. import auth, telemetry
+from ..exceptions import ApiError
+from ..store import ResponseBounds, StoreUnavailable, response_owner
+
+ID_PREFIX = "resp_"
+# 192 random bits: for the shared key, which every app carries, the id is the only secret.
+_ID_SHAPE = re.compile(r"resp_[0-9a-f]{48}\Z")
+_ITEM_PREFIXES = {"message": "msg", "function_call": "fc", "function_call_output": "fco", "reasoning": "rs"}
+MAX_LIMIT = 100
+NOT_FOUND = "No stored response has this id: it may never have been stored, or it expired or was deleted."
+STORE_DOWN = "The response store cannot be reached just now; please try again in a moment."
+STORING_OFF = (
+    "This server stores no responses (SWIFTCHAT_RESPONSES_TTL=0), so previous_response_id cannot be used: "
+    "send the whole conversation as input."
+)
+NO_PREVIOUS = (
+    "No stored response has the id given as previous_response_id: it may never have been stored (store: false),"
+    " or it expired or was deleted."
+)
+GAP = (
+    "An earlier response of this conversation is no longer stored (it expired, was deleted, or was evicted to keep"
+    " within the server's bounds): send the conversation as input."
+)
+
+
+def new_id():
+    """A fresh, unguessable response id, ``resp_`` and 48 hex digits."""
+    return ID_PREFIX + secrets.token_hex(24)
+
+
+def of(app):
+    """The app's ResponsesStore."""
+    return app.extensions["swiftchat"].responses
+
+
+def owner(identity):
+    """The owner of the current request's stored responses: its key's name and a hash of the key.
+
+    Call it once the key is checked (``identity`` is what the check returned).
+    """
+    store = current_app.extensions["swiftchat"].store
+    return response_owner(identity.name, store.digest(auth.presented_key(request.headers)))
+
+
+def _megabytes(size):
+    return f"{size / (1024 * 1024):,.1f} MB" if size >= 1024 * 1024 else f"{size:,} bytes"
+
+
+def _with_id(item):
+    if not isinstance(item, dict) or isinstance(item.get("id"), str):
+        return item
+    prefix = _ITEM_PREFIXES.get(item.get("type"), "item")
+    return {"id": f"{prefix}_{secrets.token_hex(16)}", **item}
+
+
+def _encode(value):
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()
+
+
+class ResponsesStore:
+    """Stored responses over the app's key store, with the bounds of the configuration."""
+
+    def __init__(self, store, config):
+        self._store = store
+        self.ttl = config.responses_ttl
+        self.bounds = ResponseBounds(
+            config.responses_key_bytes, config.responses_total_bytes, config.responses_max_turns
+        )
+        self.max_conversation_bytes = config.max_body_bytes
+
+    @property
+    def enabled(self):
+        """Whether responses are stored (``SWIFTCHAT_RESPONSES_TTL`` is not 0)."""
+        return self.ttl > 0
+
+    def _call(self, method, *args):
+        try:
+            return method(*args)
+        except StoreUnavailable as error:
+            auth.store_failed("responses", error)
+            raise ApiError(503, STORE_DOWN) from None
+
+    def history(self, owner, previous_response_id):
+        """The input then output items of every earlier turn, oldest first; [] when there is none to continue."""
+        if previous_response_id is None:
+            return []
+        if not self.enabled:
+            raise ApiError(400, STORING_OFF, param="previous_response_id")
+        if not isinstance(previous_response_id, str) or not _ID_SHAPE.match(previous_response_id):
+            raise ApiError(400, NO_PREVIOUS, param="previous_response_id", code="previous_response_not_found")
+        head = self._call(self._store.response_head, owner, previous_response_id)
+        if head is None:
+            raise ApiError(400, NO_PREVIOUS, param="previous_response_id", code="previous_response_not_found")
+        if head.turns >= self.bounds.turns:
+            raise ApiError(
+                400,
+                f"This conversation has {head.turns:,} responses, the most that previous_response_id continues on this"
+                " server (SWIFTCHAT_RESPONSES_MAX_TURNS): send the part of it you need as input instead.",
+                param="previous_response_id",
+            )
+        if head.conversation_bytes > self.max_conversation_bytes:
+            raise ApiError(
+                400,
+                f"This conversation holds {_megabytes(head.conversation_bytes)}, more than a request may carry on this"
+                f" server ({_megabytes(self.max_conversation_bytes)}): send the part of it you need as input instead.",
+                param="previous_response_id",
+            )
+        chain = self._call(self._store.response_chain, owner, previous_response_id, head.turns)
+        if not chain or chain[0].previous is not None:
+            raise ApiError(400, GAP, param="previous_response_id", code="previous_response_not_found")
+        items = []
+        for turn in chain:
+            items += json.loads(turn.items)
+            items += json.loads(turn.response).get("output") or []
+        return items
+
+    def save(self, owner, response, input_items, previous_response_id=None):
+        """Keep the answered ``response`` and its ``input_items`` for owner; False when storing is off."""
+        if not self.enabled:
+            return False
+        response_id = response["id"]
+        if not _ID_SHAPE.match(response_id):
+            raise ValueError("a stored response's id comes from responses_store.new_id()")
+        answer, items = _encode(response), _encode([_with_id(item) for item in input_items])
+        size = len(answer) + len(items)
+        if size > self.bounds.owner_bytes:
+            raise ApiError(
+                413,
+                f"This response and its input come to {_megabytes(size)}, more than a key may keep stored on this"
+                f" server ({_megabytes(self.bounds.owner_bytes)}, SWIFTCHAT_RESPONSES_KEY_MB): send it with"
+                " store: false.",
+                param="store",
+            )
+        expires = time.time() + self.ttl
+        evicted = self._call(
+            self._store.save_response, owner, response_id, previous_response_id, answer, items, expires, self.bounds
+        )
+        if evicted:
+            telemetry.RESPONSES_EVICTED.inc(evicted)
+        return True
+
+    def _stored(self, owner, response_id):
+        if not self.enabled or not _ID_SHAPE.match(response_id):
+            raise ApiError(404, NOT_FOUND)
+        found = self._call(self._store.load_response, owner, response_id)
+        if found is None:
+            raise ApiError(404, NOT_FOUND)
+        return found
+
+    def retrieve(self, owner, response_id):
+        """The stored Response object's JSON, as bytes; 404 unless owner has one with this id."""
+        found = self._stored(owner, response_id).response
+        return found if isinstance(found, bytes) else found.encode()
+
+    def delete(self, owner, response_id):
+        """Delete owner's stored response: OpenAI's deletion answer; 404 unless owner had one with this id."""
+        if not self.enabled or not _ID_SHAPE.match(response_id):
+            raise ApiError(404, NOT_FOUND)
+        if not self._call(self._store.delete_response, owner, response_id):
+            raise ApiError(404, NOT_FOUND)
+        return {"id": response_id, "object": "response", "deleted": True}
+
+    def input_items(self, owner, response_id, limit=20, order="desc", after=None):
+        """A page of the input items of owner's stored response, as OpenAI lists them."""
+        items = json.loads(self._stored(owner, response_id).items)
+        if order == "desc":
+            items.reverse()
+        start = 0
+        if after is not None:
+            start = next((index + 1 for index, item in enumerate(items) if item.get("id") == after), None)
+            if start is None:
+                raise ApiError(400, "after: this response has no input item with this id.", param="after")
+        page = items[start : start + limit]
+        return {
+            "object": "list",
+            "data": page,
+            "first_id": page[0].get("id") if page else None,
+            "last_id": page[-1].get("id") if page else None,
+            "has_more": start + limit < len(items),
+        }
