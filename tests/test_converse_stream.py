@@ -89,15 +89,37 @@ def test_older_dialects_write_nothing_during_silence(server, path, expected):
     assert body == expected  # exactly the events: not a byte of keep-alive, of any shape, reached a v1/v2 app
 
 
-def test_thinking_streams_reasoning_and_asks_for_a_budget(server, emulator):
-    body_in = chat('[[emulator id=thinking-1 reply="Answer"]]', enableThinking="true")
-    status, _, body = server.request("/api/converse/v3", body_in)
+@pytest.mark.parametrize(
+    ("model", "fields"),
+    [
+        # The original's budget for a Claude that thinks by budget; its maxTokens (64,000) leaves room for it.
+        (
+            "us.anthropic.claude-3-7-sonnet-20250219-v1:0",
+            {"reasoning_config": {"type": "enabled", "budget_tokens": 16000}},
+        ),
+        ("us.anthropic.claude-opus-4-7", {"thinking": {"type": "adaptive"}}),  # refuses a budget
+        ("us.amazon.nova-2-lite-v1:0", {"reasoningConfig": {"type": "enabled", "maxReasoningEffort": "medium"}}),
+        ("openai.gpt-oss-120b-1:0", {"reasoning_effort": "medium"}),
+    ],
+)
+def test_thinking_streams_reasoning_with_the_models_own_switch(server, emulator, model, fields):
+    tag = f"thinking-{abs(hash(model))}"
+    status, _, body = server.request(
+        "/api/converse/v3", chat(f'[[emulator id={tag} reply="Answer"]]', model, enableThinking="true")
+    )
     assert status == 200
     events = [json.loads(part) for part in body.split(b"\n\n") if part]
     reasoning = [e for e in events if "reasoningContent" in e.get("contentBlockDelta", {}).get("delta", {})]
     assert reasoning
-    sent = stream_record(emulator, "thinking-1")["request"]
-    assert sent["additionalModelRequestFields"] == {"reasoning_config": {"type": "enabled", "budget_tokens": 16000}}
+    assert stream_record(emulator, tag)["request"]["additionalModelRequestFields"] == fields
+
+
+def test_thinking_is_not_asked_of_a_model_that_cannot_think(server, emulator):
+    """Bedrock refuses thinking fields for Claude 3.5: the app gets its answer, without reasoning."""
+    body_in = chat('[[emulator id=thinking-35 reply="Answer"]]', enableThinking="true")
+    status, _, body = server.request("/api/converse", body_in)
+    assert (status, body.split(b"\n")[0]) == (200, b"Answer")
+    assert "additionalModelRequestFields" not in stream_record(emulator, "thinking-35")["request"]
 
 
 def test_redacted_reasoning_bytes_arrive_as_base64(server):
@@ -116,7 +138,7 @@ def test_redacted_reasoning_bytes_arrive_as_base64(server):
     ("model", "max_tokens"),
     [
         ("anthropic.claude-3-5-sonnet-20240620-v1:0", 4096),
-        ("us.meta.llama3-1-70b-instruct-v1:0", 4096),
+        ("us.meta.llama3-1-70b-instruct-v1:0", 2048),  # judged on the base id (PROTOCOL.md); the original sent 4096
         ("meta.llama3-1-70b-instruct-v1:0", 2048),
         ("us.deepseek.r1-v1:0", 32000),
         ("us.anthropic.claude-opus-4-20250514-v1:0", 32000),

@@ -16,6 +16,11 @@ US_TEXT = [
     ("us.meta.llama3-1-8b-instruct-v1:0", "Llama 3.1 8B Instruct"),
     ("us.meta.llama3-2-11b-instruct-v1:0", "Llama 3.2 11B Instruct"),
     ("us.deepseek.r1-v1:0", "DeepSeek-R1"),
+    ("us.anthropic.claude-sonnet-4-5-20250929-v1:0", "Claude Sonnet 4.5"),
+    ("us.anthropic.claude-opus-4-7", "Claude Opus 4.7"),
+    ("us.amazon.nova-2-lite-v1:0", "Nova 2 Lite"),
+    ("openai.gpt-oss-120b-1:0", "gpt-oss-120b"),
+    ("deepseek.v3-v1:0", "DeepSeek-V3.1"),
 ]
 US_IMAGE = [
     ("amazon.titan-image-generator-v2:0", "Titan Image Generator G1 v2"),

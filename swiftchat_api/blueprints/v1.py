@@ -8,7 +8,6 @@ with the status the SDKs turn into their exception classes (errors.py renders th
 from flask import Blueprint, request
 from marshmallow import ValidationError
 
-from .. import prompt_cache
 from ..exceptions import ApiError
 from ..oai import chat as openai_chat
 from ..oai import embeddings as openai_embeddings
@@ -93,9 +92,6 @@ def chat_completions():
     budget = body_budget()  # the body, then the JSON in its tool calls' arguments, on one set of limits
     chat = body(_chat, budget)
     args = openai_chat.converse_args(chat, budget)
-    prompt_cache.adapt(args)
-    if resources().config.prompt_cache == "auto":
-        prompt_cache.place(args)
     if chat["stream"]:
         return stream_response(_runtime(region, streaming=True), args, _chunks(chat), real_statuses=True)
     return _whole(_runtime(region), chat, args)

@@ -5,6 +5,8 @@ Like Bedrock, it lists cross-region inference profiles per geography (``us.``, `
 that has no on-demand throughput, or a profile id the caller's region does not list.
 """
 
+import re
+
 _BOTH = ("ON_DEMAND", "INFERENCE_PROFILE")
 _PROFILE_ONLY = ("INFERENCE_PROFILE",)
 
@@ -46,6 +48,11 @@ _MODELS = [
     _model("meta.llama3-1-8b-instruct-v1:0", "Llama 3.1 8B Instruct", "Meta", inference=_BOTH),
     _model("meta.llama3-2-11b-instruct-v1:0", "Llama 3.2 11B Instruct", "Meta", inference=_PROFILE_ONLY),
     _model("deepseek.r1-v1:0", "DeepSeek-R1", "DeepSeek", inference=_PROFILE_ONLY),
+    _model("anthropic.claude-sonnet-4-5-20250929-v1:0", "Claude Sonnet 4.5", "Anthropic", inference=_PROFILE_ONLY),
+    _model("anthropic.claude-opus-4-7", "Claude Opus 4.7", "Anthropic", inference=_PROFILE_ONLY),
+    _model("amazon.nova-2-lite-v1:0", "Nova 2 Lite", "Amazon", inference=_PROFILE_ONLY),
+    _model("openai.gpt-oss-120b-1:0", "gpt-oss-120b", "OpenAI"),
+    _model("deepseek.v3-v1:0", "DeepSeek-V3.1", "DeepSeek"),
     _model("cohere.command-r-v1:0", "Command R", "Cohere", streaming=False),
     _model("mistral.mistral-large-2402-v1:0", "Mistral Large", "Mistral AI", inference=("PROVISIONED",)),
     _image("amazon.titan-image-generator-v2:0", "Titan Image Generator G1 v2", "Amazon"),
@@ -55,6 +62,18 @@ _MODELS = [
     _image("stability.stable-image-ultra-v1:1", "Stable Image Ultra 1.0", "Stability AI", inference=_PROFILE_ONLY),
 ]
 _BY_ID = {model["modelId"]: model for model in _MODELS}
+
+# A chat model the emulator serves but does not list, which the server's profile has never heard
+# of: it refuses temperature (rules.py), as models newer than any list do.
+UNLISTED_MODEL = "example.frontier-1-v1:0"
+
+ACCOUNT = "123456789012"
+# Application inference profiles (id → the system profile or model they were made from). Their
+# ARNs hold the caller's region: arn:aws:bedrock:<region>:123456789012:application-inference-profile/<id>.
+APPLICATION_PROFILES = {
+    "a1b2c3d4e5f6": "us.anthropic.claude-3-7-sonnet-20250219-v1:0",
+    "q7r8s9t0u1v2": "anthropic.claude-sonnet-4-5-20250929-v1:0",
+}
 
 _EVERYWHERE = ("us", "eu", "apac")
 # The geographies in which each model has a system-defined cross-region inference profile.
@@ -69,6 +88,9 @@ _PROFILES = {
     "meta.llama3-1-8b-instruct-v1:0": ("us",),
     "meta.llama3-2-11b-instruct-v1:0": ("us",),
     "deepseek.r1-v1:0": ("us", "eu"),
+    "anthropic.claude-sonnet-4-5-20250929-v1:0": (*_EVERYWHERE, "global"),
+    "anthropic.claude-opus-4-7": ("us", "eu", "global"),
+    "amazon.nova-2-lite-v1:0": ("us", "eu", "global"),
     "amazon.nova-canvas-v1:0": _EVERYWHERE,
     "stability.stable-image-ultra-v1:1": ("us",),
 }
@@ -139,3 +161,42 @@ def invocable(model_id, region):
             "with the ID or ARN of an inference profile that contains this model."
         )
     return model_id, None
+
+
+def _application_id(identifier):
+    """The id of an application profile named by its id or ARN, or None."""
+    found = re.fullmatch(rf"arn:aws:bedrock:[a-z0-9-]+:{ACCOUNT}:application-inference-profile/([a-z0-9]+)", identifier)
+    profile_id = found.group(1) if found else identifier
+    return profile_id if profile_id in APPLICATION_PROFILES else None
+
+
+def application_profile_model(identifier):
+    """The foundation-model id behind an application profile's ARN or id, or None."""
+    profile_id = _application_id(identifier)
+    if profile_id is None:
+        return None
+    source = APPLICATION_PROFILES[profile_id]
+    return source.split(".", 1)[1] if source.split(".", 1)[0] in _ROUTES else source
+
+
+def inference_profile(identifier, region):
+    """GetInferenceProfile's answer for a profile id or ARN (application or system-defined), or None."""
+    profile_id = _application_id(identifier)
+    if profile_id is None:
+        listed = inference_profiles(region)
+        return next((p for p in listed if identifier in (p["inferenceProfileId"], p["inferenceProfileArn"])), None)
+    source = APPLICATION_PROFILES[profile_id]
+    geography, _, model_id = source.partition(".")
+    routed = _ROUTES[geography] if model_id and geography in _ROUTES else (region,)
+    model_id = model_id if geography in _ROUTES else source
+    return {
+        "inferenceProfileName": f"team-{profile_id}",
+        "description": f"An application profile for {_BY_ID[model_id]['modelName']}.",
+        "createdAt": "2026-01-15T09:30:00Z",
+        "updatedAt": "2026-01-15T09:30:00Z",
+        "inferenceProfileArn": f"arn:aws:bedrock:{region}:{ACCOUNT}:application-inference-profile/{profile_id}",
+        "models": [{"modelArn": f"arn:aws:bedrock:{each}::foundation-model/{model_id}"} for each in routed],
+        "inferenceProfileId": profile_id,
+        "status": "ACTIVE",
+        "type": "APPLICATION",
+    }

@@ -11,8 +11,9 @@ import re
 import shlex
 from dataclasses import dataclass
 
-from . import frames, tools
+from . import frames, rules, tools
 
+_REDACTED = b"\x00\x01redacted-by-emulator\xff"
 _DIRECTIVE = re.compile(r"\[\[emulator([^\]]*)\]\]")
 _TOKEN = re.compile(r"\s*\S+")
 _VOCABULARY = (
@@ -157,8 +158,7 @@ def _from_options(model_id, body, said, options):
             tools.results_reply(body)
             or f"Hello from the SwiftChat Bedrock emulator ({model_id}). You said: {said or 'nothing'}"
         )
-    thinking = ((body.get("additionalModelRequestFields") or {}).get("reasoning_config") or {}).get("type")
-    reasoning_words = int(options.get("reasoning", 12 if thinking == "enabled" else 0))
+    reasoning_words = int(options.get("reasoning", 12 if _reasons(body) else 0))
     return Script(
         reply=reply,
         reasoning=_words(reasoning_words, offset=3),
@@ -180,6 +180,13 @@ def _from_options(model_id, body, said, options):
     )
 
 
+def _reasons(body):
+    """Whether the request switches the model's reasoning on (Claude's thinking, Nova 2's, an effort)."""
+    fields = body.get("additionalModelRequestFields") or {}
+    kinds = {(fields.get(key) or {}).get("type") for key in ("thinking", "reasoning_config", "reasoningConfig")}
+    return bool(kinds & {"enabled", "adaptive"}) or "reasoning_effort" in fields
+
+
 def _pieces(text, chunk):
     tokens = _TOKEN.findall(text)
     return ["".join(tokens[i : i + chunk]) for i in range(0, len(tokens), chunk)]
@@ -195,11 +202,11 @@ def stream_frames(script):
             yield first or script.delay, _delta(index, {"reasoningContent": {"text": piece}})
             first = 0.0
         if script.redacted:
-            secret = base64.b64encode(b"\x00\x01redacted-by-emulator\xff").decode()
+            secret = base64.b64encode(_REDACTED).decode()
             yield script.delay, _delta(index, {"reasoningContent": {"redactedContent": secret}})
         yield (
             script.delay,
-            _delta(index, {"reasoningContent": {"signature": "emulator-signature-" + str(len(script.reasoning))}}),
+            _delta(index, {"reasoningContent": {"signature": rules.sign(script.reasoning)}}),
         )
         yield 0.0, frames.event("contentBlockStop", {"contentBlockIndex": index})
         index += 1
@@ -245,7 +252,14 @@ def _delta(index, delta):
 def converse_output(script):
     """The body of a non-streaming Converse answer."""
     output_tokens = len(_TOKEN.findall(script.reply))
-    content = [{"text": script.reply}] if script.reply or not script.tool_calls else []
+    content = []
+    if script.reasoning:
+        signed = {"text": script.reasoning, "signature": rules.sign(script.reasoning)}
+        content.append({"reasoningContent": {"reasoningText": signed}})
+    if script.redacted:
+        content.append({"reasoningContent": {"redactedContent": base64.b64encode(_REDACTED).decode()}})
+    if script.reply or not script.tool_calls:
+        content.append({"text": script.reply})
     for tool_use_id, name, arguments in script.tool_calls:
         content.append({"toolUse": {"toolUseId": tool_use_id, "name": name, "input": json.loads(arguments)}})
         output_tokens += len(_TOKEN.findall(arguments))

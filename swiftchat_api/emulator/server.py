@@ -16,7 +16,7 @@ import gevent
 from gevent.server import StreamServer
 from gevent.socket import wait_read
 
-from . import cache, catalogue, embeddings, frames, images
+from . import cache, catalogue, embeddings, frames, images, rules
 from .script import REFUSALS, DirectiveError, converse_output, read_script, refusal, stream_frames
 
 _REASONS = {
@@ -86,6 +86,11 @@ class Emulator:
             if region.startswith(catalogue.NO_PROFILE_REGIONS):
                 return refusal(403, "AccessDeniedException", f"The emulator denies ListInferenceProfiles in {region}.")
             return 200, {"inferenceProfileSummaries": catalogue.inference_profiles(region)}, []
+        if method == "GET" and path.startswith("/inference-profiles/"):
+            found = catalogue.inference_profile(unquote(path[len("/inference-profiles/") :]), region)
+            if found is None:
+                return refusal(404, "ResourceNotFoundException", "The specified inference profile doesn't exist.")
+            return 200, found, []
         if method == "GET" and path == "/_emulator/calls":
             return 200, list(self.calls), []
         if method == "GET" and path.startswith("/_emulator/streams/"):
@@ -95,6 +100,10 @@ class Emulator:
             model_id, _, action = unquote(path[len("/model/") :]).rpartition("/")
             self.calls.append({"operation": action, "modelId": model_id, "region": region, "body": body})
             if action == "converse":
+                refused = rules.problem(model_id, body)
+                if refused:
+                    self.calls[-1]["refused"] = refused
+                    return refusal(400, "ValidationException", refused)
                 analysis = images.analysis_reply(body)
                 if analysis:
                     return 200, analysis, []
@@ -114,6 +123,11 @@ class Emulator:
     def _converse_stream(self, sock, model_id, raw, keep_alive):
         try:
             request = json.loads(raw or b"{}")
+            refused = rules.problem(model_id, request)
+            if refused:
+                record = {"operation": "converse-stream", "modelId": model_id, "body": request, "refused": refused}
+                self.calls.append(record)
+                return self._send_json(sock, *refusal(400, "ValidationException", refused), keep_alive)
             script = read_script(model_id, request)
             self.prompt_cache.account(model_id, request, script)
         except (ValueError, DirectiveError) as error:

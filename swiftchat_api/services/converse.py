@@ -2,28 +2,29 @@
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from .. import adapt
 from ..exceptions import refused
+from ..profile import profile
 
-DEFAULT_MAX_TOKENS = 4096
-
-# (how the model id is matched, the text, maxTokens); the first rule that matches wins.
-MAX_TOKENS = (
-    ("prefix", "meta.llama", 2048),
-    ("contains", "deepseek.r1", 32000),
-    ("contains", "claude-opus-4", 32000),
-    ("contains", "claude-3-7-sonnet", 64000),
-    ("contains", "claude-sonnet-4", 64000),
-)
-
+# What the original server asks for with enableThinking; a Claude that thinks by budget still gets it.
 THINKING = {"reasoning_config": {"type": "enabled", "budget_tokens": 16000}}
 
 
-def max_tokens(model_id):
-    """The maxTokens the original server asks for with this model."""
-    for how, text, tokens in MAX_TOKENS:
-        if model_id.startswith(text) if how == "prefix" else text in model_id:
-            return tokens
-    return DEFAULT_MAX_TOKENS
+def thinking_fields(model_id):
+    """The additionalModelRequestFields that switch this model's reasoning on for ``enableThinking``, or None.
+
+    Claude models that think only adaptively (Opus 4.7 and later) refuse a budget; Nova 2,
+    gpt-oss and DeepSeek V3 reason at an effort; a model known not to reason (or that always
+    does) is sent none, as Bedrock would refuse it; a model nobody listed gets the original's.
+    """
+    found = profile(model_id)
+    if found.reasoning == "claude":
+        return {"thinking": {"type": "adaptive"}} if found.adaptive_only else THINKING
+    if found.reasoning == "nova2":
+        return {"reasoningConfig": {"type": "enabled", "maxReasoningEffort": "medium"}}
+    if found.reasoning in ("gpt-oss", "deepseek"):
+        return {"reasoning_effort": "medium"}
+    return None if found.known else THINKING
 
 
 def command(request):
@@ -31,12 +32,13 @@ def command(request):
     args = {
         "modelId": request["modelId"],
         "messages": request["messages"],
-        "inferenceConfig": {"maxTokens": max_tokens(request["modelId"])},
+        "inferenceConfig": {"maxTokens": profile(request["modelId"]).max_tokens},
     }
     if request.get("system") is not None:
         args["system"] = request["system"]
-    if request.get("enableThinking"):
-        args["additionalModelRequestFields"] = THINKING
+    thinking = thinking_fields(request["modelId"]) if request.get("enableThinking") else None
+    if thinking:
+        args["additionalModelRequestFields"] = thinking
     return args
 
 
@@ -44,9 +46,10 @@ def open_stream(client, args):
     """Make the ConverseStream call and return boto3's event stream; StreamRefused if Bedrock refuses it.
 
     Bedrock answers the call itself with its HTTP status before any event, so a refusal (after
-    botocore's bounded retries) has a real status; how long it may take is the relay's bound.
+    botocore's bounded retries) has a real status; how long it may take is the relay's bound. A
+    refusal of a parameter by name is learnt, and the call made once more without it (adapt.py).
     """
     try:
-        return client.converse_stream(**args)["stream"]
+        return adapt.call(client.converse_stream, args)["stream"]
     except (ClientError, BotoCoreError) as error:
         raise refused(error) from None
