@@ -24,6 +24,7 @@ class Resources:
     http: object
     store: object = None
     usage: object = None  # the store's UsageRecorder: usage written without holding a response
+    responses: object = None  # stored /v1/responses (oai.responses_store.ResponsesStore), in the same store
 
 
 def create_app(config=None):
@@ -44,6 +45,7 @@ def create_app(config=None):
     from .config import Config
     from .observe import FACTS, Observer
     from .relay import Limits, Ticker
+    from .oai.responses_store import ResponsesStore
     from .store import open_store
     from .store.recorder import UsageRecorder
 
@@ -82,6 +84,7 @@ def create_app(config=None):
         http=urllib3.PoolManager(num_pools=4, maxsize=8),
         store=store,
         usage=UsageRecorder(store, failed=usage_lost, spill=getattr(store, "path", None)),
+        responses=ResponsesStore(store, config),
     )
     for module in (converse, image, models, upgrade, token, proxy, ops, v1):
         app.register_blueprint(module.bp)

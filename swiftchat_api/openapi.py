@@ -7,6 +7,7 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from marshmallow import Schema, fields
 
 from . import schemas
+from .oai import responses_store
 from .oai import schemas as oai_schemas
 from .services import proxy
 
@@ -315,6 +316,42 @@ def _openai(method, summary, ok, body=None, statuses=(), description=None):
     return {method: operation}
 
 
+_STORED_STATUSES = {
+    "400": "A query parameter that is not valid, or not one this route takes.",
+    "401": "No key, a wrong key, or not a Bearer key.",
+    "404": "This key has no stored response with this id (another key's, expired, deleted, or storing is off).",
+    "429": "The key is over its limit (Retry-After).",
+    "500": "Unexpected.",
+    "503": "The store (SWIFTCHAT_STORE) cannot be reached.",
+}
+_INCLUDE = {"type": "array", "items": {"type": "string", "enum": list(responses_store.INCLUDABLE)}}
+_STORED_ITEMS = {
+    "type": "object",
+    "required": ["object", "data", "first_id", "last_id", "has_more"],
+    "properties": {
+        "object": {"type": "string", "enum": ["list"]},
+        "data": {"type": "array", "items": {"type": "object", "required": ["id", "type"]}},
+        "first_id": {"type": "string", "nullable": True},
+        "last_id": {"type": "string", "nullable": True},
+        "has_more": {"type": "boolean"},
+    },
+}
+
+
+def _stored(method, summary, content, query=()):
+    """A route of stored responses: the id in the path, the query parameters it takes, nothing else."""
+    parameters = [{"name": "response_id", "in": "path", "required": True, "schema": {"type": "string"}}]
+    for name, schema in query:
+        parameters.append({"name": name, "in": "query", "required": False, "schema": schema})
+    errors = {
+        status: {"description": why, "content": _json("OpenAIErrorAnswer")} for status, why in _STORED_STATUSES.items()
+    }
+    ok = {"description": summary, "content": _json(content)}
+    return {
+        method: {"summary": summary, "security": _AUTH, "parameters": parameters, "responses": {"200": ok, **errors}}
+    }
+
+
 def _get(summary, description, content, secured=False):
     operation = {"summary": summary, "responses": {"200": {"description": description, "content": content}}}
     if secured:
@@ -441,6 +478,26 @@ def document():
     }
     paths["/v1/models/{model_id}"]["get"]["parameters"].append(
         {"name": "model_id", "in": "path", "required": True, "schema": {"type": "string"}}
+    )
+    stored = {"type": "object", "required": ["id", "object"], "properties": {"object": {"enum": ["response"]}}}
+    deleted = {
+        "type": "object",
+        "required": ["id", "object", "deleted"],
+        "properties": {"object": {"enum": ["response"]}, "deleted": {"enum": [True]}},
+    }
+    include = [("include", _INCLUDE), ("include[]", _INCLUDE)]
+    paths["/v1/responses/{response_id}"] = {
+        **_stored("get", "A stored response, as it was answered", stored, [*include, ("stream", {"enum": [False]})]),
+        **_stored("delete", "Delete a stored response", deleted),
+    }
+    paging = [
+        ("limit", {"type": "integer", "minimum": 1, "maximum": responses_store.MAX_LIMIT, "default": 20}),
+        ("order", {"type": "string", "enum": ["asc", "desc"], "default": "desc"}),
+        ("after", {"type": "string", "minLength": 1, "maxLength": 256}),
+        *include,
+    ]
+    paths["/v1/responses/{response_id}/input_items"] = _stored(
+        "get", "The input items of a stored response, a page at a time", _STORED_ITEMS, paging
     )
     for path, operations in paths.items():
         spec.path(path=path, operations=operations)

@@ -5,13 +5,14 @@ answer that is not a success is OpenAI's ``{"error": {"message", "type", "param"
 with the status the SDKs turn into their exception classes (errors.py renders them).
 """
 
-from flask import Blueprint, request
+from flask import Blueprint, Response, current_app, request
 from marshmallow import ValidationError
 
 from ..exceptions import ApiError
 from ..oai import chat as openai_chat
 from ..oai import embeddings as openai_embeddings
 from ..oai import images as openai_images
+from ..oai import responses_store
 from ..oai.schemas import ChatCompletionRequest, EmbeddingsRequest, ImagesRequest
 from ..oai.stream import ChunkTranslator, OpenAIStream
 from ..schemas import RegionRequest
@@ -41,9 +42,9 @@ _region = RegionRequest()
 
 
 def _authenticate():
-    """Check the caller's key; no key at all is a 401 too, as OpenAI answers it."""
+    """Check the caller's key and return its Identity; no key at all is a 401 too, as OpenAI answers it."""
     try:
-        require_key()
+        return require_key()
     except ApiError as error:
         if error.status == 401:
             raise ApiError(401, error.detail, code="invalid_api_key") from None
@@ -169,3 +170,33 @@ def generate_image():
     helper = images.helper_model(region, resources().config.image_helper_model_id)
     drawn = images.generate(metered(_runtime(region)), helper, wanted)  # the helper's tokens count toward the budget
     return openai_images.image_answer(drawn, openai_chat.now())
+
+
+_retrieve_query = responses_store.RetrieveQuery()
+_input_items_query = responses_store.InputItemsQuery()
+_no_query = responses_store.NoQuery()
+
+
+@bp.get("/v1/responses/<response_id>")
+def retrieve_response(response_id):
+    """Answer a stored response, to the key that made it only."""
+    owner = responses_store.owner(_authenticate())
+    responses_store.query(_retrieve_query, request.args)
+    stored = responses_store.of(current_app).retrieve(owner, response_id)
+    return Response(stored, mimetype="application/json")
+
+
+@bp.delete("/v1/responses/<response_id>")
+def delete_response(response_id):
+    """Delete a stored response of the key that made it."""
+    owner = responses_store.owner(_authenticate())
+    responses_store.query(_no_query, request.args)
+    return responses_store.of(current_app).delete(owner, response_id)
+
+
+@bp.get("/v1/responses/<response_id>/input_items")
+def list_input_items(response_id):
+    """List the input items of a stored response, a page at a time."""
+    owner = responses_store.owner(_authenticate())
+    page = responses_store.query(_input_items_query, request.args)
+    return responses_store.of(current_app).input_items(owner, response_id, **page)
