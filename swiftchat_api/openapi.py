@@ -8,6 +8,8 @@ from marshmallow import Schema, fields
 
 from . import schemas
 from .oai import responses_store
+from .oai import responses_store
+from .oai.responses_schema import ResponsesRequest
 from .oai import schemas as oai_schemas
 from .services import proxy
 
@@ -26,12 +28,44 @@ def _rules_in_code(self, field, **kwargs):
         return _REGION
     return _openai_rules(field)
 
+# A Bedrock cache point after what carries it (prompt_cache.py); null or absent: none.
+_CACHE_CONTROL = {
+    "type": "object",
+    "nullable": True,
+    "required": ["type"],
+    "properties": {"type": {"type": "string", "enum": ["ephemeral"]}, "ttl": {"type": "string", "enum": ["5m", "1h"]}},
+}
+_TEXT_PART = {
+    "type": "object",
+    "required": ["type", "text"],
+    "properties": {
+        "type": {"type": "string", "enum": ["text"]},
+        "text": {"type": "string"},
+        "cache_control": _CACHE_CONTROL,
+    },
+}
+_IMAGE_PART = {
+    "type": "object",
+    "required": ["type", "image_url"],
+    "properties": {
+        "type": {"type": "string", "enum": ["image_url"]},
+        "image_url": {"type": "object", "required": ["url"], "properties": {"url": {"type": "string"}}},
+        "cache_control": _CACHE_CONTROL,
+    },
+    "description": "a data: URL (image/png, jpeg, gif or webp, base64); in user and tool messages",
+}
+
+
 
 def _openai_rules(field):
     """The shapes the OpenAI-compatible schemas check in code."""
     strings = {"type": "array", "items": {"type": "string"}}
     if isinstance(field, oai_schemas._Content):
-        parts = {"type": "array", "items": {"type": "object"}, "description": "text and image_url parts"}
+        parts = {
+            "type": "array",
+            "items": {"oneOf": [_TEXT_PART, _IMAGE_PART]},
+            "description": "text and image_url parts",
+        }
         return {"oneOf": [{"type": "string"}, parts]}
     if isinstance(field, oai_schemas._ToolChoice):
         return {"oneOf": [{"type": "string", "enum": ["none", "auto", "required"]}, {"type": "object"}]}

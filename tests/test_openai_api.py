@@ -267,6 +267,33 @@ def test_remote_image_url_is_refused_not_fetched(client):
     assert raised.value.param == "messages[0].content[1].image_url"
 
 
+def test_an_image_a_tool_returns_reaches_bedrock_inside_its_result(client, emulator):
+    url = "data:image/png;base64," + base64.b64encode(PICTURE).decode()
+    call = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}
+    messages = [
+        *say("Show me the map"),
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "tool_call_id": "call_1", "content": [{"type": "image_url", "image_url": {"url": url}}]},
+        *say("What does it show?", "id=v1-tool-image"),
+    ]
+    got = streamed(client.chat.completions.create(model=CLAUDE, messages=messages, tools=TOOLS, stream=True))
+    assert got["finish"] == "stop"
+    result = stream_record(emulator, "v1-tool-image")["request"]["messages"][2]["content"][0]["toolResult"]
+    assert base64.b64decode(result["content"][0]["image"]["source"]["bytes"]) == PICTURE
+
+
+@pytest.mark.parametrize(
+    "messages",
+    [
+        [{"role": "assistant", "content": "Hello! What can I do?"}, *say("Hi", "reply=Fine.")],
+        [{"role": "system", "content": "Greet me. [[emulator reply=Fine.]]"}],
+    ],
+)
+def test_a_chat_that_opens_with_the_assistant_or_holds_only_system_is_answered(client, messages):
+    answer = client.chat.completions.create(model=CLAUDE, messages=messages)
+    assert answer.choices[0].message.content == "Fine."
+
+
 def test_reasoning_streams_as_reasoning_content(client, emulator):
     stream = client.chat.completions.create(
         model=THINKING_CLAUDE, messages=say("think", 'id=v1-think reply="42"'), reasoning_effort="low", stream=True

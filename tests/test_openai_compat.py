@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from marshmallow import ValidationError, fields, validate
 
 from swiftchat_api.exceptions import ApiError, Unfulfilled
-from swiftchat_api.oai.chat import JSON_INSTRUCTION, completion, converse_args, include_usage
+from swiftchat_api.oai.chat import JSON_INSTRUCTION, OPENING_TURN, completion, converse_args, include_usage
 from swiftchat_api.oai.embeddings import embedding_calls, embeddings
 from swiftchat_api.oai.errors import answer, body_of, error_body, invalid_body, upstream_error
 from swiftchat_api.oai.images import image_answer, image_request
@@ -197,23 +197,54 @@ def test_consecutive_messages_of_one_role_are_merged():
     assert sent["messages"][1]["content"] == [{"text": "a"}, {"text": "b"}]
 
 
-@pytest.mark.parametrize(
-    ("messages", "says"),
-    [
-        ([assistant("Hello!"), user("Hi")], "first message"),
-        ([{"role": "system", "content": "Be brief."}], "nothing to answer"),
-        ([user("  ")], "nothing to answer"),
-    ],
-)
-def test_conversations_bedrock_cannot_take_are_refused(messages, says):
+@pytest.mark.parametrize("messages", [[user("  ")], [assistant(" ")], [{"role": "system", "content": " "}]])
+def test_a_conversation_of_nothing_but_blanks_is_refused(messages):
     error = refusal(messages)
     assert (error.status, error.param) == (400, "messages")
-    assert says in error.detail
+    assert "nothing to answer" in error.detail
+
+
+def test_a_conversation_that_opens_with_the_assistant_gets_a_user_turn_before_it():
+    sent = args([{"role": "system", "content": "Be kind."}, assistant("Hello! How can I help?"), user("Hi")])
+    assert sent["system"] == [{"text": "Be kind."}]
+    assert [message["role"] for message in sent["messages"]] == ["user", "assistant", "user"]
+    assert sent["messages"][0] == {"role": "user", "content": [{"text": OPENING_TURN}]}
+
+
+def test_a_conversation_of_system_messages_alone_is_the_user_turn():
+    sent = args([{"role": "system", "content": "Write a haiku."}, {"role": "developer", "content": "About tea."}])
+    assert "system" not in sent
+    assert sent["messages"] == [{"role": "user", "content": [{"text": "Write a haiku."}, {"text": "About tea."}]}]
+
+
+def test_images_in_a_tool_result_go_inside_the_tool_result():
+    result = tool("call_1", [{"type": "text", "text": "The chart:"}, image(data_url())])
+    sent = args([*CALLED, result], tools=[WEATHER])
+    content = sent["messages"][2]["content"][0]["toolResult"]["content"]
+    assert content == [{"text": "The chart:"}, {"image": {"format": "png", "source": {"bytes": PNG}}}]
+    as_text = args([*CALLED, result], tools=[WEATHER], tool_choice="none")["messages"][2]["content"]
+    assert as_text[0]["text"].endswith(": The chart:") and as_text[1] == {
+        "image": {"format": "png", "source": {"bytes": PNG}}
+    }
+
+
+def test_images_stay_out_of_system_and_assistant_messages():
+    for role in ("system", "assistant"):
+        error = refusal([{"role": role, "content": [image(data_url())]}, user("x")])
+        assert error.status == 400 and "Only user and tool messages carry images" in error.detail
 
 
 def test_a_final_assistant_message_is_a_prefill_without_trailing_whitespace():
     sent = args([user("Say it"), assistant("The answer is \n")])
     assert sent["messages"][-1] == {"role": "assistant", "content": [{"text": "The answer is"}]}
+
+
+def test_a_cache_point_after_a_tool_result_stays_with_it_when_results_go_first():
+    called = assistant(None, ("call_1", "get_weather", "{}"), ("call_2", "get_weather", "{}"))
+    marked = {"role": "tool", "tool_call_id": "call_1", "content": "sun", "cache_control": {"type": "ephemeral"}}
+    sent = args([user("Weather?"), called, marked, tool("call_2", "rain"), user("Both?")], tools=[WEATHER])
+    kinds = [next(iter(block)) for block in sent["messages"][2]["content"]]
+    assert kinds == ["toolResult", "cachePoint", "toolResult", "text"]
 
 
 def test_cache_control_marks_become_cache_points():
@@ -985,6 +1016,20 @@ def test_cached_tokens_and_reasoning_come_through_a_stream(bedrock):
 def test_finish_reasons_come_through_a_stream(bedrock, stop_reason, finish):
     chunks = streamed(bedrock, load([user(f"[[emulator reply=cut stop_reason={stop_reason}]]")], stream=True))
     assert chunks[-1]["choices"][0]["finish_reason"] == finish
+
+
+@pytest.mark.parametrize(
+    "messages",
+    [
+        [assistant("Hello! How can I help?"), user("[[emulator reply=Fine.]]")],
+        [{"role": "system", "content": "[[emulator reply=Fine.]]"}],
+        [*CALLED, tool("call_1", [image(data_url())]), user("[[emulator reply=Fine.]]")],
+    ],
+)
+def test_conversations_openai_takes_are_ones_bedrock_takes(bedrock, messages):
+    body = load(messages, tools=[WEATHER])
+    answer = completion(bedrock.converse(**converse_args(body)), body["model"], "c1", 1)
+    assert answer["choices"][0]["message"]["content"] == "Fine."
 
 
 def test_an_image_reaches_bedrock_as_the_bytes_sent(bedrock, emulator):

@@ -1,9 +1,12 @@
 """Prompt caching: the emulator plays Bedrock's cache, and the server's cache points show in what users see."""
 
+import json
 import uuid
 
+import openai
 import pytest
 from botocore.exceptions import ClientError
+from conftest import TEST_KEY, Server, emulator_env, stream_record
 
 from swiftchat_api.emulator.cache import PromptCache
 
@@ -153,3 +156,164 @@ def test_an_entry_past_its_ttl_is_not_read():
     assert cache.usage(CACHING, body)[1] == 1100
     now[0] = 899.0
     assert cache.usage(CACHING, body)[1:] == (0, 1100)
+
+
+# --- /v1: the caller's cache_control, through gunicorn and the real SDK ----------------------
+
+
+@pytest.fixture
+def client(server):
+    with openai.OpenAI(
+        base_url=f"http://127.0.0.1:{server.port}/v1", api_key=TEST_KEY, max_retries=0, timeout=30
+    ) as sdk:
+        yield sdk
+
+
+@pytest.fixture(scope="module")
+def auto_server(emulator):
+    """A live server with SWIFTCHAT_PROMPT_CACHE=auto."""
+    live = Server({**emulator_env(emulator), "API_KEY": TEST_KEY, "BEDROCK_MAX_ATTEMPTS": "1",
+                   "SWIFTCHAT_PROMPT_CACHE": "auto"})  # fmt: skip
+    yield live
+    live.stop()
+
+
+@pytest.fixture
+def auto_client(auto_server):
+    with openai.OpenAI(
+        base_url=f"http://127.0.0.1:{auto_server.port}/v1", api_key=TEST_KEY, max_retries=0, timeout=30
+    ) as sdk:
+        yield sdk
+
+
+EPHEMERAL = {"type": "ephemeral"}
+
+
+def ask(sdk, emulator, model, messages, **more):
+    """(usage, the Converse request the emulator saw) of one streamed chat; the last message names a tag."""
+    tag = uuid.uuid4().hex
+    last = messages[-1]
+    tagged = {**last, "content": f"{last['content']} [[emulator id={tag}]]"}
+    stream = sdk.chat.completions.create(
+        model=model, messages=[*messages[:-1], tagged], stream=True, stream_options={"include_usage": True}, **more
+    )
+    chunks = list(stream)
+    return chunks[-1].usage, stream_record(emulator, tag)["request"]
+
+
+def points_in(blocks):
+    return [i for i, block in enumerate(blocks) if "cachePoint" in block]
+
+
+def test_cache_control_on_a_message_a_part_a_tool_and_a_tool_result_become_cache_points(client, emulator):
+    tool = {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
+    call = {"id": "call_1", "type": "function", "function": {"name": "get_weather", "arguments": "{}"}}
+    messages = [
+        {"role": "system", "content": "You help.", "cache_control": EPHEMERAL},
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": "Weather?", "cache_control": {**EPHEMERAL, "ttl": "5m"}}],
+        },
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {
+            "role": "tool",
+            "tool_call_id": "call_1",
+            "content": [{"type": "text", "text": "sun", "cache_control": EPHEMERAL}],
+        },
+        {"role": "user", "content": "Thanks"},
+    ]
+    usage, sent = ask(client, emulator, CACHING, messages, tools=[{**tool, "cache_control": EPHEMERAL}])
+    assert sent["system"] == [{"text": "You help."}, POINT]
+    assert sent["toolConfig"]["tools"][1] == POINT
+    assert sent["messages"][0]["content"] == [{"text": "Weather?"}, {"cachePoint": {"type": "default", "ttl": "5m"}}]
+    turn = sent["messages"][2]["content"]
+    assert "toolResult" in turn[0] and turn[1] == POINT and turn[2]["text"].startswith("Thanks")
+    assert usage.prompt_tokens > 0
+
+
+def test_cached_tokens_show_on_the_second_call(client, emulator):
+    system = {"role": "system", "content": long_text(), "cache_control": EPHEMERAL}
+    first, _ = ask(client, emulator, CACHING, [system, {"role": "user", "content": "One?"}])
+    second, sent = ask(client, emulator, CACHING, [system, {"role": "user", "content": "Two?"}])
+    assert first.prompt_tokens_details.cached_tokens == 0
+    assert second.prompt_tokens_details.cached_tokens == 1500
+    assert second.prompt_tokens == first.prompt_tokens  # cached tokens count in the prompt, as OpenAI counts them
+    assert sent["system"][-1] == POINT
+
+
+def test_more_than_four_cache_points_is_a_400_naming_the_limit(client):
+    parts = [{"type": "text", "text": f"Part {i}", "cache_control": EPHEMERAL} for i in range(5)]
+    with pytest.raises(openai.BadRequestError) as raised:
+        client.chat.completions.create(model=CACHING, messages=[{"role": "user", "content": parts}])
+    assert raised.value.status_code == 400 and raised.value.param == "messages"
+    assert "at most 4 cache points" in raised.value.message and "this one has 5" in raised.value.message
+
+
+@pytest.mark.parametrize(
+    "control",
+    [{"type": "persistent"}, {"type": "ephemeral", "ttl": "2h"}, "ephemeral", ["ephemeral"]],
+)
+def test_a_cache_control_bedrock_has_no_counterpart_for_is_a_400(client, control):
+    message = {"role": "user", "content": "Hi", "cache_control": control}
+    with pytest.raises(openai.BadRequestError) as raised:
+        client.chat.completions.create(model=CACHING, messages=[message])
+    assert "cache_control" in raised.value.param and '"ttl" of "5m" or "1h"' in raised.value.message
+
+
+# --- SWIFTCHAT_PROMPT_CACHE=auto: the server's own cache points ------------------------------
+
+
+def chat_turns(sdk, emulator, model, system, count):
+    """Play ``count`` turns of one chat resent whole each time: the usage and sent request of each."""
+    history, seen = [{"role": "system", "content": system}], []
+    for turn in range(count):
+        history.append({"role": "user", "content": f"Question {turn}?"})
+        usage, sent = ask(sdk, emulator, model, history)
+        seen.append((usage, sent))
+        history.append({"role": "assistant", "content": f"Answer {turn}."})
+    return seen
+
+
+@pytest.mark.parametrize("model", [CACHING, NOVA])
+def test_auto_reads_the_chat_back_from_the_second_turn_on(auto_client, emulator, model):
+    turns = chat_turns(auto_client, emulator, model, long_text(), 4)
+    cached = [usage.prompt_tokens_details.cached_tokens for usage, _ in turns]
+    assert cached[0] == 0 and cached[1] >= 1500 and cached[1] < cached[2] < cached[3]
+    _, sent = turns[2]  # a point after the system prompt, and before the newest turn (and the one before)
+    assert sent["system"][-1] == POINT
+    assert [points_in(message["content"]) for message in sent["messages"]] == [[], [1], [], [1], []]
+
+
+def test_auto_places_no_point_for_a_model_that_does_not_cache_or_a_short_prefix(auto_client, emulator):
+    for model, system in ((NOT_CACHING, long_text()), (CACHING, "Be brief.")):
+        for usage, sent in chat_turns(auto_client, emulator, model, system, 2):
+            assert usage.prompt_tokens_details.cached_tokens == 0
+            assert "cachePoint" not in json.dumps(sent)
+
+
+def test_auto_adds_no_point_past_four_with_the_callers(auto_client, emulator):
+    parts = [{"type": "text", "text": f"{long_text(300)}", "cache_control": EPHEMERAL} for _ in range(4)]
+    history = [{"role": "system", "content": long_text()}, {"role": "user", "content": parts},
+               {"role": "assistant", "content": "Yes."}, {"role": "user", "content": "And?"}]  # fmt: skip
+    _, sent = ask(auto_client, emulator, CACHING, history)  # the emulator refuses a fifth point, as Bedrock does
+    assert json.dumps(sent).count("cachePoint") == 4 and sent["system"][-1] != POINT
+
+
+# --- the apps' routes with SWIFTCHAT_PROMPT_CACHE=auto ---------------------------------------
+
+
+def app_chat(model, system, history):
+    return {"messages": history, "modelId": model, "region": "us-west-2", "system": system}
+
+
+def usage_line(data):
+    """The usage JSON after the text of an /api/converse answer."""
+    return json.loads(data.rsplit(b"\n", 1)[1])
+
+
+@pytest.mark.parametrize("route", ["/api/converse", "/api/converse/v2", "/api/converse/v3"])
+@pytest.mark.parametrize(("model", "system"), [(NOT_CACHING, long_text()), (CACHING, "Be brief.")])
+def test_the_apps_bytes_are_the_same_with_auto_where_nothing_is_cached(server, auto_server, route, model, system):
+    body = app_chat(model, [{"text": system}], [{"role": "user", "content": [{"text": "Same?"}]}])
+    off, on = server.request(route, body), auto_server.request(route, body)
+    assert (off[0], off[2]) == (on[0], on[2]) and on[0] == 200

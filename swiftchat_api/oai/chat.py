@@ -29,7 +29,7 @@ import uuid
 from marshmallow import ValidationError
 
 from .. import bodies
-from ..profile import max_tokens
+from ..services.converse import max_tokens
 from .errors import refuse
 from .schemas import EFFORT_SHARE
 
@@ -46,6 +46,9 @@ IMAGE_FORMATS = {
 }
 
 MIN_THINKING_BUDGET = 1024
+
+# The user turn put before a conversation that opens with the assistant: Bedrock wants the user first.
+OPENING_TURN = "."
 
 JSON_INSTRUCTION = "Reply with one valid JSON object and nothing else: no prose, no code fence."
 
@@ -107,7 +110,14 @@ def _blocks(parts, param):
         else:
             continue
         if part["cache"]:
-            blocks.append({"cachePoint": {"type": "default"}})
+            blocks.append({"cachePoint": dict(part["cache"])})
+    return blocks
+
+
+def _mark(blocks, point):
+    """``blocks`` with a cache point after them (a message's ``cache_control``), unless one ends them already."""
+    if point and blocks and "cachePoint" not in blocks[-1]:
+        blocks.append({"cachePoint": dict(point)})
     return blocks
 
 
@@ -134,6 +144,26 @@ def _text_of(parts):
     return "".join(part["text"] for part in parts or [] if part["type"] == "text")
 
 
+def _tool_turn(message, name, tools_as_text, param):
+    """The user-turn blocks of a tool message: its result (text, then images), then a cache point if it asks one.
+
+    Bedrock has no cache point inside a toolResult, so one asked for on any of its parts goes after it.
+    """
+    raw, parts, result = message["tool_call_id"], message["content"], _text_of(message["content"])
+    images = [
+        _image_block(part["url"], f"{param}.content[{index}].image_url")
+        for index, part in enumerate(parts)
+        if part["type"] == "image"
+    ]
+    if tools_as_text:
+        blocks = [{"text": f"[result of tool call {raw} ({name})]: {result}"}, *images]
+    else:
+        content = [{"text": result}] if result.strip() else []
+        blocks = [{"toolResult": {"toolUseId": _tool_id(raw), "content": [*content, *images]}}]
+    asked = [part["cache"] for part in parts if part["cache"]]
+    return _mark(blocks, message.get("cache_control") or (asked[-1] if asked else None))
+
+
 def _conversation(messages, tools_as_text, budget):
     """(system blocks, alternating Converse messages) for validated OpenAI messages; JSON in them read on ``budget``."""
     system, turns = [], []
@@ -142,21 +172,14 @@ def _conversation(messages, tools_as_text, budget):
     for i, message in enumerate(messages):
         role, param = message["role"], f"messages[{i}]"
         if role in ("system", "developer"):
-            system.extend(_blocks(message["content"], f"{param}.content"))
+            system.extend(_mark(_blocks(message["content"], f"{param}.content"), message.get("cache_control")))
             continue
         if role == "tool":
             raw = message["tool_call_id"]
             if raw not in waiting or raw in answered:
                 refuse("This tool message answers no open tool call of the assistant message before it.", param)
             answered.add(raw)
-            result = _text_of(message["content"])
-            if tools_as_text:
-                block = {"text": f"[result of tool call {raw} ({waiting[raw]})]: {result}"}
-            else:
-                block = {
-                    "toolResult": {"toolUseId": _tool_id(raw), "content": [{"text": result}] if result.strip() else []}
-                }
-            turns.append(("user", [block]))
+            turns.append(("user", _tool_turn(message, waiting[raw], tools_as_text, param)))
             continue
         if set(waiting) - answered:
             refuse("The assistant's tool calls before this message were not all answered by tool messages.", param)
@@ -172,10 +195,16 @@ def _conversation(messages, tools_as_text, budget):
                 blocks.append({"text": f"[tool call {raw}: {name}({json.dumps(arguments, ensure_ascii=False)})]"})
             else:
                 blocks.append({"toolUse": {"toolUseId": _tool_id(raw), "name": name, "input": arguments}})
-        turns.append((role, blocks))
+        turns.append((role, _mark(blocks, message.get("cache_control"))))
     if set(waiting) - answered:
         refuse("The last assistant message's tool calls were not answered by tool messages.", "messages")
-    return system, _alternating(turns)
+    merged = _alternating(turns)
+    if merged:
+        return system, merged
+    if not system:
+        refuse("The messages hold nothing to answer.", "messages")
+    # OpenAI answers a conversation of system messages alone; Bedrock wants a user turn, so they are it.
+    return [], [{"role": "user", "content": system}]
 
 
 def _alternating(turns):
@@ -189,17 +218,43 @@ def _alternating(turns):
         else:
             merged.append({"role": role, "content": list(blocks)})
     for message in merged:
-        if message["role"] == "user":  # Claude wants the tool results first in their turn
-            message["content"].sort(key=lambda block: "toolResult" not in block)
-    if not merged:
-        refuse("The messages hold nothing to answer.", "messages")
-    if merged[0]["role"] != "user":
-        refuse("The first message after the system messages must be the user's (Bedrock's rule).", "messages")
-    last = merged[-1]
-    if last["role"] == "assistant" and "text" in last["content"][-1]:
+        if message["role"] == "user":
+            message["content"] = _results_first(message["content"])
+    if merged and merged[0]["role"] != "user":
+        # OpenAI takes a conversation that opens with the assistant (a greeting); Bedrock wants the user first.
+        merged.insert(0, {"role": "user", "content": [{"text": OPENING_TURN}]})
+    last = merged[-1] if merged else {}
+    ends = [i for i, block in enumerate(last.get("content") or []) if "cachePoint" not in block]
+    if last.get("role") == "assistant" and ends and "text" in last["content"][ends[-1]]:
         # A final assistant message is a prefill, and Claude refuses one that ends in whitespace.
-        last["content"][-1] = {"text": last["content"][-1]["text"].rstrip()}
+        last["content"][ends[-1]] = {"text": last["content"][ends[-1]]["text"].rstrip()}
     return merged
+
+
+def _results_first(content):
+    """A user turn's blocks, tool results first (Claude's rule); a cache point stays after the block it follows."""
+    groups = []
+    for block in content:
+        if "cachePoint" in block and groups:
+            groups[-1].append(block)
+        else:
+            groups.append([block])
+    groups.sort(key=lambda group: "toolResult" not in group[0])
+    return [block for group in groups for block in group]
+
+
+def _cache_tools(body, tool_config):
+    """A cache point after each tool whose ``cache_control`` asks for one (Bedrock caches the tools before it)."""
+    points = {tool["function"]["name"]: tool.get("cache_control") for tool in body.get("tools") or []}
+    points = {name: point for name, point in points.items() if point}
+    if not points:
+        return
+    tools = []
+    for spec in tool_config["tools"]:
+        tools.append(spec)
+        if spec["toolSpec"]["name"] in points:
+            tools.append({"cachePoint": dict(points[spec["toolSpec"]["name"]])})
+    tool_config["tools"] = tools
 
 
 def _tool_spec(tool):
@@ -280,6 +335,7 @@ def converse_args(body, budget=None):
     tool_config = _tool_config(body, messages)
     if tool_config:
         args["toolConfig"] = tool_config
+        _cache_tools(body, tool_config)
     thinking = _thinking_budget(body, model, ceiling, messages)
     if thinking:
         args["additionalModelRequestFields"] = {"reasoning_config": {"type": "enabled", "budget_tokens": thinking}}

@@ -33,6 +33,7 @@ import secrets
 import time
 
 from flask import current_app, request
+from marshmallow import Schema, fields, validate
 
 from .. import auth, telemetry
 from ..exceptions import ApiError
@@ -57,6 +58,12 @@ GAP = (
     "An earlier response of this conversation is no longer stored (it expired, was deleted, or was evicted to keep"
     " within the server's bounds): send the conversation as input."
 )
+
+
+# What ``include`` may ask for on retrieve and input_items: what a stored item here can hold, which is
+# always answered whole (an image's URL, a reasoning item's encrypted_content). Logprobs are not kept, and
+# the rest belongs to built-in tools this server does not run.
+INCLUDABLE = ("message.input_image.image_url", "reasoning.encrypted_content")
 
 
 def new_id():
@@ -214,3 +221,44 @@ class ResponsesStore:
             "last_id": page[-1].get("id") if page else None,
             "has_more": start + limit < len(items),
         }
+
+
+# -- the query strings of GET /v1/responses/{id}, DELETE and GET .../input_items -------------------
+
+
+def _included(data_key=None):
+    return fields.List(fields.String(validate=validate.OneOf(INCLUDABLE)), load_default=list, data_key=data_key)
+
+
+class RetrieveQuery(Schema):
+    include = _included()
+    include_brackets = _included("include[]")  # how the SDKs send a list
+    stream = fields.Boolean(
+        load_default=False,
+        validate=validate.Equal(False, error="A stored response is answered whole here; stream it as it is made."),
+    )
+
+
+class InputItemsQuery(Schema):
+    limit = fields.Integer(load_default=20, validate=validate.Range(1, MAX_LIMIT))
+    order = fields.String(load_default="desc", validate=validate.OneOf(("asc", "desc")))
+    after = fields.String(load_default=None, validate=validate.Length(1, 256))
+    include = _included()
+    include_brackets = _included("include[]")  # how the SDKs send a list
+
+
+class NoQuery(Schema):
+    """DELETE takes no parameter."""
+
+
+_LISTS = frozenset({"include", "include[]"})
+
+
+def query(schema, args):
+    """The request's query string loaded by ``schema`` (unknown parameters refused); its paging values."""
+    given = {}
+    for name in args:
+        values = args.getlist(name)
+        given[name] = values if name in _LISTS or len(values) > 1 else values[0]
+    loaded = schema.load(given)
+    return {name: value for name, value in loaded.items() if name in ("limit", "order", "after")}

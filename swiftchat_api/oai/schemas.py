@@ -48,12 +48,27 @@ class _JsonSchema(fields.Dict):
         return loaded
 
 
-def _cached(part):
-    control = part.get("cache_control")
-    return isinstance(control, dict) and control.get("type") == "ephemeral"
+CACHE_TTLS = ("5m", "1h")  # Bedrock's cachePoint ttl values, as Anthropic names them
 
 
-def _text(text, cache=False):
+def _cache_point(control):
+    """The Converse cachePoint a ``cache_control`` asks for, or None for none."""
+    if control is None:
+        return None
+    ttl = control.get("ttl") if isinstance(control, dict) else None
+    if not isinstance(control, dict) or control.get("type") != "ephemeral" or ttl not in (None, *CACHE_TTLS):
+        raise ValidationError('cache_control must be {"type": "ephemeral"}, with an optional "ttl" of "5m" or "1h".')
+    return {"type": "default", "ttl": ttl} if ttl else {"type": "default"}
+
+
+class _CacheControl(fields.Field):
+    """``cache_control`` of a message or a tool, loaded as the Converse cachePoint it asks for."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        return _cache_point(value)
+
+
+def _text(text, cache=None):
     """A content part of text, as every message's content is normalised."""
     return {"type": "text", "text": text, "cache": cache}
 
@@ -64,7 +79,7 @@ def _text_part(part):
         raise ValidationError("A text part needs a string text.")
     if len(text) > MAX_TEXT:
         raise ValidationError(f"Text longer than {MAX_TEXT} characters.")
-    return _text(text, _cached(part))
+    return _text(text, _cache_point(part.get("cache_control")))
 
 
 def _image_part(part):
@@ -74,7 +89,7 @@ def _image_part(part):
         raise ValidationError("An image_url part needs image_url.url.")
     if len(url) > MAX_DATA_URL:
         raise ValidationError(f"Image data longer than {MAX_DATA_URL} characters.")
-    return {"type": "image", "url": url, "cache": _cached(part)}
+    return {"type": "image", "url": url, "cache": _cache_point(part.get("cache_control"))}
 
 
 class _Content(fields.Field):
@@ -134,6 +149,7 @@ class _Message(_Open):
         fields.Nested(_ToolCall), load_default=None, allow_none=True, validate=validate.Length(max=MAX_TOOL_CALLS)
     )
     tool_call_id = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=512))
+    cache_control = _CacheControl(load_default=None, allow_none=True)
 
     @validates_schema
     def _fits_the_role(self, data, **kwargs):
@@ -147,8 +163,8 @@ class _Message(_Open):
             raise ValidationError("Only assistant messages carry tool_calls.", "tool_calls")
         if role == "tool" and not data.get("tool_call_id"):
             raise ValidationError("A tool message needs the tool_call_id it answers.", "tool_call_id")
-        if role != "user" and any(part["type"] == "image" for part in content or []):
-            raise ValidationError("Only user messages carry images.", "content")
+        if role not in ("user", "tool") and any(part["type"] == "image" for part in content or []):
+            raise ValidationError("Only user and tool messages carry images.", "content")
 
 
 class _FunctionSpec(_Open):
@@ -163,6 +179,7 @@ class _Tool(_Open):
         required=True, validate=validate.OneOf(["function"], error="Only function tools are supported.")
     )
     function = fields.Nested(_FunctionSpec, required=True)
+    cache_control = _CacheControl(load_default=None, allow_none=True)
 
 
 class _ToolChoice(fields.Field):
@@ -216,12 +233,14 @@ _TEXT_ROLES = frozenset(_ROLES) - {"tool"}  # a tool's answer needs its tool_cal
 
 def _plain_message(value):
     """A message of text without tool fields, loaded as ``_Message`` loads it; None for any other."""
-    if type(value) is not dict or value.get("tool_calls") is not None or value.get("tool_call_id") is not None:
+    if type(value) is not dict or "cache_control" in value:
+        return None
+    if value.get("tool_calls") is not None or value.get("tool_call_id") is not None:
         return None
     role, content = value.get("role"), value.get("content")
     if type(role) is not str or role not in _TEXT_ROLES or type(content) is not str or len(content) > MAX_TEXT:
         return None
-    return {"role": role, "content": [_text(content)], "tool_calls": None, "tool_call_id": None}
+    return {"role": role, "content": [_text(content)], "tool_calls": None, "tool_call_id": None, "cache_control": None}
 
 
 _TOKENS = validate.Range(min=1, max=10_000_000)
