@@ -29,7 +29,7 @@ import uuid
 from marshmallow import ValidationError
 
 from .. import bodies
-from ..services.converse import max_tokens
+from ..profile import max_tokens
 from .errors import refuse
 from .schemas import EFFORT_SHARE
 
