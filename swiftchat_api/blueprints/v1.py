@@ -10,6 +10,7 @@ from marshmallow import ValidationError
 
 from ..exceptions import ApiError
 from ..oai import chat as openai_chat
+from .. import prompt_cache
 from ..oai import embeddings as openai_embeddings
 from ..oai import images as openai_images
 from ..oai import responses_store
@@ -99,6 +100,9 @@ def chat_completions():
 
 
 def _chunks(chat):
+    prompt_cache.adapt(args)
+    if resources().config.prompt_cache == "auto":
+        prompt_cache.place(args)
     """The /v1 stream dialect for one answer, whose chunks share an id and a time."""
     usage_chunk = openai_chat.include_usage(chat)
     return OpenAIStream(ChunkTranslator(chat["model"], openai_chat.new_id(), openai_chat.now(), usage_chunk))
