@@ -16,7 +16,8 @@ def _stream(dialect):
     require_key()
     chat = body(_schema)
     client = resources().clients.get("bedrock-runtime", chat["region"], streaming=True)
-    return stream_response(client, converse.command(chat), wire.DIALECTS[dialect])
+    args = converse.command(chat, resources().config.prompt_cache)
+    return stream_response(client, args, wire.DIALECTS[dialect])
 
 
 @bp.post("/api/converse")

@@ -2,7 +2,7 @@
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from .. import adapt
+from .. import adapt, prompt_cache
 from ..exceptions import refused
 from ..profile import profile
 
@@ -27,8 +27,8 @@ def thinking_fields(model_id):
     return None if found.known else THINKING
 
 
-def command(request):
-    """The ConverseStream arguments for a validated chat request."""
+def command(request, cache="off"):
+    """The ConverseStream arguments for a validated chat request; ``cache`` is SWIFTCHAT_PROMPT_CACHE."""
     args = {
         "modelId": request["modelId"],
         "messages": request["messages"],
@@ -39,6 +39,8 @@ def command(request):
     thinking = thinking_fields(request["modelId"]) if request.get("enableThinking") else None
     if thinking:
         args["additionalModelRequestFields"] = thinking
+    if cache == "auto":
+        prompt_cache.place(args)
     return args
 
 
