@@ -317,6 +317,8 @@ def test_the_apps_bytes_are_the_same_with_auto_where_nothing_is_cached(server, a
     body = app_chat(model, [{"text": system}], [{"role": "user", "content": [{"text": "Same?"}]}])
     off, on = server.request(route, body), auto_server.request(route, body)
     assert (off[0], off[2]) == (on[0], on[2]) and on[0] == 200
+
+
 def test_the_apps_chat_is_read_back_from_the_second_message(auto_server):
     system, history = [{"text": long_text()}], [{"role": "user", "content": [{"text": "First?"}]}]
     status, _, first = auto_server.request("/api/converse", app_chat(CACHING, system, history))
@@ -326,5 +328,3 @@ def test_the_apps_chat_is_read_back_from_the_second_message(auto_server):
     _, _, second = auto_server.request("/api/converse", app_chat(CACHING, system, history))
     assert usage_line(first)["cacheWriteInputTokens"] == 1500 and "cacheReadInputTokens" not in usage_line(first)
     assert usage_line(second)["cacheReadInputTokens"] == 1500
-
-
