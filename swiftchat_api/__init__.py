@@ -35,8 +35,8 @@ def create_app(config=None):
     import gevent
     import urllib3
     from flask import Flask, request
-
     from flask_cors import CORS
+
     from . import cli, errors, logs
     from .auth import PARAMETER_STORE, ParameterStoreKey, StaticKey, usage_lost
     from .aws import Clients
@@ -91,12 +91,12 @@ def create_app(config=None):
     app.register_blueprint(ops.docs)
     errors.register(app)
     app.cli.add_command(cli.keys)
-
-    @app.before_request
-    def _name_the_route():
     if config.cors_origins:  # browsers may call the OpenAI API only; the apps' routes have no browser clients
         origins = "*" if config.cors_origins == ("*",) else list(config.cors_origins)
         CORS(app, resources={r"/v1/*": {"origins": origins}}, expose_headers=CORS_EXPOSED, max_age=CORS_MAX_AGE)
+
+    @app.before_request
+    def _name_the_route():
         if request.url_rule:
             request.environ[FACTS].route = request.url_rule.rule
 
