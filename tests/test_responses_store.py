@@ -134,6 +134,20 @@ def test_expired_responses_are_never_served_and_their_room_is_taken_back(store):
     assert store.load_response(ALICE, "new", now=start + 11) is not None
 
 
+def test_revoking_a_key_deletes_its_stored_responses_and_gives_their_room_back(store):
+    key = store.create_key("alice")
+    owner = response_owner("alice", store.digest(key))
+    for number in range(1100):  # more than Redis deletes in one go
+        save(store, owner, f"mine{number}", size=40)
+    save(store, BOB, "bobs", size=50)
+    assert held(store, owner, ["mine0", "mine1099"]) == ["mine0", "mine1099"]
+    store.revoke("alice")
+    assert held(store, owner, ["mine0", "mine550", "mine1099"]) == []
+    bounds = ResponseBounds(owner_bytes=10**6, total_bytes=1000, turns=50)
+    assert save(store, BOB, "more", size=900, bounds=bounds) == 0  # alice's 44,000 bytes no longer count
+    assert held(store, BOB, ["bobs", "more"]) == ["bobs", "more"]
+
+
 def test_a_record_redis_dropped_at_its_expiry_gives_its_room_back(redis_server):
     redis.Redis.from_url(redis_server.url).flushdb()
     store = open_store(redis_server.url)

@@ -365,7 +365,8 @@ class Store:
         return sorted(self._list(), key=lambda info: info.name)
 
     def revoke(self, name):
-        """Stop name's key from working (every worker within ~1 s); raise NoSuchKey if none is active (I/O)."""
+        """Stop name's key from working (every worker within ~1 s) and delete its stored responses, which no key
+        could read again; raise NoSuchKey if none is active (I/O)."""
         self._revoke(check_name(name), time.time())
 
     def set_limits(self, name, rpm, tokens_per_day, images_per_day=None):

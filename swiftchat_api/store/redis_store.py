@@ -28,6 +28,7 @@ from . import (
     Store,
     StoredResponse,
     StoreUnavailable,
+    response_owner,
 )
 
 PREFIX = "swiftchat:"
@@ -233,6 +234,19 @@ return 0
 )
 
 
+# KEYS as for a save; ARGV: prefix, how many at most. Deletes that many of one owner's responses.
+_FORGET_OWNER = (
+    "#!lua\n"
+    + _FORGET
+    + """
+local gone = redis.call('ZRANGE', KEYS[2], 0, tonumber(ARGV[2]) - 1)
+for _, id in ipairs(gone) do forget(id) end
+return #gone
+"""
+)
+_FORGET_BATCH = 500  # responses deleted per script call: Redis serves no one else while one runs
+
+
 def _limit_text(value):
     return "" if value is None else str(value)
 
@@ -268,6 +282,7 @@ class RedisStore(Store):
         self._save_response_script = self._redis.register_script(_SAVE_RESPONSE)
         self._response_chain_script = self._redis.register_script(_RESPONSE_CHAIN)
         self._delete_response_script = self._redis.register_script(_DELETE_RESPONSE)
+        self._forget_owner_script = self._redis.register_script(_FORGET_OWNER)
 
     def _call(self, work):
         try:
@@ -398,6 +413,10 @@ class RedisStore(Store):
         keys = [PREFIX + "name:" + name, PREFIX + "key:" + digest, PREFIX + "hits:" + name]
         if not self._call(lambda r: self._revoke_script(keys=keys, args=[digest, repr(now)])):
             raise NoSuchKey(f"No active key is named {name}.")  # revoked or replaced meanwhile
+        # No key will ever read them again.
+        forget = self._response_keys(response_owner(name, digest), "")
+        while self._call(lambda r: self._forget_owner_script(keys=forget, args=[PREFIX, _FORGET_BATCH])):
+            pass
 
     def _set_limits(self, name, limits):
         digest = self._active_digest(name)

@@ -31,6 +31,7 @@ from . import (
     Store,
     StoredResponse,
     StoreUnavailable,
+    response_owner,
 )
 
 _SCHEMA_VERSION = 5
@@ -382,12 +383,17 @@ class SQLiteStore(Store):
 
     def _revoke(self, name, now):
         def work(db):
+            row = db.execute("SELECT digest FROM keys WHERE name = ? AND revoked IS NULL", (name,)).fetchone()
             changed = db.execute(
                 "UPDATE keys SET digest = NULL, revoked = ? WHERE name = ? AND revoked IS NULL", (now, name)
             ).rowcount
             if not changed:
                 raise NoSuchKey(f"No active key is named {name}.")
             _forget_window(db, name)
+            if row and row[0]:  # no key will ever read them again
+                owner = response_owner(name, row[0])
+                gone = db.execute("SELECT id, owner, size FROM responses WHERE owner = ?", (owner,)).fetchall()
+                _forget_responses(db, gone)
 
         self._run(work, write=True)
 
