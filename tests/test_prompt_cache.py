@@ -8,6 +8,7 @@ import pytest
 from botocore.exceptions import ClientError
 from conftest import TEST_KEY, Server, emulator_env, stream_record
 
+from swiftchat_api import prompt_cache
 from swiftchat_api.emulator.cache import PromptCache
 
 CACHING = "us.anthropic.claude-3-7-sonnet-20250219-v1:0"  # caches from 1,024 tokens
@@ -311,14 +312,6 @@ def usage_line(data):
     return json.loads(data.rsplit(b"\n", 1)[1])
 
 
-@pytest.mark.parametrize("route", ["/api/converse", "/api/converse/v2", "/api/converse/v3"])
-@pytest.mark.parametrize(("model", "system"), [(NOT_CACHING, long_text()), (CACHING, "Be brief.")])
-def test_the_apps_bytes_are_the_same_with_auto_where_nothing_is_cached(server, auto_server, route, model, system):
-    body = app_chat(model, [{"text": system}], [{"role": "user", "content": [{"text": "Same?"}]}])
-    off, on = server.request(route, body), auto_server.request(route, body)
-    assert (off[0], off[2]) == (on[0], on[2]) and on[0] == 200
-
-
 def test_the_apps_chat_is_read_back_from_the_second_message(auto_server):
     system, history = [{"text": long_text()}], [{"role": "user", "content": [{"text": "First?"}]}]
     status, _, first = auto_server.request("/api/converse", app_chat(CACHING, system, history))
@@ -328,3 +321,28 @@ def test_the_apps_chat_is_read_back_from_the_second_message(auto_server):
     _, _, second = auto_server.request("/api/converse", app_chat(CACHING, system, history))
     assert usage_line(first)["cacheWriteInputTokens"] == 1500 and "cacheReadInputTokens" not in usage_line(first)
     assert usage_line(second)["cacheReadInputTokens"] == 1500
+
+
+@pytest.mark.parametrize("route", ["/api/converse", "/api/converse/v2", "/api/converse/v3"])
+@pytest.mark.parametrize(("model", "system"), [(NOT_CACHING, long_text()), (CACHING, "Be brief.")])
+def test_the_apps_bytes_are_the_same_with_auto_where_nothing_is_cached(server, auto_server, route, model, system):
+    body = app_chat(model, [{"text": system}], [{"role": "user", "content": [{"text": "Same?"}]}])
+    off, on = server.request(route, body), auto_server.request(route, body)
+    assert (off[0], off[2]) == (on[0], on[2]) and on[0] == 200
+
+
+def test_auto_points_before_a_callers_one_hour_point_last_an_hour_too():
+    long_turn = said(long_text(1200))
+    hour = {"cachePoint": {"type": "default", "ttl": "1h"}}
+    args = {"modelId": CACHING, "system": [{"text": long_text(1200)}],
+            "messages": [long_turn, answered("Yes."), said("More?", hour)]}  # fmt: skip
+    assert prompt_cache.place(args) == 2
+    assert args["system"][-1] == hour and args["messages"][1]["content"][-1] == hour
+
+
+def test_auto_fills_the_room_left_newest_turn_first():
+    marked = [{"text": "x"}, POINT] * 3
+    args = {"modelId": CACHING, "system": [{"text": long_text(1200)}],
+            "messages": [said(long_text(1200)), answered("Yes."), said(*marked)]}  # fmt: skip
+    assert prompt_cache.place(args) == 1
+    assert args["messages"][1]["content"][-1] == POINT and "cachePoint" not in args["system"][-1]
