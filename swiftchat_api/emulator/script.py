@@ -114,8 +114,13 @@ def read_script(model_id, body):
         script = _from_options(model_id, body, said, options)
     except (TypeError, ValueError) as error:
         raise DirectiveError(f"bad emulator directive: {error}") from None
-    script.input_tokens = sum(len(_TOKEN.findall(_DIRECTIVE.sub("", t))) for m in messages for t in _texts(m)) or 1
+    script.input_tokens = input_tokens(messages)
     return script
+
+
+def input_tokens(messages):
+    """The input tokens the emulator bills for ``messages`` (its usage, and its CountTokens): their words."""
+    return sum(len(_TOKEN.findall(_DIRECTIVE.sub("", t))) for m in messages for t in _texts(m)) or 1
 
 
 def _from_options(model_id, body, said, options):
@@ -128,6 +133,7 @@ def _from_options(model_id, body, said, options):
         "first_delay_ms",
         "header_delay_ms",
         "start_delay_ms",
+        "count_delay_ms",  # CountTokens' (emulator/counting.py)
         "fail_after",
         "fail_with",
         "error",

@@ -1,6 +1,6 @@
 """The built-in Bedrock emulator: a small HTTP/1.1 server on gevent that boto3 talks to.
 
-It serves the bedrock-runtime routes (ConverseStream, Converse, InvokeModel) and the
+It serves the bedrock-runtime routes (ConverseStream, Converse, InvokeModel, CountTokens) and the
 bedrock control-plane routes (ListFoundationModels, ListInferenceProfiles) on one port, so
 both ``AWS_ENDPOINT_URL_BEDROCK_RUNTIME`` and ``AWS_ENDPOINT_URL_BEDROCK`` can point at it.
 ``GET /_emulator/streams/<id>`` tells tests what happened to a tagged stream upstream.
@@ -16,7 +16,7 @@ import gevent
 from gevent.server import StreamServer
 from gevent.socket import wait_read
 
-from . import cache, catalogue, embeddings, frames, images, rules
+from . import cache, catalogue, counting, embeddings, frames, images, rules
 from .script import REFUSALS, DirectiveError, converse_output, read_script, refusal, stream_frames
 
 _REASONS = {
@@ -114,6 +114,8 @@ class Emulator:
                     return refusal(400, "ValidationException", str(error))
                 gevent.sleep(script.header_delay)  # a slow generation, before any byte of the answer
                 return _refused(script) if script.error else (200, converse_output(script), [])
+            if action == "count-tokens":
+                return counting.count_tokens(model_id, body)
             if action == "invoke" and embeddings.handles(model_id):
                 return embeddings.invoke(model_id, body)
             if action == "invoke":

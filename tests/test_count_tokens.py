@@ -1,0 +1,63 @@
+"""Bedrock's CountTokens as the emulator serves it, through boto3."""
+
+import json
+
+import pytest
+from botocore.exceptions import ClientError
+
+MODEL = "anthropic.claude-3-5-sonnet-20240620-v1:0"
+CHAT = [
+    {"role": "user", "content": [{"text": "[[emulator words=3]] how many tokens are in this request"}]},
+    {"role": "assistant", "content": [{"text": "eight I think"}]},
+    {"role": "user", "content": [{"text": "count again"}]},
+]
+
+
+def test_count_tokens_is_what_the_same_input_is_billed_in_a_stream(bedrock):
+    counted = bedrock.count_tokens(modelId=MODEL, input={"converse": {"messages": CHAT}})["inputTokens"]
+    events = list(bedrock.converse_stream(modelId=MODEL, messages=CHAT)["stream"])
+    billed = next(event["metadata"]["usage"]["inputTokens"] for event in events if "metadata" in event)
+    assert counted == billed == 12
+
+
+def test_an_invoke_model_body_is_counted_too(bedrock):
+    body = {
+        "anthropic_version": "bedrock-2023-05-31",
+        "max_tokens": 10,
+        "messages": [{"role": "user", "content": "a b c"}],
+    }
+    answer = bedrock.count_tokens(modelId=MODEL, input={"invokeModel": {"body": json.dumps(body)}})
+    assert answer["inputTokens"] == 3
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        "amazon.nova-lite-v1:0",
+        "meta.llama3-1-8b-instruct-v1:0",
+        "anthropic.claude-3-haiku-20240307-v1:0",
+        "us." + MODEL,
+    ],
+)
+def test_models_bedrock_does_not_count_for_are_refused_in_bedrocks_words(bedrock, model):
+    with pytest.raises(ClientError) as refused:
+        bedrock.count_tokens(modelId=model, input={"converse": {"messages": CHAT}})
+    error = refused.value.response["Error"]
+    assert refused.value.response["ResponseMetadata"]["HTTPStatusCode"] == 400
+    assert (error["Code"], error["Message"]) == (
+        "ValidationException",
+        "The provided model doesn't support counting tokens.",
+    )
+
+
+def test_a_prompt_past_200k_tokens_is_refused_with_its_count(bedrock):
+    long = [{"role": "user", "content": [{"text": "a " * 200_001}]}]
+    with pytest.raises(ClientError) as refused:
+        bedrock.count_tokens(modelId=MODEL, input={"converse": {"messages": long}})
+    assert refused.value.response["Error"]["Message"] == "prompt is too long: 200001 tokens > 200000 maximum"
+
+
+def test_a_conversation_bedrock_refuses_is_refused_by_its_count_too(bedrock):
+    with pytest.raises(ClientError) as refused:
+        bedrock.count_tokens(modelId=MODEL, input={"converse": {"messages": CHAT[1:]}})
+    assert refused.value.response["Error"]["Message"].startswith("A conversation must start with a user message.")
