@@ -85,37 +85,36 @@ def _too_deep():
     return OverBudget(f"The body is nested too deeply (at most {MAX_DEPTH} levels).")
 
 
-_TOO_MANY = (
-    f"The body holds too many values (at most {MAX_CONTAINERS:,} objects and lists and {MAX_VALUES:,} values in all)."
-)
+_TOO_MANY = "The body holds too many values (at most {:,} objects and lists and {:,} values in all)."
 _TOO_MANY_WITH_TEXT = (
-    f"The body holds too many values, with the JSON inside its text (at most {MAX_CONTAINERS:,} objects and "
-    f"lists and {MAX_VALUES:,} values in all)."
+    "The body holds too many values, with the JSON inside its text (at most {:,} objects and lists and {:,} "
+    "values in all)."
 )
 
 
-def _too_many(marks, containers, values):
+def _too_many(marks, containers, values, max_values=MAX_VALUES):
     """True if ``marks`` (brackets and commas) added to counts already spent pass a limit.
 
     Values are counted as objects and lists plus commas: each object or list counts its
     members, an empty one counts one (``_measure`` counts a parsed value the same way).
     """
     found = marks.count(b"{") + marks.count(b"[")
-    return containers + found > MAX_CONTAINERS or values + found + marks.count(b",") > MAX_VALUES
+    return containers + found > MAX_CONTAINERS or values + found + marks.count(b",") > max_values
 
 
-def _check_counts(raw, containers=0, values=0, message=_TOO_MANY):
+def _check_counts(raw, containers=0, values=0, message=_TOO_MANY, max_values=MAX_VALUES):
     """Refuse JSON text with too many objects, lists or values before it is parsed, beside those already spent.
 
     Brackets and commas are counted on the raw bytes first, which counts those inside strings
     too: an upper bound, and quick. Only when that is over a limit are the strings cut out (a
     regular expression, ten to fifty times slower) for the exact count.
     """
-    if not _too_many(raw.translate(None, _NOT_MARKS), containers, values):
+    if not _too_many(raw.translate(None, _NOT_MARKS), containers, values, max_values):
         return
-    skeleton, strings = _STRING.subn(b'""', raw, count=_MOST_STRINGS + 1)
-    if strings > _MOST_STRINGS or _too_many(skeleton.translate(None, _NOT_MARKS), containers, values):
-        raise OverBudget(message)
+    most_strings = _MOST_STRINGS if max_values == MAX_VALUES else 2 * max_values + 1
+    skeleton, strings = _STRING.subn(b'""', raw, count=most_strings + 1)
+    if strings > most_strings or _too_many(skeleton.translate(None, _NOT_MARKS), containers, values, max_values):
+        raise OverBudget(message.format(MAX_CONTAINERS, max_values))
 
 
 def _measure(value, levels):
@@ -192,8 +191,9 @@ class Budget:
     before it is parsed. Make one per request and hand it to whatever parses for that request.
     """
 
-    def __init__(self, max_bytes=None):
+    def __init__(self, max_bytes=None, max_values=MAX_VALUES):
         self.max_bytes = max_bytes
+        self.max_values = max_values  # more for a body of numbers (embedding token arrays)
         self.bytes = 0
         self.containers = 0
         self.values = 0
@@ -217,7 +217,7 @@ class Budget:
         if not text.strip():
             self._spend(len(raw), 0, 0)
             return {}
-        _check_counts(raw, self.containers, self.values)
+        _check_counts(raw, self.containers, self.values, max_values=self.max_values)
         value, containers, values = _parse(raw, text, MAX_DEPTH, "The body", _too_deep)
         self._spend(len(raw), containers, values)
         return value
@@ -238,7 +238,7 @@ class Budget:
             raise _invalid("The JSON in this text is not valid Unicode.") from None
         if self.max_bytes is not None and self.bytes + len(raw) > self.max_bytes:
             raise self._too_large()
-        _check_counts(raw, self.containers, self.values, _TOO_MANY_WITH_TEXT)
+        _check_counts(raw, self.containers, self.values, _TOO_MANY_WITH_TEXT, self.max_values)
 
         def too_deep():
             return OverBudget(

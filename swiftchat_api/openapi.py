@@ -72,7 +72,9 @@ def _openai_rules(field):
     if isinstance(field, oai_schemas._Stop):
         return {"oneOf": [{"type": "string"}, strings]}
     if isinstance(field, oai_schemas._EmbeddingInput):
-        return {"oneOf": [{"type": "string", "minLength": 1}, {**strings, "minItems": 1}]}
+        token_ids = {"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 1}
+        arrays = {"type": "array", "items": token_ids, "minItems": 1, "description": "token arrays"}
+        return {"oneOf": [{"type": "string", "minLength": 1}, {**strings, "minItems": 1}, token_ids, arrays]}
     return {}
 
 

@@ -147,9 +147,9 @@ def raw_body():
         raise ApiError(408, f"The request body stopped arriving for {config.body_timeout:g} s.") from None
 
 
-def body_budget():
+def body_budget(max_values=bodies.MAX_VALUES):
     """A fresh budget for one request: its body and any JSON read from text inside it (see bodies.Budget)."""
-    return bodies.Budget(resources().config.max_body_bytes)
+    return bodies.Budget(resources().config.max_body_bytes, max_values)
 
 
 def body(schema, budget=None):

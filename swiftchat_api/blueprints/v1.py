@@ -14,7 +14,7 @@ from .. import prompt_cache
 from ..oai import embeddings as openai_embeddings
 from ..oai import images as openai_images
 from ..oai import responses_store
-from ..oai.schemas import ChatCompletionRequest, EmbeddingsRequest, ImagesRequest
+from ..oai.schemas import MAX_EMBEDDING_VALUES, ChatCompletionRequest, EmbeddingsRequest, ImagesRequest
 from ..oai.stream import ChunkTranslator, OpenAIStream
 from ..schemas import RegionRequest
 from ..services import images
@@ -156,7 +156,8 @@ def create_embeddings():
     """Embed texts with a Titan or Cohere embedding model."""
     _authenticate()
     region = _bedrock_region()
-    wanted = body(_embeddings)
+    # LangChain sends up to 300,000 token ids at once: more values than other bodies may hold.
+    wanted = body(_embeddings, body_budget(MAX_EMBEDDING_VALUES))
     model_calls = openai_embeddings.embedding_calls(wanted)
     _record_model(wanted["model"])
     answer = openai_embeddings.embeddings(wanted, *calls.embed(_runtime(region), model_calls))

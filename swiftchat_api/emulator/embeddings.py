@@ -1,4 +1,4 @@
-"""Embedding models as the emulator answers InvokeModel: Titan and Cohere, with Bedrock's checks.
+"""Embedding models as the emulator answers InvokeModel: Titan, Cohere and Nova, with Bedrock's checks.
 
 Vectors are deterministic (the same text and size always give the same vector) and of unit
 length, so a test can compare them; request bodies are checked the way Bedrock checks them.
@@ -25,11 +25,18 @@ _COHERE = (
 )
 _INPUT_TYPES = ("search_document", "search_query", "classification", "clustering", "image")
 _EMBEDDING_TYPES = ("float", "int8", "uint8", "binary", "ubinary")
+_NOVA = "amazon.nova-2-multimodal-embeddings"
+# Nova Multimodal Embeddings' synchronous request, as its user guide's schema gives it.
+_NOVA_PURPOSES = ("GENERIC_INDEX", "GENERIC_RETRIEVAL", "TEXT_RETRIEVAL", "IMAGE_RETRIEVAL", "VIDEO_RETRIEVAL",
+                  "DOCUMENT_RETRIEVAL", "AUDIO_RETRIEVAL", "CLASSIFICATION", "CLUSTERING")  # fmt: skip
+_NOVA_SIZES = (256, 384, 1024, 3072)
+_NOVA_MEDIA = ("text", "image", "audio", "video")
+_TRUNCATION = ("START", "END", "NONE")
 
 
 def handles(model_id):
     """Whether InvokeModel on this model id is an embedding call."""
-    return "amazon.titan-embed" in model_id or "cohere.embed" in model_id
+    return any(family in model_id for family in ("amazon.titan-embed", "cohere.embed", _NOVA))
 
 
 def vector(model_id, text, size):
@@ -89,8 +96,46 @@ def _cohere(model_id, body):
     return 200, answer, [f"X-Amzn-Bedrock-Input-Token-Count: {tokens}"]
 
 
+def _extraneous(given, allowed):
+    extra = sorted(set(given) - set(allowed))
+    return _invalid(f"Malformed input request: extraneous key [{extra[0]}] is not permitted, please reformat.")
+
+
+def _nova(model_id, body):
+    if set(body) - {"schemaVersion", "taskType", "singleEmbeddingParams"}:
+        return _extraneous(body, {"schemaVersion", "taskType", "singleEmbeddingParams"})
+    if body.get("schemaVersion", "nova-multimodal-embed-v1") != "nova-multimodal-embed-v1":
+        return _invalid("Malformed input request: schemaVersion must be nova-multimodal-embed-v1.")
+    if body.get("taskType") != "SINGLE_EMBEDDING":
+        return _invalid("Malformed input request: taskType must be SINGLE_EMBEDDING for InvokeModel.")
+    params = body.get("singleEmbeddingParams")
+    if not isinstance(params, dict):
+        return _invalid("Malformed input request: required key [singleEmbeddingParams] not found.")
+    if set(params) - {"embeddingPurpose", "embeddingDimension", *_NOVA_MEDIA}:
+        return _extraneous(params, {"embeddingPurpose", "embeddingDimension", *_NOVA_MEDIA})
+    if params.get("embeddingPurpose") not in _NOVA_PURPOSES:
+        return _invalid(f"Malformed input request: embeddingPurpose must be one of {list(_NOVA_PURPOSES)}.")
+    size = params.get("embeddingDimension", 3072)
+    if size not in _NOVA_SIZES:
+        return _invalid(f"Malformed input request: embeddingDimension must be one of {list(_NOVA_SIZES)}.")
+    media = [kind for kind in _NOVA_MEDIA if kind in params]
+    if media != ["text"]:  # the emulator embeds text only; Bedrock wants exactly one medium
+        return _invalid("Malformed input request: exactly one of text, image, audio or video is required.")
+    text = params["text"]
+    if not isinstance(text, dict) or text.get("truncationMode") not in _TRUNCATION:
+        return _invalid(f"Malformed input request: text.truncationMode must be one of {list(_TRUNCATION)}.")
+    value = text.get("value")
+    if not isinstance(value, str) or not value.strip():
+        return _invalid("Malformed input request: text.value must be a non-empty string.")
+    answer = {"embeddings": [{"embeddingType": "TEXT", "embedding": vector(model_id, value, size)}]}
+    # Nova's body has no count; Bedrock's header has it.
+    return 200, answer, [f"X-Amzn-Bedrock-Input-Token-Count: {_tokens(value)}"]
+
+
 def invoke(model_id, body):
     """Answer InvokeModel for an embedding model: (status, body, extra headers)."""
     if not isinstance(body, dict):
         return _invalid("Malformed input request: the body must be a JSON object.")
+    if _NOVA in model_id:
+        return _nova(model_id, body)
     return _titan(model_id, body) if "amazon.titan-embed" in model_id else _cohere(model_id, body)

@@ -1,11 +1,15 @@
 """The request bodies of /v1: chat completions, embeddings and images. Unknown fields are ignored."""
 
+import base64
+import binascii
 import json
 import re
 
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, validate, validates_schema
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, validate, validates_schema
 
+from ..adapt import EFFORT_SHARE as _EFFORT_SHARE
 from ..schemas import PlainFirst
+from . import tokens
 
 MAX_MESSAGES = 2000
 MAX_PARTS = 256  # content parts in one message
@@ -17,11 +21,20 @@ MAX_SCHEMA = 100_000  # characters of one JSON schema, serialised
 MAX_STOPS = 64
 MAX_EMBEDDING_INPUTS = 2048
 MAX_EMBEDDING_TEXT = 50_000
+MAX_EMBEDDING_TOKENS = 8192  # in one token array: OpenAI's embedding models' context
+MAX_REQUEST_TOKENS = 300_000  # in all the token arrays of one request, as OpenAI bounds them
+MAX_TOKEN_ID = max(tokens.LARGEST.values())
+# The JSON values an embeddings body may hold: every token id of the largest request, and its lists.
+MAX_EMBEDDING_VALUES = MAX_REQUEST_TOKENS + MAX_EMBEDDING_INPUTS + 100
+EMBEDDING_INPUT_TYPES = ("search_document", "search_query", "classification", "clustering")  # Cohere's words
 
 TOOL_NAME = r"^[a-zA-Z0-9_-]{1,64}$"
 
-# reasoning_effort → share of maxTokens given to thinking; never under Claude's minimum budget.
-EFFORT_SHARE = {"minimal": 0.0, "low": 0.25, "medium": 0.5, "high": 0.75}
+# reasoning_effort's values (low … xhigh, max as Converse's outputConfig.effort has them): adapt.py maps each per model.
+EFFORT_SHARE = _EFFORT_SHARE
+MAX_THINKING_BLOCKS = 64  # in one assistant message
+MAX_SIGNATURE = 100_000  # characters of one thinking block's signature
+_BUDGET = validate.Range(min=1024, max=10_000_000, error="Claude's thinking budget is at least 1024 tokens.")
 
 
 class _Open(Schema):
@@ -142,6 +155,36 @@ class _ToolCall(_Open):
 _ROLES = ("system", "developer", "user", "assistant", "tool")
 
 
+def _base64(text):
+    try:
+        return bool(text) and bool(base64.b64decode(text, validate=True))
+    except (binascii.Error, ValueError):
+        return False
+
+
+class _ThinkingBlock(_Open):
+    """A signed thinking block of an assistant's answer, sent back as the answer gave it (LiteLLM's shape)."""
+
+    type = fields.String(required=True, validate=validate.OneOf(["thinking", "redacted_thinking"]))
+    thinking = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=MAX_TEXT))
+    signature = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=MAX_SIGNATURE))
+    data = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=MAX_TEXT))
+
+    @validates_schema
+    def _complete(self, data, **kwargs):
+        if data["type"] == "thinking" and (data.get("thinking") is None or not data.get("signature")):
+            raise ValidationError("A thinking block needs its thinking and its signature, as the answer gave them.")
+        if data["type"] == "redacted_thinking" and not _base64(data.get("data")):
+            raise ValidationError("A redacted_thinking block needs its data (base64), as the answer gave it.")
+
+
+class _Thinking(_Open):
+    """Anthropic's ``thinking`` (through ``extra_body``): adapted to the model's own switch (adapt.py)."""
+
+    type = fields.String(required=True, validate=validate.OneOf(["enabled", "adaptive", "disabled"]))
+    budget_tokens = fields.Integer(load_default=None, allow_none=True, validate=_BUDGET)
+
+
 class _Message(_Open):
     role = fields.String(required=True, validate=validate.OneOf(_ROLES))
     content = _Content(load_default=None, allow_none=True)
@@ -150,10 +193,18 @@ class _Message(_Open):
     )
     tool_call_id = fields.String(load_default=None, allow_none=True, validate=validate.Length(min=1, max=512))
     cache_control = _CacheControl(load_default=None, allow_none=True)
+    thinking_blocks = fields.List(
+        fields.Nested(_ThinkingBlock),
+        load_default=None,
+        allow_none=True,
+        validate=validate.Length(max=MAX_THINKING_BLOCKS),
+    )
 
     @validates_schema
     def _fits_the_role(self, data, **kwargs):
         role, content = data["role"], data.get("content")
+        if data.get("thinking_blocks") and role != "assistant":
+            raise ValidationError("Only assistant messages carry thinking_blocks.", "thinking_blocks")
         if role == "assistant":
             if content is None and not data.get("tool_calls"):
                 raise ValidationError("An assistant message needs content or tool_calls.", "content")
@@ -237,10 +288,13 @@ def _plain_message(value):
         return None
     if value.get("tool_calls") is not None or value.get("tool_call_id") is not None:
         return None
+    if value.get("thinking_blocks") is not None:
+        return None
     role, content = value.get("role"), value.get("content")
     if type(role) is not str or role not in _TEXT_ROLES or type(content) is not str or len(content) > MAX_TEXT:
         return None
-    return {"role": role, "content": [_text(content)], "tool_calls": None, "tool_call_id": None, "cache_control": None}
+    loaded = {"role": role, "content": [_text(content)], "tool_calls": None, "tool_call_id": None}
+    return {**loaded, "cache_control": None, "thinking_blocks": None}
 
 
 _TOKENS = validate.Range(min=1, max=10_000_000)
@@ -275,6 +329,9 @@ class ChatCompletionRequest(_Open):
         load_default=None, allow_none=True, validate=validate.OneOf(["none", *EFFORT_SHARE])
     )
     response_format = fields.Nested(_ResponseFormat, load_default=None, allow_none=True)
+    # Beyond OpenAI's body (clients send them through extra_body): honoured where the model takes them.
+    top_k = fields.Integer(load_default=None, allow_none=True, validate=validate.Range(min=1, max=1000))
+    thinking = fields.Nested(_Thinking, load_default=None, allow_none=True)
 
     @validates_schema
     def _tools_fit(self, data, **kwargs):
@@ -288,15 +345,40 @@ class ChatCompletionRequest(_Open):
             raise ValidationError("tool_choice names a function that is not in tools.", "tool_choice")
 
 
+def _token_id(value):
+    return type(value) is int and 0 <= value <= MAX_TOKEN_ID
+
+
+def _token_arrays(values):
+    """Token arrays, checked for shape and size (whether each id is in the encoding is checked on decoding)."""
+    problems = {}
+    for index, array in enumerate(values):
+        if not array or len(array) > MAX_EMBEDDING_TOKENS:
+            problems[index] = [f"A token array holds 1 to {MAX_EMBEDDING_TOKENS} tokens."]
+        elif not all(_token_id(token) for token in array):
+            problems[index] = [f"Token ids are whole numbers from 0 to {MAX_TOKEN_ID}."]
+    if problems:
+        raise ValidationError(problems)
+    if sum(map(len, values)) > MAX_REQUEST_TOKENS:
+        raise ValidationError(f"At most {MAX_REQUEST_TOKENS} tokens in one request.")
+    return values
+
+
 class _EmbeddingInput(fields.Field):
-    """``input``: a string or a list of strings (token arrays are OpenAI-only)."""
+    """``input``: a string, a list of strings, a token array or a list of token arrays; a list either way."""
 
     def _deserialize(self, value, attr, data, **kwargs):
         values = [value] if isinstance(value, str) else value
-        if not isinstance(values, list) or not values or not all(isinstance(item, str) for item in values):
-            raise ValidationError("Must be a string or a non-empty list of strings (token arrays are not supported).")
+        if not isinstance(values, list) or not values:
+            raise ValidationError("Must be a string, a token array, or a non-empty list of strings or token arrays.")
         if len(values) > MAX_EMBEDDING_INPUTS:
             raise ValidationError(f"At most {MAX_EMBEDDING_INPUTS} inputs.")
+        if all(type(item) is list for item in values):
+            return _token_arrays(values)
+        if all(type(item) is int for item in values):  # one token array
+            return _token_arrays([values])
+        if not all(isinstance(item, str) for item in values):
+            raise ValidationError("Must be strings or token arrays (lists of token ids), not a mixture.")
         if any(not item.strip() for item in values):
             raise ValidationError("Inputs must not be empty.")
         if any(len(item) > MAX_EMBEDDING_TEXT for item in values):
@@ -305,12 +387,45 @@ class _EmbeddingInput(fields.Field):
 
 
 class EmbeddingsRequest(_Open):
-    """The body of POST /v1/embeddings."""
+    """The body of POST /v1/embeddings; token arrays are loaded as the texts they encode (see tokens.py).
+
+    Token arrays are read in ``token_encoding`` when the request names one, else in cl100k_base
+    (what OpenAI's embedding models and LangChain use), or o200k_base when an id lies past
+    cl100k_base's last one.
+    """
 
     model = fields.String(required=True, validate=validate.Length(min=1, max=2048))
     input = _EmbeddingInput(required=True)
     encoding_format = fields.String(load_default="float", validate=validate.OneOf(["float", "base64"]))
     dimensions = fields.Integer(load_default=None, allow_none=True, validate=validate.Range(min=1, max=100_000))
+    input_type = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(EMBEDDING_INPUT_TYPES))
+    token_encoding = fields.String(load_default=None, allow_none=True, validate=validate.OneOf(list(tokens.ENCODINGS)))
+
+    @post_load
+    def _texts(self, data, **kwargs):
+        """The request with every token array decoded to its text."""
+        arrays = [item for item in data["input"] if not isinstance(item, str)]
+        if not arrays:
+            return data
+        name = data["token_encoding"] = data.get("token_encoding") or tokens.fitting(arrays)
+        texts, problems = [], {}
+        for index, item in enumerate(data["input"]):
+            if isinstance(item, str):
+                texts.append(item)
+                continue
+            unknown = next((at for at, token_id in enumerate(item) if not tokens.known(token_id, name)), None)
+            text = "" if unknown is not None else tokens.decode(item, name)
+            if unknown is not None:
+                problems[index] = {unknown: [f"Not a token id of {name}."]}
+            elif not text.strip():
+                problems[index] = ["The tokens are blank text."]
+            elif len(text) > MAX_EMBEDDING_TEXT:
+                problems[index] = [f"The tokens are more than {MAX_EMBEDDING_TEXT} characters of text."]
+            texts.append(text)
+        if problems:
+            raise ValidationError({"input": problems})
+        data["input"] = texts
+        return data
 
 
 class ImagesRequest(_Open):
