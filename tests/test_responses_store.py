@@ -7,7 +7,7 @@ import time
 import pytest
 import redis
 
-from swiftchat_api.config import Config
+from swiftchat_api.config import Config, ConfigError
 from swiftchat_api.exceptions import ApiError
 from swiftchat_api.oai import responses_store
 from swiftchat_api.oai.responses_store import ResponsesStore
@@ -273,3 +273,28 @@ def test_input_items_are_listed_in_pages_with_ids(responses):
     assert rest["has_more"] is False
     oldest = responses.input_items(ALICE, response["id"], limit=1, order="asc")
     assert oldest["data"][0]["content"][0]["text"] == "0"
+
+
+@pytest.mark.parametrize(
+    ("raw", "seconds"),
+    [(None, 30 * 86400), ("0", 0), ("90", 90), ("90s", 90), ("15m", 900), ("12h", 43200), ("7d", 604800)],
+)
+def test_the_ttl_setting_takes_seconds_or_a_unit(raw, seconds):
+    env = {"API_KEY": "k"} if raw is None else {"API_KEY": "k", "SWIFTCHAT_RESPONSES_TTL": raw}
+    assert Config.from_env(env).responses_ttl == seconds
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        {"SWIFTCHAT_RESPONSES_TTL": "d"},
+        {"SWIFTCHAT_RESPONSES_TTL": "-1d"},
+        {"SWIFTCHAT_RESPONSES_TTL": "a week"},
+        {"SWIFTCHAT_RESPONSES_KEY_MB": "0"},
+        {"SWIFTCHAT_RESPONSES_MAX_TURNS": "0"},
+        {"SWIFTCHAT_RESPONSES_KEY_MB": "200", "SWIFTCHAT_RESPONSES_TOTAL_MB": "100"},
+    ],
+)
+def test_settings_that_cannot_bound_the_store_are_refused_at_start(env):
+    with pytest.raises(ConfigError, match="SWIFTCHAT_RESPONSES_"):
+        Config.from_env({"API_KEY": "k", **env})
