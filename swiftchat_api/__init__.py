@@ -6,7 +6,7 @@ from dataclasses import dataclass
 log = logging.getLogger("swiftchat_api")
 
 # What a browser's script may read of a /v1 answer besides the simple headers: the SDKs' retry hints.
-CORS_EXPOSED = ["Retry-After", "x-should-retry", "X-Request-ID"]
+CORS_EXPOSED = ["Retry-After", "x-should-retry", "X-Request-ID", "x-swiftchat-adapted"]
 CORS_MAX_AGE = 600  # seconds a browser may reuse a preflight's answer
 
 

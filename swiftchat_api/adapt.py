@@ -133,8 +133,6 @@ def _claude(found, wants, ceiling, args):
         levels = found.efforts if plan.thinking else tuple(e for e in found.efforts if e in _LEVELS)
         why = "the most the model takes" + ("" if plan.thinking else " without thinking")
         plan.effort = _level(effort, levels, args, why)
-    elif effort and not plan.thinking and not found.efforts:
-        args.note(f"reasoning_effort {effort} dropped (no thinking on this call)")
     return plan
 
 
@@ -194,7 +192,8 @@ def _fit_sampling(found, wants, plan, args):
             top_k = None
         if top_p is not None and (found.thinking_top_p is None or top_p < found.thinking_top_p):
             floor = found.thinking_top_p
-            args.note(f"top_p dropped (below {floor} while thinking)" if floor else "top_p dropped (thinking)")
+            why = f"below {floor} while thinking" if floor else "the model takes no top_p while thinking"
+            args.note(f"top_p dropped ({why})")
             top_p = None
     if plan.no_max_tokens:
         for name, value in (("temperature", temperature), ("top_p", top_p)):
@@ -254,10 +253,28 @@ def apply(args, wants):
         args["additionalModelRequestFields"] = fields
     if plan.effort:
         args["outputConfig"] = {**(args.get("outputConfig") or {}), "effort": plan.effort}
+    _fit_messages(found, args)
     for name in sorted(profiles.learnt(args["modelId"])):
         if _applies(name, args) and _remove(args, name.partition("|")[0]):
             args.note(f"{_SHOWN[name.partition('|')[0]]} dropped (Bedrock refused it for this model before)")
     return args
+
+
+def _fit_messages(found, args):
+    """Tool choice and reasoning blocks in the history, as the model takes them."""
+    config = args.get("toolConfig") or {}
+    choice = config.get("toolChoice") or {}
+    if ("any" in choice or "tool" in choice) and not found.tool_choice:
+        args["toolConfig"] = {key: value for key, value in config.items() if key != "toolChoice"}
+        args.note("tool_choice sent as auto (the model cannot be made to call a tool)")
+    if found.known and found.reasoning != "claude":
+        dropped = False
+        for message in args.get("messages") or []:
+            kept = [block for block in message["content"] if "reasoningContent" not in block]
+            if len(kept) < len(message["content"]) and kept:
+                message["content"], dropped = kept, True
+        if dropped:
+            args.note("thinking_blocks left out (only Claude takes its thinking back)")
 
 
 # --- learning what Bedrock refuses --------------------------------------------------------------

@@ -65,6 +65,7 @@ class Profile:
     top_k: str | None = "top_k"  # where top_k goes in additionalModelRequestFields ("a.b": nested); None: not taken
     structured_output: bool = False  # Converse outputConfig.textFormat taken natively
     tools: bool = True
+    tool_choice: bool = True  # toolChoice any / tool taken (a tool call can be forced)
     caching: bool = False  # cachePoint blocks taken
     cache_min_tokens: int = 0  # the shortest prefix the model caches
     known: bool = True  # False: the defaults, for a model nobody listed
@@ -150,7 +151,8 @@ def _other(base):
     if base.startswith("meta.llama"):
         # Llama 3.0 and the small 3.2 models have no tool use on Converse (epam/ai-dial-adapter-bedrock#181).
         small = re.search(r"llama3-2-(?:1|3|11)b", base) or re.match(r"meta\.llama3-(?:8|70)b", base)
-        return Profile(family="llama", max_tokens=2048, top_k=None, tools=not small)
+        # Nor toolChoice any/tool on any of them ("This model doesn't support the toolConfig.toolChoice.any field").
+        return Profile(family="llama", max_tokens=2048, top_k=None, tools=not small, tool_choice=False)
     if "deepseek.r1" in base:
         return Profile(family="deepseek", max_tokens=32000, reasoning="always", tools=False, top_k=None)
     if base.startswith("deepseek.v3"):

@@ -699,7 +699,9 @@ def test_tool_calls_after_reasoning_and_text_count_from_0_without_gaps():
     )
     got = deltas(chunks)
     assert got[1] == {"reasoning_content": "Two cities."}
-    assert got[2] == {"content": "Checking both."}
+    # The signed block whole, once its signature came: what a client sends back to go on thinking.
+    assert got[2] == {"thinking_blocks": [{"type": "thinking", "thinking": "Two cities.", "signature": "sig"}]}
+    assert got[3] == {"content": "Checking both."}
     calls = [call for d in got for call in d.get("tool_calls", [])]
     assert [(call["index"], call.get("id")) for call in calls] == [(0, "tu_a"), (0, None), (1, "tu_b"), (1, None)]
     assert calls[2]["function"] == {"name": "get_time", "arguments": ""}

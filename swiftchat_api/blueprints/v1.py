@@ -8,9 +8,10 @@ with the status the SDKs turn into their exception classes (errors.py renders th
 from flask import Blueprint, Response, current_app, request
 from marshmallow import ValidationError
 
+from .. import adapt, prompt_cache
+from .. import profile as profiles
 from ..exceptions import ApiError
 from ..oai import chat as openai_chat
-from .. import prompt_cache
 from ..oai import embeddings as openai_embeddings
 from ..oai import images as openai_images
 from ..oai import responses_store
@@ -93,16 +94,31 @@ def chat_completions():
     region = _bedrock_region()
     budget = body_budget()  # the body, then the JSON in its tool calls' arguments, on one set of limits
     chat = body(_chat, budget)
-    args = openai_chat.converse_args(chat, budget)
-    if chat["stream"]:
-        return stream_response(_runtime(region, streaming=True), args, _chunks(chat), real_statuses=True)
-    return _whole(_runtime(region), chat, args)
-
-
-def _chunks(chat):
+    args = openai_chat.converse_args(_resolved(chat, region), budget)
     prompt_cache.adapt(args)
     if resources().config.prompt_cache == "auto":
         prompt_cache.place(args)
+    if chat["stream"]:
+        return adapted(stream_response(_runtime(region, streaming=True), args, _chunks(chat), real_statuses=True), args)
+    return adapted(_whole(_runtime(region), chat, args), args)
+
+
+def _resolved(chat, region):
+    """The chat, its model's profile known: an application profile's model asked of Bedrock once per process."""
+    profiles.resolve(chat["model"], resources().clients.get("bedrock", region))
+    return chat
+
+
+def adapted(answer, args):
+    """The answer with ``x-swiftchat-adapted`` saying what the request lost or changed to fit its model, if anything."""
+    response = current_app.make_response(answer)
+    value = adapt.header_value(args)
+    if value:
+        response.headers[adapt.ADAPTED_HEADER] = value
+    return response
+
+
+def _chunks(chat):
     """The /v1 stream dialect for one answer, whose chunks share an id and a time."""
     usage_chunk = openai_chat.include_usage(chat)
     return OpenAIStream(ChunkTranslator(chat["model"], openai_chat.new_id(), openai_chat.now(), usage_chunk))

@@ -85,8 +85,9 @@ _MODELS = (
     ("deepseek.v3", Model("deepseek", extra=("reasoning_effort",), structured=True)),
     ("openai.gpt-oss", Model("gpt-oss", extra=("reasoning_effort",), structured=True)),
     ("mistral.", Model("mistral")),
-    # A model the server's profile has never heard of, that refuses temperature (as new Claude models do).
-    (catalogue.UNLISTED_MODEL, Model("refuses-temperature")),
+    # Models the server's profile has never heard of (example.frontier-1-v1:0 …), that refuse temperature
+    # as new Claude models do.
+    (catalogue.UNLISTED_MODEL.rsplit("-", 2)[0] + "-", Model("refuses-temperature")),
 )  # fmt: skip
 
 

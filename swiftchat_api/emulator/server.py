@@ -87,7 +87,9 @@ class Emulator:
                 return refusal(403, "AccessDeniedException", f"The emulator denies ListInferenceProfiles in {region}.")
             return 200, {"inferenceProfileSummaries": catalogue.inference_profiles(region)}, []
         if method == "GET" and path.startswith("/inference-profiles/"):
-            found = catalogue.inference_profile(unquote(path[len("/inference-profiles/") :]), region)
+            identifier = unquote(path[len("/inference-profiles/") :])
+            self.calls.append({"operation": "GetInferenceProfile", "identifier": identifier, "region": region})
+            found = catalogue.inference_profile(identifier, region)
             if found is None:
                 return refusal(404, "ResourceNotFoundException", "The specified inference profile doesn't exist.")
             return 200, found, []

@@ -28,14 +28,11 @@ import uuid
 
 from marshmallow import ValidationError
 
-from .. import bodies
-from ..profile import max_tokens
+from .. import adapt, bodies
+from ..profile import base_model  # noqa: F401 (/v1/models names a model's owner by it)
 from .errors import refuse
-from .schemas import EFFORT_SHARE
 
 _TOOL_ID = re.compile(r"[a-zA-Z0-9_.:-]{1,64}")  # what Bedrock takes as a toolUseId
-_PROFILE_PREFIX = re.compile(r"^(?:us|eu|apac|global|us-gov|jp|au|ca)\.")
-_THINKING_CLAUDE = re.compile(r"anthropic\.claude-(?:3-7-|(?:sonnet|opus|haiku)-(?:[4-9]|\d\d))")
 
 IMAGE_FORMATS = {
     "image/png": "png",
@@ -44,8 +41,6 @@ IMAGE_FORMATS = {
     "image/gif": "gif",
     "image/webp": "webp",
 }
-
-MIN_THINKING_BUDGET = 1024
 
 # The user turn put before a conversation that opens with the assistant: Bedrock wants the user first.
 OPENING_TURN = "."
@@ -61,11 +56,6 @@ FINISH_REASONS = {
     "content_filtered": "content_filter",
     "guardrail_intervened": "content_filter",
 }
-
-
-def base_model(model_id):
-    """The model id without its inference-profile geography (``us.``, ``global.``...)."""
-    return _PROFILE_PREFIX.sub("", model_id, count=1)
 
 
 def _tool_id(raw):
@@ -164,6 +154,18 @@ def _tool_turn(message, name, tools_as_text, param):
     return _mark(blocks, message.get("cache_control") or (asked[-1] if asked else None))
 
 
+def _thinking(message):
+    """The reasoning blocks of an assistant message's ``thinking_blocks``, first in its turn as Claude wants them."""
+    blocks = []
+    for block in message.get("thinking_blocks") or []:
+        if block["type"] == "thinking":
+            signed = {"text": block["thinking"], "signature": block["signature"]}
+            blocks.append({"reasoningContent": {"reasoningText": signed}})
+        else:
+            blocks.append({"reasoningContent": {"redactedContent": base64.b64decode(block["data"])}})
+    return blocks
+
+
 def _conversation(messages, tools_as_text, budget):
     """(system blocks, alternating Converse messages) for validated OpenAI messages; JSON in them read on ``budget``."""
     system, turns = [], []
@@ -184,7 +186,7 @@ def _conversation(messages, tools_as_text, budget):
         if set(waiting) - answered:
             refuse("The assistant's tool calls before this message were not all answered by tool messages.", param)
         waiting, answered = {}, set()
-        blocks = _blocks(message["content"], f"{param}.content")
+        blocks = _thinking(message) + _blocks(message["content"], f"{param}.content")
         for j, call in enumerate(message.get("tool_calls") or []):
             raw, name = call["id"], call["function"]["name"]
             arguments = _arguments(call, f"{param}.tool_calls[{j}].function.arguments", budget)
@@ -291,21 +293,27 @@ def _tool_config(body, messages):
     return config
 
 
-def _thinking_budget(body, model, ceiling, messages):
-    """The thinking budget for reasoning_effort, or None when this call does not think."""
-    effort = body.get("reasoning_effort")
-    if effort in (None, "none") or not _THINKING_CLAUDE.search(model):
-        return None
-    choice = body.get("tool_choice")
-    if choice == "required" or isinstance(choice, dict):  # Claude does not think when a tool call is forced
-        return None
-    last_assistant = next((m for m in reversed(messages) if m["role"] == "assistant"), None)
-    if last_assistant and any("toolUse" in block for block in last_assistant["content"]):
-        return None
-    budget = max(MIN_THINKING_BUDGET, int(ceiling * EFFORT_SHARE[effort]))
-    if budget >= ceiling:
-        refuse(f"reasoning_effort needs max_tokens above {MIN_THINKING_BUDGET}.", "max_tokens")
-    return budget
+def _unsigned_tool_turn(messages):
+    """Whether the chat ends in tool results for an assistant turn sent back without its signed thinking."""
+    if len(messages) < 2 or not any("toolResult" in block for block in messages[-1]["content"]):
+        return False
+    return "reasoningContent" not in messages[-2]["content"][0]
+
+
+def wants(body, args):
+    """What a chat-completions body asks of its model (adapt.Wants), given its Converse arguments so far."""
+    choice = (args.get("toolConfig") or {}).get("toolChoice") or {}
+    return adapt.Wants(
+        max_tokens=body.get("max_completion_tokens") or body.get("max_tokens"),
+        temperature=body.get("temperature"),
+        top_p=body.get("top_p"),
+        top_k=body.get("top_k"),
+        stop=body.get("stop") or [],
+        effort=body.get("reasoning_effort"),
+        thinking=body.get("thinking"),
+        forced_tool="any" in choice or "tool" in choice,
+        unsigned_tool_turn=_unsigned_tool_turn(args["messages"]),
+    )
 
 
 def converse_args(body, budget=None):
@@ -321,31 +329,21 @@ def converse_args(body, budget=None):
     response_format = body.get("response_format") or {}
     if response_format.get("type") == "json_object":
         system.append({"text": JSON_INSTRUCTION})
-    ceiling = body.get("max_completion_tokens") or body.get("max_tokens") or max_tokens(base_model(model))
-    inference = {"maxTokens": ceiling}
-    if body.get("temperature") is not None:
-        inference["temperature"] = body["temperature"]
-    if body.get("top_p") is not None:
-        inference["topP"] = body["top_p"]
-    if body.get("stop"):
-        inference["stopSequences"] = body["stop"]
-    args = {"modelId": model, "messages": messages, "inferenceConfig": inference}
+    args = adapt.Adapted(modelId=model, messages=messages)
     if system:
         args["system"] = system
     tool_config = _tool_config(body, messages)
     if tool_config:
         args["toolConfig"] = tool_config
         _cache_tools(body, tool_config)
-    thinking = _thinking_budget(body, model, ceiling, messages)
-    if thinking:
-        args["additionalModelRequestFields"] = {"reasoning_config": {"type": "enabled", "budget_tokens": thinking}}
     if response_format.get("type") == "json_schema":
         spec = response_format["json_schema"]
         schema = {"schema": json.dumps(spec["schema"]), "name": spec["name"]}
         if spec.get("description"):
             schema["description"] = spec["description"]
         args["outputConfig"] = {"textFormat": {"type": "json_schema", "structure": {"jsonSchema": schema}}}
-    return args
+    # Last: the sampling and reasoning fields fit the model, with the whole request in view.
+    return adapt.apply(args, wants(body, args))
 
 
 # --- chat completions: answer ----------------------------------------------------------------
@@ -395,14 +393,30 @@ def client_tool(tool_use):
     return tool_use.get("type") != "server_tool_use"
 
 
+def thinking_block(content):
+    """The ``thinking_blocks`` entry (LiteLLM's shape) of a Converse reasoningContent block; None if unsigned.
+
+    Sent back on the assistant message, it lets Claude go on thinking through a tool loop.
+    """
+    if "redactedContent" in content:
+        data = content["redactedContent"]
+        data = base64.b64encode(data).decode() if isinstance(data, bytes) else data
+        return {"type": "redacted_thinking", "data": data}
+    text = content.get("reasoningText") or {}
+    if not text.get("signature"):
+        return None
+    return {"type": "thinking", "thinking": text.get("text") or "", "signature": text["signature"]}
+
+
 def completion(response, model, completion_id, created):
     """A ``chat.completion`` object from a Converse answer: every text block kept, in order."""
-    texts, reasoning, calls = [], [], []
+    texts, reasoning, calls, signed = [], [], [], []
     for block in response.get("output", {}).get("message", {}).get("content", []):
         if "text" in block:
             texts.append(block["text"])
         elif "reasoningContent" in block:
             reasoning.append((block["reasoningContent"].get("reasoningText") or {}).get("text") or "")
+            signed.append(thinking_block(block["reasoningContent"]))
         elif "toolUse" in block and client_tool(block["toolUse"]):
             tool_use = block["toolUse"]
             arguments = json.dumps(tool_use.get("input") or {}, ensure_ascii=False)
@@ -411,6 +425,8 @@ def completion(response, model, completion_id, created):
     message = {"role": "assistant", "content": "".join(texts) if texts or not calls else None, "refusal": None}
     if "".join(reasoning):
         message["reasoning_content"] = "".join(reasoning)
+    if any(signed):
+        message["thinking_blocks"] = [block for block in signed if block]
     if calls:
         message["tool_calls"] = calls
     choice = {

@@ -3,7 +3,7 @@
 import json
 
 from ..wire import Dialect, jsonable
-from .chat import client_tool, finish_reason, usage
+from .chat import client_tool, finish_reason, thinking_block, usage
 from .errors import body_of, upstream_error
 
 
@@ -22,6 +22,7 @@ class ChunkTranslator:
         self.include_usage = include_usage
         self._role_sent = False
         self._calls = {}  # Bedrock contentBlockIndex → this answer's tool call index
+        self._thinking = {}  # Bedrock contentBlockIndex → the pieces of its reasoning text, until its signature
 
     def _chunk(self, delta, finish=None):
         if not self._role_sent:
@@ -67,9 +68,17 @@ class ChunkTranslator:
         delta = block.get("delta") or {}
         if delta.get("text"):
             return [self._chunk({"content": delta["text"]})]
-        reasoning = (delta.get("reasoningContent") or {}).get("text")
-        if reasoning:
-            return [self._chunk({"reasoning_content": reasoning})]
+        content = delta.get("reasoningContent") or {}
+        if content.get("text"):
+            self._thinking.setdefault(block.get("contentBlockIndex"), []).append(content["text"])
+            return [self._chunk({"reasoning_content": content["text"]})]
+        if "redactedContent" in content:
+            return [self._chunk({"thinking_blocks": [thinking_block(content)]})]
+        if content.get("signature"):
+            # The whole signed block once it is complete, as a client sends it back (thinking_blocks).
+            text = "".join(self._thinking.pop(block.get("contentBlockIndex"), []))
+            signed = {"reasoningText": {"text": text, "signature": content["signature"]}}
+            return [self._chunk({"thinking_blocks": [thinking_block(signed)]})]
         fragment = (delta.get("toolUse") or {}).get("input")
         index = self._calls.get(block.get("contentBlockIndex"))
         if fragment and index is not None:  # a block never started as a client tool call is not ours

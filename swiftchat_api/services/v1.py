@@ -6,6 +6,7 @@ from array import array
 from botocore.exceptions import BotoCoreError, ClientError
 from gevent.pool import Pool
 
+from .. import adapt
 from ..exceptions import ApiError, upstream
 
 EMBEDDING_CONCURRENCY = 8  # InvokeModel calls one embeddings request has in flight at once
@@ -15,7 +16,7 @@ _TOKEN_COUNT = "x-amzn-bedrock-input-token-count"
 def converse(client, args):
     """Bedrock's whole Converse answer for the given boto3 arguments; UpstreamError if Bedrock fails it."""
     try:
-        return client.converse(**args)
+        return adapt.call(client.converse, args)  # a parameter Bedrock refuses by name: learnt, and once more
     except (ClientError, BotoCoreError) as error:
         raise upstream(error) from None
 
