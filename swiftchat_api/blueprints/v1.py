@@ -105,7 +105,8 @@ def chat_completions():
 
 def _resolved(chat, region):
     """The chat, its model's profile known: an application profile's model asked of Bedrock once per process."""
-    profiles.resolve(chat["model"], resources().clients.get("bedrock", region))
+    if profiles.is_application_profile(chat["model"]):
+        profiles.resolve(chat["model"], resources().clients.get("bedrock", region))
     return chat
 
 

@@ -6,11 +6,11 @@ Where OpenAI and Bedrock do not line up (the README repeats these for users):
   the history travel as plain text (Bedrock refuses toolUse/toolResult blocks without one).
 - Tools in the history but no ``tools`` in the request: each tool used is declared with an
   open schema (Bedrock wants a toolConfig whenever such blocks are present).
-- ``reasoning_effort`` sets the thinking budget of Claude models that think (3.7, 4 and later)
-  to a share of maxTokens; other models ignore it (DeepSeek R1 always reasons). A call that
-  forces a tool goes without thinking (Claude refuses both at once), and so does one in the
-  middle of a tool loop: Claude then wants the signed thinking block of its last turn back,
-  which OpenAI's format cannot carry.
+- ``temperature``, ``top_p``, ``top_k``, ``stop``, ``reasoning_effort`` and ``thinking`` are fitted to
+  the model's profile last (adapt.py: what thinking forbids dropped, each family's own reasoning
+  switch), every change a note on the arguments that /v1 answers in ``x-swiftchat-adapted``. Signed
+  thinking goes back to Claude from an assistant message's ``thinking_blocks`` (LiteLLM's shape), so
+  Claude thinks through a tool loop; a tool call sent back without them turns thinking off.
 - ``response_format`` ``json_schema`` → Converse ``outputConfig.textFormat``; Bedrock itself
   refuses it (400) for a model without structured output, a list that changes every month.
   ``json_object`` has no Bedrock counterpart: it is asked for in the system prompt, not enforced.
