@@ -8,9 +8,8 @@ from marshmallow import Schema, fields
 
 from . import schemas
 from .oai import responses_store
-from .oai import responses_store
-from .oai.responses_schema import ResponsesRequest
 from .oai import schemas as oai_schemas
+from .oai.responses_schema import ResponsesRequest
 from .services import proxy
 
 _AUTH = [{"bearer": []}, {"apiKey": []}]
@@ -27,6 +26,7 @@ def _rules_in_code(self, field, **kwargs):
     if field.name == "region":
         return _REGION
     return _openai_rules(field)
+
 
 # A Bedrock cache point after what carries it (prompt_cache.py); null or absent: none.
 _CACHE_CONTROL = {
@@ -54,7 +54,6 @@ _IMAGE_PART = {
     },
     "description": "a data: URL (image/png, jpeg, gif or webp, base64); in user and tool messages",
 }
-
 
 
 def _openai_rules(field):
@@ -155,6 +154,19 @@ _OPENAI_ANSWERS = {
                 "items": {"type": "object", "required": ["index", "message", "finish_reason"]},
             },
             "usage": {"type": "object", "required": ["prompt_tokens", "completion_tokens", "total_tokens"]},
+        },
+    },
+    "Response": {
+        "type": "object",
+        "required": ["id", "object", "created_at", "status", "model", "output"],
+        "properties": {
+            "id": {"type": "string"},
+            "object": {"type": "string", "enum": ["response"]},
+            "created_at": {"type": "integer"},
+            "status": {"type": "string", "enum": ["completed", "incomplete", "failed"]},
+            "model": {"type": "string"},
+            "output": {"type": "array", "items": {"type": "object", "required": ["type"]}},
+            "usage": {"type": "object", "nullable": True},
         },
     },
     "Model": {
@@ -425,6 +437,7 @@ def document():
         ("OpenAIChatRequest", oai_schemas.ChatCompletionRequest),
         ("OpenAIEmbeddingsRequest", oai_schemas.EmbeddingsRequest),
         ("OpenAIImagesRequest", oai_schemas.ImagesRequest),
+        ("OpenAIResponsesRequest", ResponsesRequest),
         ("OpenAIErrorAnswer", OpenAIErrorAnswer),
     ):
         spec.components.schema(name, schema=schema)
@@ -486,6 +499,18 @@ def document():
                 "content": {**_json("ChatCompletion"), "text/event-stream": {"schema": {"type": "string"}}},
             },
             body="OpenAIChatRequest",
+        ),
+        "/v1/responses": _openai(
+            "post",
+            "OpenAI's Responses API, on Bedrock's Converse (function tools only)",
+            {
+                "description": "A `response` object, or with `stream: true` server-sent events: `event:` names each, "
+                "`data:` holds it with its `sequence_number`, from `response.created` to `response.completed` (or "
+                "`response.incomplete`); `: keep-alive` comments in silences; a failure after the first byte is a "
+                "`response.failed` event that ends the stream.",
+                "content": {**_json("Response"), "text/event-stream": {"schema": {"type": "string"}}},
+            },
+            body="OpenAIResponsesRequest",
         ),
         "/v1/models": _openai(
             "get",

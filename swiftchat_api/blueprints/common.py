@@ -19,7 +19,8 @@ _OPERATOR_BLUEPRINTS = frozenset({"ops"})
 _IMAGE_ENDPOINTS = frozenset({"image.generate_image", "v1.generate_image"})
 # Chats: a key with a budget is admitted once the body says what the chat may cost (admit_chat).
 _CHAT_ENDPOINTS = frozenset(
-    {"converse.converse_v1", "converse.converse_v2", "converse.converse_v3", "v1.chat_completions"}
+    {"converse.converse_v1", "converse.converse_v2", "converse.converse_v3"}
+    | {"v1.chat_completions", "v1.create_response"}
 )
 _MAX_TOKENS = 10**9  # per request; anything else in a usage report is not a count
 

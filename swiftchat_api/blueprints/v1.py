@@ -5,6 +5,8 @@ answer that is not a success is OpenAI's ``{"error": {"message", "type", "param"
 with the status the SDKs turn into their exception classes (errors.py renders them).
 """
 
+from functools import partial
+
 from flask import Blueprint, Response, current_app, request
 from marshmallow import ValidationError
 
@@ -14,7 +16,10 @@ from ..exceptions import ApiError
 from ..oai import chat as openai_chat
 from ..oai import embeddings as openai_embeddings
 from ..oai import images as openai_images
+from ..oai import responses as openai_responses
 from ..oai import responses_store
+from ..oai.responses_schema import ResponsesRequest
+from ..oai.responses_stream import ResponsesStream
 from ..oai.schemas import MAX_EMBEDDING_VALUES, ChatCompletionRequest, EmbeddingsRequest, ImagesRequest
 from ..oai.stream import ChunkTranslator, OpenAIStream
 from ..schemas import RegionRequest
@@ -40,6 +45,7 @@ FALLBACK_REGION = "us-east-1"  # when neither the header nor the server's enviro
 _chat = ChatCompletionRequest()
 _embeddings = EmbeddingsRequest()
 _images = ImagesRequest()
+_responses = ResponsesRequest()
 _region = RegionRequest()
 
 
@@ -133,6 +139,52 @@ def _whole(client, chat, args):
     answer = calls.converse(client, args)
     _record_usage(answer.get("usage"))
     return openai_chat.completion(answer, chat["model"], answer_id, created)
+
+
+@bp.post("/v1/responses")
+def create_response():
+    """Answer as OpenAI's Responses API does, streamed as server-sent events or whole; stored unless told not to."""
+    owner = responses_store.owner(_authenticate())
+    region = _bedrock_region()
+    budget = body_budget()
+    wanted = _resolved(body(_responses, budget), region)
+    turn = _turn(owner, wanted, budget)
+    if wanted["stream"]:
+        dialect = ResponsesStream(turn.draft, turn.answer_tool, _keeper(owner, turn))
+        streamed = stream_response(_runtime(region, streaming=True), turn.args, dialect, real_statuses=True)
+        return adapted(streamed, turn.args)
+    return adapted(_whole_response(_runtime(region), owner, turn), turn.args)
+
+
+def _turn(owner, wanted, budget):
+    """The request translated, after the stored conversation it continues (read before Bedrock is called)."""
+    stored = responses_store.of(current_app)
+    history = stored.history(owner, wanted["previous_response_id"])
+    turn = openai_responses.Turn(wanted, history, responses_store.new_id(), budget, stored.enabled)
+    prompt_cache.adapt(turn.args)  # as on chat: the caller's cache points, and the server's own
+    if resources().config.prompt_cache == "auto":
+        prompt_cache.place(turn.args)
+    return turn
+
+
+def _keeper(owner, turn):
+    """What stores ``turn``'s final response for ``owner``, or None; it runs in the stream, outside the request."""
+    if not turn.store:
+        return None
+    save = responses_store.of(current_app).save
+    return partial(save, owner, input_items=turn.input, previous_response_id=turn.previous)
+
+
+def _whole_response(client, owner, turn):
+    """A response answered whole: one Converse call, its ``response`` object, stored before it is answered."""
+    _record_model(turn.args["modelId"])
+    admit_chat(turn.args)
+    answer = calls.converse(client, turn.args)
+    _record_usage(answer.get("usage"))
+    final = turn.response(answer)
+    if turn.store and final["status"] != "failed":
+        responses_store.of(current_app).save(owner, final, turn.input, turn.previous)
+    return final
 
 
 def _chat_models(region):
