@@ -71,7 +71,7 @@ def _thinking_blocks(encrypted, place):
             base64.b64decode(data, validate=True)
     except (ValueError, TypeError, KeyError, binascii.Error):
         refuse("This reasoning item's encrypted_content is damaged.", f"{place}.encrypted_content")
-    blocks = [{"type": "thinking", "thinking": text, "signature": signature}] if text and signature else []
+    blocks = [{"type": "thinking", "thinking": text, "signature": signature}] if signature else []
     return blocks + [{"type": "redacted_thinking", "data": data} for data in redacted]
 
 

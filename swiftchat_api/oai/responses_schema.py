@@ -76,6 +76,8 @@ def _part(part):
     if not isinstance(part, dict):
         raise ValidationError("Each content part must be an object.")
     kind = part.get("type")
+    if not isinstance(kind, str):
+        raise ValidationError("A content part's type must be a string.")
     if kind in _TEXT_PARTS:
         return {"type": "text", "text": _text(part.get(_TEXT_PARTS[kind]), f"A {kind} part's {_TEXT_PARTS[kind]}")}
     if kind == "input_image":
@@ -187,6 +189,8 @@ def _item(item):
     kind = item.get("type")
     if kind is None and "role" in item:  # OpenAI's "easy" message: a role and content
         kind = "message"
+    if not isinstance(kind, str):
+        raise ValidationError("An input item's type must be a string.")
     load = _ITEMS.get(kind)
     if load is not None:
         return load(item)

@@ -23,10 +23,11 @@ _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=jso
 class _Block:
     """One Bedrock content block being streamed as an output item."""
 
-    __slots__ = ("kind", "id", "index", "pieces", "call_id", "name", "signature", "redacted", "summary_open")
+    __slots__ = ("kind", "tool", "id", "index", "pieces", "call_id", "name", "signature", "redacted", "summary_open")
 
-    def __init__(self, kind, index, call_id=None, name=None):
+    def __init__(self, kind, index, tool=False, call_id=None, name=None):
         self.kind = kind  # "message", "reasoning" or "function_call"
+        self.tool = tool  # its deltas are a tool call's input (a function call, or the answer tool's message)
         self.id = responses.new_id({"message": "msg", "reasoning": "rs", "function_call": "fc"}[kind])
         self.index = index  # its output_index
         self.pieces = []
@@ -79,7 +80,9 @@ class ResponsesStream(Dialect):
         return b"event: " + kind.encode() + b"\ndata: " + data.encode("utf-8", "replace") + b"\n\n"
 
     def event(self, event):
-        """The events (possibly none) one boto3 ConverseStream event becomes."""
+        """The events (possibly none) one boto3 ConverseStream event becomes; none after the terminal event."""
+        if self._ended:
+            return b""
         delta = event.get("contentBlockDelta")
         if delta is not None:
             return self._delta(delta)
@@ -90,10 +93,10 @@ class ResponsesStream(Dialect):
             tool_use = (start.get("start") or {}).get("toolUse")
             if not tool_use or not client_tool(tool_use):
                 return b""
+            index = start.get("contentBlockIndex")
             if self._answer_tool is not None and tool_use.get("name") == self._answer_tool.name:
-                return self._open_message(start.get("contentBlockIndex"))[1]
-            block = self._open(start.get("contentBlockIndex"), "function_call", tool_use["toolUseId"], tool_use["name"])
-            return self._added(block)
+                return self._block(index, "message", tool=True, fresh=True)[1]
+            return self._block(index, "function_call", True, tool_use["toolUseId"], tool_use["name"], fresh=True)[1]
         if "contentBlockStop" in event:
             block = self._blocks.pop(event["contentBlockStop"].get("contentBlockIndex"), None)
             return self._finish(block) if block is not None else b""
@@ -113,10 +116,20 @@ class ResponsesStream(Dialect):
             "response.in_progress", {"response": shell}
         )
 
-    def _open(self, bedrock_index, kind, call_id=None, name=None):
-        block = _Block(kind, len(self._output) + len(self._blocks), call_id, name)
-        self._blocks[bedrock_index] = block
-        return block
+    def _block(self, index, kind, tool=False, call_id=None, name=None, fresh=False):
+        """(the block streamed at Bedrock's ``index``, the events that opened it): the open one if it is of this
+        kind, else a new one, announced (after the end of any other block at that index: Bedrock never does this)."""
+        block = self._blocks.get(index)
+        if block is not None and block.kind == kind and block.tool == tool and not fresh:
+            return block, b""
+        head = self._finish(self._blocks.pop(index)) if block is not None else b""
+        block = self._blocks[index] = _Block(kind, len(self._output) + len(self._blocks), tool, call_id, name)
+        head += self._added(block)
+        if kind == "message":
+            part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
+            where = {"item_id": block.id, "output_index": block.index, "content_index": 0}
+            head += self._sse("response.content_part.added", {**where, "part": part})
+        return block, head
 
     def _added(self, block):
         item = block.item(self._summarised, "in_progress")
@@ -132,47 +145,36 @@ class ResponsesStream(Dialect):
     def _delta(self, delta):
         index = delta.get("contentBlockIndex")
         said = delta.get("delta") or {}
-        block = self._blocks.get(index)
         text = said.get("text")
         if text is not None:
             if self._forced:  # beside a forced answer tool, the model's text is its reasoning
-                return self._reasoning(index, block, {"text": text})
-            return self._text(index, block, text)
+                return self._reasoning(index, {"text": text})
+            block, head = self._block(index, "message")
+            return head + self._text(block, text)
         reasoning = said.get("reasoningContent")
         if reasoning is not None:
-            return self._reasoning(index, block, reasoning)
+            return self._reasoning(index, reasoning)
         fragment = (said.get("toolUse") or {}).get("input")
-        if not fragment or block is None:  # a block never started as a client tool call is not ours
+        block = self._blocks.get(index)
+        if not fragment or block is None or not block.tool:  # a block never started as a client tool call
             return b""
         if block.kind == "message":  # the answer tool's input is the message's text
-            return self._text(index, block, fragment)
+            return self._text(block, fragment)
         block.pieces.append(fragment)
         return self._sse(
             "response.function_call_arguments.delta",
             {"item_id": block.id, "output_index": block.index, "delta": fragment},
         )
 
-    def _open_message(self, index):
-        block = self._open(index, "message")
-        part = {"type": "output_text", "text": "", "annotations": [], "logprobs": []}
-        where = {"item_id": block.id, "output_index": block.index, "content_index": 0}
-        return block, self._added(block) + self._sse("response.content_part.added", {**where, "part": part})
-
-    def _text(self, index, block, text):
-        head = b""
-        if block is None:
-            block, head = self._open_message(index)
+    def _text(self, block, text):
         block.pieces.append(text)
-        return head + self._sse(
+        return self._sse(
             "response.output_text.delta",
             {"item_id": block.id, "output_index": block.index, "content_index": 0, "delta": text, "logprobs": []},
         )
 
-    def _reasoning(self, index, block, reasoning):
-        head = b""
-        if block is None:
-            block = self._open(index, "reasoning")
-            head = self._added(block)
+    def _reasoning(self, index, reasoning):
+        block, head = self._block(index, "reasoning")
         if reasoning.get("signature"):
             block.signature = reasoning["signature"]
         if reasoning.get("redactedContent"):
