@@ -74,6 +74,8 @@ def _openai_rules(field):
         token_ids = {"type": "array", "items": {"type": "integer", "minimum": 0}, "minItems": 1}
         arrays = {"type": "array", "items": token_ids, "minItems": 1, "description": "token arrays"}
         return {"oneOf": [{"type": "string", "minLength": 1}, {**strings, "minItems": 1}, token_ids, arrays]}
+    if isinstance(field, oai_schemas._FunctionCallChoice):
+        return {"oneOf": [{"type": "string", "enum": ["none", "auto"]}, {"type": "object"}]}
     return {}
 
 

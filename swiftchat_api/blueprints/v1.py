@@ -17,7 +17,7 @@ from ..oai import chat as openai_chat
 from ..oai import embeddings as openai_embeddings
 from ..oai import images as openai_images
 from ..oai import responses as openai_responses
-from ..oai import responses_store
+from ..oai import legacy, responses_store
 from ..oai.responses_schema import ResponsesRequest
 from ..oai.responses_stream import ResponsesStream
 from ..oai.schemas import MAX_EMBEDDING_VALUES, ChatCompletionRequest, EmbeddingsRequest, ImagesRequest
@@ -128,7 +128,10 @@ def adapted(answer, args):
 def _chunks(chat):
     """The /v1 stream dialect for one answer, whose chunks share an id and a time."""
     usage_chunk = openai_chat.include_usage(chat)
-    return OpenAIStream(ChunkTranslator(chat["model"], openai_chat.new_id(), openai_chat.now(), usage_chunk))
+    translator = ChunkTranslator(chat["model"], openai_chat.new_id(), openai_chat.now(), usage_chunk)
+    if chat.get("functions"):  # asked in the legacy functions API: answered in it
+        translator = legacy.FunctionCallChunks(translator)
+    return OpenAIStream(translator)
 
 
 def _whole(client, chat, args):
@@ -138,7 +141,8 @@ def _whole(client, chat, args):
     admit_chat(args)
     answer = calls.converse(client, args)
     _record_usage(answer.get("usage"))
-    return openai_chat.completion(answer, chat["model"], answer_id, created)
+    completion = openai_chat.completion(answer, chat["model"], answer_id, created)
+    return legacy.function_call_answer(completion) if chat.get("functions") else completion
 
 
 @bp.post("/v1/responses")

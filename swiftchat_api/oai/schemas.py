@@ -5,7 +5,7 @@ import binascii
 import json
 import re
 
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, validate, validates_schema
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, pre_load, validate, validates_schema
 
 from ..adapt import EFFORT_SHARE as _EFFORT_SHARE
 from ..schemas import PlainFirst
@@ -282,6 +282,57 @@ class _StreamOptions(_Open):
 _TEXT_ROLES = frozenset(_ROLES) - {"tool"}  # a tool's answer needs its tool_call_id
 
 
+class _FunctionCallChoice(fields.Field):
+    """The legacy ``function_call``: ``"none"``, ``"auto"`` or ``{"name": ...}``."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if value in ("none", "auto"):
+            return value
+        name = value.get("name") if isinstance(value, dict) else None
+        if isinstance(name, str) and re.fullmatch(TOOL_NAME, name):
+            return {"name": name}
+        raise ValidationError('Must be "none", "auto" or {"name": ...}.')
+
+
+def _legacy_choice(value):
+    """The ``tool_choice`` a legacy ``function_call`` stands for (None when it is not one: its field says why)."""
+    if value in ("none", "auto"):
+        return value
+    if isinstance(value, dict) and isinstance(value.get("name"), str):
+        return {"type": "function", "function": {"name": value["name"]}}
+    return None
+
+
+def _legacy_messages(messages):
+    """Messages of the legacy functions API as tool calls and tool messages, with ids made up to pair them.
+
+    An assistant's ``function_call`` becomes its one tool call; a ``function`` message answers the
+    latest of them (legacy calls carry no id).
+    """
+    converted, latest = [], None
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict):
+            converted.append(message)
+            continue
+        called = message.get("function_call")
+        if called is not None:
+            if message.get("tool_calls") is not None or not isinstance(called, dict):
+                problem = 'Must be {"name": ..., "arguments": ...}, without tool_calls beside it.'
+                raise ValidationError({index: {"function_call": [problem]}})
+            latest = (f"call_function_{index}", called.get("name"))
+            message = {**message, "tool_calls": [{"id": latest[0], "type": "function", "function": called}]}
+        elif message.get("role") == "function":
+            if latest is None:
+                problem = "A function message must follow an assistant message with a function_call."
+                raise ValidationError({index: {"role": [problem]}})
+            if message.get("name", latest[1]) != latest[1]:
+                raise ValidationError({index: {"name": ["Not the function of the function_call before it."]}})
+            message = {**message, "role": "tool", "tool_call_id": latest[0]}
+            latest = None
+        converted.append(message)
+    return converted
+
+
 def _plain_message(value):
     """A message of text without tool fields, loaded as ``_Message`` loads it; None for any other."""
     if type(value) is not dict or "cache_control" in value:
@@ -332,6 +383,50 @@ class ChatCompletionRequest(_Open):
     # Beyond OpenAI's body (clients send them through extra_body): honoured where the model takes them.
     top_k = fields.Integer(load_default=None, allow_none=True, validate=validate.Range(min=1, max=1000))
     thinking = fields.Nested(_Thinking, load_default=None, allow_none=True)
+    logprobs = fields.Boolean(
+        load_default=None,
+        allow_none=True,
+        validate=validate.Equal(False, error="Bedrock returns no token log probabilities: logprobs is not supported."),
+    )
+    top_logprobs = fields.Integer(
+        load_default=None,
+        allow_none=True,
+        validate=validate.Equal(0, error="Bedrock returns no token log probabilities: top_logprobs is not supported."),
+    )
+    # OpenAI's legacy functions API, read as tools (see _legacy_functions); kept so the answer speaks it too.
+    functions = fields.List(
+        fields.Nested(_FunctionSpec), load_default=None, allow_none=True, validate=validate.Length(max=MAX_TOOLS)
+    )
+    function_call = _FunctionCallChoice(load_default=None, allow_none=True)
+
+    @pre_load
+    def _legacy_functions(self, data, **kwargs):
+        """The legacy ``functions``, ``function_call`` and ``function`` messages read as tools and tool messages."""
+        if not isinstance(data, dict):
+            return data
+        data, functions = dict(data), data.get("functions")
+        if functions is not None:
+            if data.get("tools") is not None:
+                raise ValidationError("Send tools or the legacy functions, not both.", "functions")
+            try:  # its errors in its own words, before tools exist
+                self.fields["functions"].deserialize(functions)
+            except ValidationError as error:
+                raise ValidationError({"functions": error.messages}) from None
+            data["tools"] = [{"type": "function", "function": function} for function in functions]
+        if data.get("function_call") is not None:
+            if data.get("tool_choice") is not None:
+                raise ValidationError("Send tool_choice or the legacy function_call, not both.", "function_call")
+            choice = data["tool_choice"] = _legacy_choice(data["function_call"])
+            names = [function["name"] for function in functions or []]
+            if isinstance(choice, dict) and choice["function"]["name"] not in names:
+                raise ValidationError("function_call names a function that is not in functions.", "function_call")
+        messages = data.get("messages")
+        if isinstance(messages, list) and len(messages) <= MAX_MESSAGES:
+            try:
+                data["messages"] = _legacy_messages(messages)
+            except ValidationError as error:
+                raise ValidationError({"messages": error.messages}) from None
+        return data
 
     @validates_schema
     def _tools_fit(self, data, **kwargs):
