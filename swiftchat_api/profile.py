@@ -228,18 +228,19 @@ def is_application_profile(model_id):
     return bool(_APPLICATION_PROFILE.match(model_id))
 
 
-def resolve(model_id, client):
+def resolve(model_id, client=None):
     """The base model id behind ``model_id``: an application profile's model (asked of Bedrock once), else its base id.
 
-    ``client`` is a boto3 ``bedrock`` (control plane) client of the request's region. When
-    Bedrock will not say (no permission, an unknown profile), the ARN stands for itself and
-    gets the defaults; the Converse call then says what is wrong with it.
+    ``client`` is a boto3 ``bedrock`` (control plane) client of the request's region; without one,
+    only an ARN resolved before is known. When Bedrock will not say (no permission, an unknown
+    profile), the ARN stands for itself and gets the defaults; the Converse call then says what is
+    wrong with it.
     """
     if not is_application_profile(model_id):
         return base_model(model_id)
     known = _resolved.get(model_id)
-    if known is not None:
-        return known
+    if known is not None or client is None:
+        return known or model_id
     try:
         found = client.get_inference_profile(inferenceProfileIdentifier=model_id)
         arns = [model.get("modelArn") or "" for model in found.get("models") or []]
