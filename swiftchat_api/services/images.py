@@ -17,6 +17,7 @@ import re
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from .. import adapt
 from ..exceptions import Unfulfilled, unfulfilled
 from .catalogue import geography
 
@@ -152,12 +153,9 @@ def _check(kind, request):
 
 def _ask(client, model, system, content):
     """The helper model's text answer to one user turn, at most _MAX_ANSWER characters of it."""
-    answer = client.converse(
-        modelId=model,
-        system=[{"text": system}],
-        messages=[{"role": "user", "content": content}],
-        inferenceConfig={"maxTokens": 512, "temperature": 0},
-    )
+    # Fitted to the helper model's profile (newer Claude takes no temperature), a refusal learnt.
+    args = adapt.Adapted(modelId=model, system=[{"text": system}], messages=[{"role": "user", "content": content}])
+    answer = adapt.call(client.converse, adapt.apply(args, adapt.Wants(max_tokens=512, temperature=0)))
     message = (answer.get("output") or {}).get("message") or {}
     blocks = message.get("content") if isinstance(message.get("content"), list) else []
     texts = [block["text"] for block in blocks if isinstance(block, dict) and isinstance(block.get("text"), str)]
