@@ -180,6 +180,7 @@ _OPENAI_ANSWERS = {
             "created": {"type": "integer"},
             "owned_by": {"type": "string", "example": "anthropic"},
             "name": {"type": "string", "example": "Claude 3.5 Sonnet"},
+            "kind": {"type": "string", "enum": ["chat", "embedding", "image"], "description": "its route"},
         },
     },
     "ModelList": {
@@ -516,13 +517,17 @@ def document():
         ),
         "/v1/models": _openai(
             "get",
-            "OpenAI-compatible list of the region's chat models",
-            {"description": "Inference-profile ids where the region has them.", "content": _json("ModelList")},
+            "OpenAI-compatible list of every model id of the region: chat, embedding and image models",
+            {
+                "description": "Bare ids where the model runs on demand, each inference profile's id, application "
+                "profiles by ARN; `kind` says which route serves each.",
+                "content": _json("ModelList"),
+            },
             statuses=listing,
         ),
         "/v1/models/{model_id}": _openai(
             "get",
-            "One chat model of the region",
+            "One model id of the region (an application profile's ARN too)",
             {"description": "The model.", "content": _json("Model")},
             statuses=(*listing, "404"),
         ),

@@ -464,7 +464,8 @@ def test_models_lists_the_regions_chat_models_with_profile_ids(client):
     )
     assert models["us.anthropic.claude-3-5-sonnet-20240620-v1:0"].owned_by == "anthropic"
     assert all(model.object == "model" and model.created > 0 for model in models.values())
-    assert not any("image" in model_id or "canvas" in model_id or "embed" in model_id for model_id in models)
+    kinds = {model_id: model.kind for model_id, model in models.items()}  # chat, embedding or image: its route
+    assert {kinds[i] for i in kinds if "embed" in i} == {"embedding"} and kinds["amazon.nova-canvas-v1:0"] == "image"
 
 
 def test_models_region_header_picks_another_region(client):

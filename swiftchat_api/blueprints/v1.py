@@ -16,14 +16,14 @@ from ..exceptions import ApiError
 from ..oai import chat as openai_chat
 from ..oai import embeddings as openai_embeddings
 from ..oai import images as openai_images
-from ..oai import responses as openai_responses
 from ..oai import legacy, responses_store
+from ..oai import responses as openai_responses
 from ..oai.responses_schema import ResponsesRequest
 from ..oai.responses_stream import ResponsesStream
 from ..oai.schemas import MAX_EMBEDDING_VALUES, ChatCompletionRequest, EmbeddingsRequest, ImagesRequest
 from ..oai.stream import ChunkTranslator, OpenAIStream
 from ..schemas import RegionRequest
-from ..services import images
+from ..services import images, listing
 from ..services import v1 as calls
 from .common import (
     admit_chat,
@@ -32,7 +32,6 @@ from .common import (
     facts,
     large_json,
     metered,
-    region_models,
     require_key,
     resources,
 )
@@ -191,36 +190,49 @@ def _whole_response(client, owner, turn):
     return final
 
 
-def _chat_models(region):
-    """The region's chat models as OpenAI lists them, under the ids Bedrock takes (profiles included)."""
-    found = region_models(region)
-    created = openai_chat.now()  # Bedrock does not say when a model came out
-    return [
-        {
-            "id": model["modelId"],
-            "object": "model",
-            "created": created,
-            "owned_by": openai_chat.base_model(model["modelId"]).split(".", 1)[0],
-            "name": model["modelName"],  # shown by Open WebUI and others in place of the id
-        }
-        for model in (found["textModel"] if found else [])
-    ]
+def _offered(region):
+    """Every model id of the region as OpenAI lists models, with its kind; cached as /api/models is."""
+    shared = resources()
+    bedrock = shared.clients.get("bedrock", region)
+    found = shared.models_cache.get(("v1", region), lambda: listing.offered(bedrock, region))
+    return [_model(entry) for entry in found]
+
+
+def _model(entry):
+    """An OpenAI model object; ``kind`` says which route serves it (``chat``, ``embedding``, ``image``)."""
+    return {
+        "id": entry["id"],
+        "object": "model",
+        "created": openai_chat.now(),  # Bedrock does not say when a model came out
+        "owned_by": entry["owned_by"],
+        "name": entry["name"],  # shown by Open WebUI and others in place of the id
+        "kind": entry["kind"],
+    }
+
+
+def _application_profile(model_id, region):
+    """An application profile's ARN the listing does not hold (another page, a newer one), or None."""
+    if not profiles.is_application_profile(model_id):
+        return None
+    found = listing.behind(model_id, resources().clients.get("bedrock", region), profiles.resolve)
+    return _model(found) if found else None
 
 
 @bp.get("/v1/models")
 def list_models():
-    """List the chat models of the region."""
+    """List every model id of the region: chat, embedding and image models, bare and through inference profiles."""
     _authenticate()
-    return {"object": "list", "data": _chat_models(_bedrock_region())}
+    return {"object": "list", "data": _offered(_bedrock_region())}
 
 
 @bp.get("/v1/models/<path:model_id>")
 def retrieve_model(model_id):
-    """Describe one chat model of the region."""
+    """Describe one model id of the region, an application inference profile's ARN included."""
     _authenticate()
-    found = next((model for model in _chat_models(_bedrock_region()) if model["id"] == model_id), None)
-    if found is None:
-        raise ApiError(404, "This region offers no chat model with that id.", param="model", code="model_not_found")
+    region = _bedrock_region()
+    found = next((model for model in _offered(region) if model["id"] == model_id), None)
+    if found is None and (found := _application_profile(model_id, region)) is None:
+        raise ApiError(404, "This region offers no model with that id.", param="model", code="model_not_found")
     return found
 
 

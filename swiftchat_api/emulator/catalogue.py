@@ -43,6 +43,11 @@ _MODELS = [
     _model("amazon.nova-pro-v1:0", "Nova Pro", "Amazon", inference=_BOTH),
     _model("amazon.nova-lite-v1:0", "Nova Lite", "Amazon", inference=_BOTH),
     _model("amazon.titan-embed-text-v2:0", "Titan Text Embeddings V2", "Amazon", output="EMBEDDING", streaming=False),
+    _model("cohere.embed-english-v3", "Embed English", "Cohere", output="EMBEDDING", streaming=False),
+    _model("cohere.embed-v4:0", "Embed v4", "Cohere", output="EMBEDDING", streaming=False),
+    _model(
+        "amazon.nova-2-multimodal-embeddings-v1:0", "Nova Embeddings", "Amazon", output="EMBEDDING", streaming=False
+    ),
     _model("meta.llama3-1-70b-instruct-v1:0", "Llama 3.1 70B Instruct", "Meta", inference=_BOTH),
     _model("meta.llama3-1-70b-instruct-v1:1", "Llama 3.1 70B Instruct", "Meta", inference=_BOTH),
     _model("meta.llama3-1-8b-instruct-v1:0", "Llama 3.1 8B Instruct", "Meta", inference=_BOTH),
@@ -161,6 +166,11 @@ def invocable(model_id, region):
             "with the ID or ARN of an inference profile that contains this model."
         )
     return model_id, None
+
+
+def application_profiles(region):
+    """ListInferenceProfiles summaries of the account's application profiles (typeEquals=APPLICATION)."""
+    return [] if region.startswith(EMPTY_REGIONS) else [inference_profile(id_, region) for id_ in APPLICATION_PROFILES]
 
 
 def _application_id(identifier):

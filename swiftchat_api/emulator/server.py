@@ -10,7 +10,7 @@ import json
 import select
 import socket
 from collections import deque
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import gevent
 from gevent.server import StreamServer
@@ -70,9 +70,10 @@ class Emulator:
             return self._converse_stream(
                 sock, unquote(path[len("/model/") : -len("/converse-stream")]), body, keep_alive
             )
-        return self._send_json(sock, *self._route(method, path, body, _region(headers)), keep_alive)
+        answer = self._route(method, path, body, _region(headers), urlsplit(target).query)
+        return self._send_json(sock, *answer, keep_alive)
 
-    def _route(self, method, path, raw, region):
+    def _route(self, method, path, raw, region, query=""):
         try:
             body = json.loads(raw or b"{}")
         except ValueError:
@@ -85,6 +86,9 @@ class Emulator:
         if method == "GET" and path == "/inference-profiles":
             if region.startswith(catalogue.NO_PROFILE_REGIONS):
                 return refusal(403, "AccessDeniedException", f"The emulator denies ListInferenceProfiles in {region}.")
+            # Bedrock lists system-defined profiles unless typeEquals (?type=) asks for the account's own.
+            if parse_qs(query).get("type") == ["APPLICATION"]:
+                return 200, {"inferenceProfileSummaries": catalogue.application_profiles(region)}, []
             return 200, {"inferenceProfileSummaries": catalogue.inference_profiles(region)}, []
         if method == "GET" and path.startswith("/inference-profiles/"):
             identifier = unquote(path[len("/inference-profiles/") :])
