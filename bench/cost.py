@@ -1,6 +1,7 @@
 """Benchmark: what one stream costs one gevent worker, next to boto3 reading the same streams directly.
 
     python bench/cost.py [--streams 300] [--events 200] [--delay-ms 100] [--held 1000] [--long-held 300]
+    python bench/cost.py --v1 [--streams 300] [--events 200] [--delay-ms 100] [--rounds 4]
 
 The issue's three figures and three more, each from the worker's own CPU time (/proc/<pid>/stat)
 or RSS, so a noisy shared machine matters little:
@@ -18,6 +19,12 @@ or RSS, so a noisy shared machine matters little:
 - CPU per request in that burst, where every request opens a new upstream connection.
 The "direct" column is a gevent process reading the same streams from the emulator with boto3
 alone: what any Python relay pays before it writes a byte (it gives nothing back).
+
+With --v1, only the CPU per relayed event of the two OpenAI dialects, side by side on one worker:
+/v1/chat/completions (a ``chat.completion.chunk`` per delta) and /v1/responses (typed events with a
+``sequence_number``), in alternating rounds of --streams streams each. An event here is one of
+Bedrock's, relayed: the Responses dialect writes a few more SSE events per answer around the same
+deltas, and that cost is in its figure.
 """
 
 import argparse
@@ -31,7 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from streams import KEY, chat, cpu_seconds, start_gunicorn, through_worker, with_boto3  # noqa: E402
+from streams import KEY, MODEL, chat, cpu_seconds, load, start_gunicorn, through_worker, with_boto3  # noqa: E402
 
 from swiftchat_api.emulator import launch  # noqa: E402
 
@@ -99,6 +106,66 @@ def held(url, count, one_by_one, history_kb=0):
         master.wait(30)
 
 
+V1_ROUTES = ("/v1/chat/completions", "/v1/responses")
+
+
+def v1_body(route, text):
+    """A streamed /v1 body asking for ``text`` (an emulator directive) on ``route``."""
+    if route == "/v1/responses":
+        return {"model": MODEL, "input": text, "stream": True, "store": False}
+    return {"model": MODEL, "messages": [{"role": "user", "content": text}], "stream": True}
+
+
+def v1_per_event(worker, port, text, streams, words, rounds):
+    """CPU per relayed Bedrock event of each /v1 dialect: {route: µs}, from alternating rounds on one worker."""
+    # Server-sent events a stream writes: chat's role chunk, deltas, finish chunk and [DONE]; the
+    # Responses API's created, in_progress, item and part added, deltas, text, part and item done, completed.
+    written = {"/v1/chat/completions": words + 3, "/v1/responses": words + 8}
+    relayed = words + 4  # Bedrock's messageStart, deltas, contentBlockStop, messageStop, metadata
+    cpu, events, failed = dict.fromkeys(V1_ROUTES, 0.0), dict.fromkeys(V1_ROUTES, 0), 0
+    headers = {"Authorization": f"Bearer {KEY}"}
+    for _ in range(rounds):
+        for route in V1_ROUTES:
+            before = cpu_seconds(worker)
+            result = load(port, route, v1_body(route, text), r"b'\n\n'", written[route], streams, headers)
+            cpu[route] += cpu_seconds(worker) - before
+            events[route] += result["completed"] * relayed
+            failed += result["failed"]
+    return {route: cpu[route] / max(events[route], 1) * 1e6 for route in V1_ROUTES}, failed
+
+
+def main_v1(args):
+    """The --v1 comparison alone."""
+    paced = f"[[emulator words={args.events} delay_ms={args.delay_ms}]]"
+    emulator, url = launch.start()
+    master = None
+    try:
+        master, worker, port = start_gunicorn(url, args.streams)
+        for route in V1_ROUTES:  # warm up: imports, connections
+            load(
+                port,
+                route,
+                v1_body(route, '[[emulator reply="ok"]]'),
+                r"b'\n\n'",
+                0,
+                5,
+                {"Authorization": f"Bearer {KEY}"},
+            )
+        print(f"one gevent worker; {args.rounds} rounds of {args.streams} streams x {args.events} events "
+              f"{args.delay_ms} ms apart, per route")  # fmt: skip
+        per_event, failed = v1_per_event(worker, port, paced, args.streams, args.events, args.rounds)
+        for route, micros in per_event.items():
+            print(f"{'CPU per relayed event ' + route:54}{micros:8.0f} µs")
+        chat, responses = per_event["/v1/chat/completions"], per_event["/v1/responses"]
+        print(f"/v1/responses over /v1/chat/completions: {responses / chat - 1:+.1%}")
+        print(f"failed streams: {failed}")
+    finally:
+        if master is not None:
+            master.terminate()
+            master.wait(30)
+        emulator.terminate()
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--streams", type=int, default=300)
@@ -106,7 +173,11 @@ def main():
     parser.add_argument("--delay-ms", type=int, default=100)
     parser.add_argument("--held", type=int, default=1000)
     parser.add_argument("--long-held", type=int, default=300, help="streams of 32 KB conversations opened at once")
+    parser.add_argument("--v1", action="store_true", help="only /v1/chat/completions beside /v1/responses")
+    parser.add_argument("--rounds", type=int, default=4, help="with --v1: alternating rounds per route")
     args = parser.parse_args()
+    if args.v1:
+        return main_v1(args)
     paced = f"[[emulator words={args.events} delay_ms={args.delay_ms}]]"
     short = '[[emulator reply="ok"]]'
     emulator, url = launch.start()
