@@ -11,6 +11,7 @@ from conftest import TEST_KEY, Server, emulator_env, stream_record
 from swiftchat_api import prompt_cache
 from swiftchat_api.emulator.cache import PromptCache
 
+ADAPTED_HEADER = "x-swiftchat-adapted"  # what the server says it changed to fit the model
 CACHING = "us.anthropic.claude-3-7-sonnet-20250219-v1:0"  # caches from 1,024 tokens
 NOVA = "us.amazon.nova-pro-v1:0"  # caches, but looks back at no block boundary and takes no tool cache point
 NOT_CACHING = "anthropic.claude-3-5-sonnet-20240620-v1:0"
@@ -240,6 +241,27 @@ def test_cached_tokens_show_on_the_second_call(client, emulator):
     assert second.prompt_tokens_details.cached_tokens == 1500
     assert second.prompt_tokens == first.prompt_tokens  # cached tokens count in the prompt, as OpenAI counts them
     assert sent["system"][-1] == POINT
+
+
+def test_cache_control_for_a_model_that_does_not_cache_is_dropped_and_said(server):
+    body = {"model": NOT_CACHING, "messages": [{"role": "system", "content": "Be brief.", "cache_control": EPHEMERAL},
+                                                 {"role": "user", "content": "Hi"}]}  # fmt: skip
+    status, headers, data = server.request("/v1/chat/completions", body)
+    assert status == 200, data  # the emulator refuses any cache point for this model, as Bedrock does
+    assert "cache_control dropped: this model does not cache prompts" in headers[ADAPTED_HEADER]
+
+
+def test_cache_control_on_nova_tools_is_dropped_and_said_its_messages_kept(server, emulator):
+    tool = {"type": "function", "function": {"name": "get_weather"}, "cache_control": EPHEMERAL}
+    tag = uuid.uuid4().hex
+    body = {"model": NOVA, "tools": [tool], "stream": True, "messages": [
+        {"role": "system", "content": "Be brief.", "cache_control": EPHEMERAL},
+        {"role": "user", "content": f"Hi [[emulator id={tag}]]"}]}  # fmt: skip
+    status, headers, data = server.request("/v1/chat/completions", body)
+    assert status == 200 and data.endswith(b"data: [DONE]\n\n"), data
+    assert "cache_control on tools dropped" in headers[ADAPTED_HEADER]
+    sent = stream_record(emulator, tag)["request"]
+    assert POINT not in sent["toolConfig"]["tools"] and sent["system"][-1] == POINT
 
 
 def test_more_than_four_cache_points_is_a_400_naming_the_limit(client):
