@@ -66,6 +66,8 @@ def _openai_rules(field):
             "description": "text and image_url parts",
         }
         return {"oneOf": [{"type": "string"}, parts]}
+    if isinstance(field, oai_schemas._CacheControl):
+        return _CACHE_CONTROL
     if isinstance(field, oai_schemas._ToolChoice):
         return {"oneOf": [{"type": "string", "enum": ["none", "auto", "required"]}, {"type": "object"}]}
     if isinstance(field, oai_schemas._Stop):
