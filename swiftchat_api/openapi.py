@@ -535,7 +535,7 @@ def document():
         ),
         "/v1/embeddings": _openai(
             "post",
-            "OpenAI-compatible embeddings (Titan and Cohere models)",
+            "OpenAI-compatible embeddings (Titan, Cohere and Nova models; texts or token arrays)",
             {"description": "One embedding per input, in order.", "content": _json("EmbeddingList")},
             body="OpenAIEmbeddingsRequest",
         ),

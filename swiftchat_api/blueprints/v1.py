@@ -238,7 +238,7 @@ def retrieve_model(model_id):
 
 @bp.post("/v1/embeddings")
 def create_embeddings():
-    """Embed texts with a Titan or Cohere embedding model."""
+    """Embed texts (or token arrays) with a Titan, Cohere or Nova embedding model."""
     _authenticate()
     region = _bedrock_region()
     # LangChain sends up to 300,000 token ids at once: more values than other bodies may hold.
