@@ -11,10 +11,10 @@ import re
 import shlex
 from dataclasses import dataclass
 
-from . import frames, rules, tools
+from . import examples, frames, rules, tools
 
 _REDACTED = b"\x00\x01redacted-by-emulator\xff"
-_DIRECTIVE = re.compile(r"\[\[emulator([^\]]*)\]\]")
+_DIRECTIVE = re.compile(r"\[\[emulator(.*?)\]\]", re.DOTALL)  # up to the first "]]": args may hold a list
 _TOKEN = re.compile(r"\s*\S+")
 _VOCABULARY = (
     "the",
@@ -161,7 +161,8 @@ def _from_options(model_id, body, said, options):
         reply = ""  # a reply that goes straight to its tool calls
     else:
         reply = (
-            tools.results_reply(body)
+            examples.output_text(body)  # a structured-output request is answered in its schema, always
+            or tools.results_reply(body)
             or f"Hello from the SwiftChat Bedrock emulator ({model_id}). You said: {said or 'nothing'}"
         )
     reasoning_words = int(options.get("reasoning", 12 if _reasons(body) else 0))

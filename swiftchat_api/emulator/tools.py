@@ -9,6 +9,8 @@ import base64
 import hashlib
 import json
 
+from . import examples
+
 STOP_REASONS = (
     "end_turn",
     "tool_use",
@@ -44,6 +46,10 @@ def problem(body):
                 "A conversation must alternate between user and assistant roles. Make sure the conversation "
                 "alternates between user and assistant roles and try again."
             )
+    try:
+        examples.output_schema(body)
+    except ValueError:
+        return "The JSON schema in outputConfig.textFormat.structure.jsonSchema.schema is not a valid JSON object."
     config = body.get("toolConfig")
     if not config and any(_blocks(m, "toolUse") or _blocks(m, "toolResult") for m in messages):
         return "The toolConfig field must be defined when using toolUse and toolResult content blocks."
@@ -61,6 +67,11 @@ def problem(body):
         names = [(tool.get("toolSpec") or {}).get("name") for tool in config.get("tools") or []]
         if len(set(names)) != len(names):
             return "Tool names must be unique."
+        for i, tool in enumerate(config.get("tools") or []):
+            schema = ((tool.get("toolSpec") or {}).get("inputSchema") or {}).get("json")
+            if "toolSpec" in tool and (not isinstance(schema, dict) or schema.get("type") != "object"):
+                where = f"toolConfig.tools.{i}.toolSpec.inputSchema.json.type"
+                return f"The value at {where} must be one of the following: object."
         forced = (config.get("toolChoice") or {}).get("tool")
         if forced and forced.get("name") not in names:
             return "toolChoice names a tool that is not in toolConfig.tools."
@@ -86,11 +97,26 @@ def plan(options, body, said):
     arguments = json.loads(options.get("args", "{}"))
     if not isinstance(arguments, dict):
         raise ValueError("args must be a JSON object")
+    schemas = {
+        (tool.get("toolSpec") or {}).get("name"): ((tool.get("toolSpec") or {}).get("inputSchema") or {}).get("json")
+        for tool in config.get("tools") or []
+    }
     calls = []
     for position, name in enumerate(wanted):
-        text = json.dumps(arguments or {"city": "Paris", "call": position}, ensure_ascii=False)
+        text = json.dumps(arguments or default_input(schemas.get(name), position), ensure_ascii=False)
         calls.append((tool_use_id(name, position, said), name, text))
     return tuple(calls)
+
+
+def default_input(schema, position):
+    """A call's input when the directive gives none: one the tool's schema accepts (an open schema's is a city)."""
+    if isinstance(schema, dict) and (schema.get("properties") or schema.get("$ref")):
+        value = examples.example(schema, position)
+        if isinstance(value, dict):
+            return value
+    if isinstance(schema, dict) and schema.get("additionalProperties") is False:
+        return {}
+    return {"city": "Paris", "call": position}
 
 
 def results_reply(body):
