@@ -332,6 +332,30 @@ def test_reasoning_goes_back_signed_in_a_tool_loop(client, emulator):
     assert "toolUse" in assistant[1]
 
 
+def test_a_tool_loop_continued_by_previous_response_id_keeps_thinking(client, emulator):
+    """Only the function's output is sent: the stored turn (its reasoning item, its call) goes back to Bedrock."""
+    first = client.responses.create(
+        model=THINKING_CLAUDE,
+        input=say("weather?", "tools=get_weather reasoning=4"),
+        tools=[WEATHER],
+        reasoning={"effort": "low"},
+        stream=True,
+    )
+    stored = [event.response for event in first if event.type == "response.completed"][0]
+    call = stored.output[1]
+    second = client.responses.create(
+        model=THINKING_CLAUDE,
+        previous_response_id=stored.id,
+        input=[{"type": "function_call_output", "call_id": call.call_id, "output": "Rain"}],
+        tools=[WEATHER],
+        reasoning={"effort": "low"},
+    )
+    assert second.output_text == "Tool results received: Rain" and second.previous_response_id == stored.id
+    sent = emulator_calls(emulator)[-1]["body"]
+    assert sent["additionalModelRequestFields"]["reasoning_config"]["type"] == "enabled"
+    assert [list(block) for block in sent["messages"][1]["content"]] == [["reasoningContent"], ["toolUse"]]
+
+
 # --- errors --------------------------------------------------------------------------------------
 
 
