@@ -477,7 +477,7 @@ def test_json_schema_response_format_becomes_bedrocks_structured_output():
         "type": "json_schema",
         "json_schema": {"name": "count", "description": "A count.", "schema": schema},
     }
-    sent = args([user("x")], response_format=response_format)
+    sent = args([user("x")], response_format=response_format, model="us.anthropic.claude-sonnet-4-5-20250929-v1:0")
     structure = sent["outputConfig"]["textFormat"]
     assert structure["type"] == "json_schema"
     assert structure["structure"]["jsonSchema"]["name"] == "count"
@@ -485,8 +485,9 @@ def test_json_schema_response_format_becomes_bedrocks_structured_output():
     assert json.loads(structure["structure"]["jsonSchema"]["schema"]) == schema
 
 
-def test_json_object_response_format_is_asked_for_in_the_system_prompt():
-    sent = args([{"role": "system", "content": "Be brief."}, user("x")], response_format={"type": "json_object"})
+def test_json_object_response_format_is_asked_for_in_the_system_prompt_of_a_model_without_tools():
+    messages = [{"role": "system", "content": "Be brief."}, user("x")]
+    sent = args(messages, response_format={"type": "json_object"}, model="us.deepseek.r1-v1:0")
     assert sent["system"] == [{"text": "Be brief."}, {"text": JSON_INSTRUCTION}]
     assert "outputConfig" not in args([user("x")], response_format={"type": "text"})
 

@@ -104,7 +104,9 @@ def chat_completions():
     if resources().config.prompt_cache == "auto":
         prompt_cache.place(args)
     if chat["stream"]:
-        return adapted(stream_response(_runtime(region, streaming=True), args, _chunks(chat), real_statuses=True), args)
+        return adapted(
+            stream_response(_runtime(region, streaming=True), args, _chunks(chat, args), real_statuses=True), args
+        )
     return adapted(_whole(_runtime(region), chat, args), args)
 
 
@@ -124,10 +126,12 @@ def adapted(answer, args):
     return response
 
 
-def _chunks(chat):
+def _chunks(chat, args):
     """The /v1 stream dialect for one answer, whose chunks share an id and a time."""
     usage_chunk = openai_chat.include_usage(chat)
-    translator = ChunkTranslator(chat["model"], openai_chat.new_id(), openai_chat.now(), usage_chunk)
+    translator = ChunkTranslator(
+        chat["model"], openai_chat.new_id(), openai_chat.now(), usage_chunk, openai_chat.answer_tool(chat, args)
+    )
     if chat.get("functions"):  # asked in the legacy functions API: answered in it
         translator = legacy.FunctionCallChunks(translator)
     return OpenAIStream(translator)
@@ -140,7 +144,7 @@ def _whole(client, chat, args):
     admit_chat(args)
     answer = calls.converse(client, args)
     _record_usage(answer.get("usage"))
-    completion = openai_chat.completion(answer, chat["model"], answer_id, created)
+    completion = openai_chat.completion(answer, chat["model"], answer_id, created, openai_chat.answer_tool(chat, args))
     return legacy.function_call_answer(completion) if chat.get("functions") else completion
 
 

@@ -11,9 +11,15 @@ Where OpenAI and Bedrock do not line up (the README repeats these for users):
   switch), every change a note on the arguments that /v1 answers in ``x-swiftchat-adapted``. Signed
   thinking goes back to Claude from an assistant message's ``thinking_blocks`` (LiteLLM's shape), so
   Claude thinks through a tool loop; a tool call sent back without them turns thinking off.
-- ``response_format`` ``json_schema`` → Converse ``outputConfig.textFormat``; Bedrock itself
-  refuses it (400) for a model without structured output, a list that changes every month.
-  ``json_object`` has no Bedrock counterpart: it is asked for in the system prompt, not enforced.
+- ``response_format`` ``json_schema`` → Converse ``outputConfig.textFormat`` where the model's
+  profile says it has structured output (Bedrock refuses it for the others); else a forced
+  "answer tool" whose input schema is the schema: its input becomes the message's content,
+  whole or streamed, and never a tool call. ``json_object`` has no Bedrock counterpart and goes
+  by an answer tool with an open object schema; a model without tool use is asked for JSON in the
+  system prompt instead (not enforced), and given a ``json_schema`` it is a 400.
+  With the caller's own tools, they stay callable beside the answer tool (toolChoice ``any``):
+  the model either calls them, or answers. A model that cannot be made to call a tool (Llama)
+  is offered the answer tool and asked in the system prompt to call it.
 - ``temperature`` above 1 is refused: Bedrock's range is 0 to 1, and rescaling would quietly
   change every other value.
 """
@@ -25,11 +31,12 @@ import json
 import re
 import time
 import uuid
+from dataclasses import dataclass
 
 from marshmallow import ValidationError
 
 from .. import adapt, bodies
-from ..profile import base_model  # noqa: F401 (/v1/models names a model's owner by it)
+from ..profile import base_model, profile  # noqa: F401 (base_model: /v1/models names a model's owner by it)
 from .errors import refuse
 
 _TOOL_ID = re.compile(r"[a-zA-Z0-9_.:-]{1,64}")  # what Bedrock takes as a toolUseId
@@ -46,6 +53,8 @@ IMAGE_FORMATS = {
 OPENING_TURN = "."
 
 JSON_INSTRUCTION = "Reply with one valid JSON object and nothing else: no prose, no code fence."
+JSON_OBJECT_TOOL = "json_answer"  # the answer tool of ``json_object``, which names none
+ANSWER_DESCRIPTION = "Give your final answer by calling this tool: its input is the answer."
 
 FINISH_REASONS = {
     "end_turn": "stop",
@@ -269,10 +278,10 @@ def _tool_spec(tool):
     return {"toolSpec": spec}
 
 
-def _tool_config(body, messages):
+def _tool_config(body, messages, answer):
     choice = body.get("tool_choice")
     if choice == "none":
-        return None
+        return {"tools": [answer], "toolChoice": {"tool": {"name": answer["toolSpec"]["name"]}}} if answer else None
     specs = [_tool_spec(tool) for tool in body.get("tools") or []]
     if not specs:
         used = dict.fromkeys(
@@ -283,6 +292,8 @@ def _tool_config(body, messages):
                           "inputSchema": {"json": {"type": "object"}}}}
             for name in used
         ]  # fmt: skip
+    if answer:
+        return _with_answer(specs, answer, choice)
     if not specs:
         return None
     config = {"tools": specs}
@@ -291,6 +302,86 @@ def _tool_config(body, messages):
     elif isinstance(choice, dict):
         config["toolChoice"] = {"tool": {"name": choice["name"]}}
     return config
+
+
+def _with_answer(specs, answer, choice):
+    """The tools with the answer tool beside them: the model calls one of them, or answers (forced: only answers)."""
+    name = answer["toolSpec"]["name"]
+    if any(spec["toolSpec"]["name"] == name for spec in specs):
+        refuse(
+            f"A tool is named {name}, as the tool that carries the structured answer for this model is: "
+            "rename that tool, or name the response format otherwise (json_schema.name).",
+            "response_format",
+        )
+    if not specs:
+        return {"tools": [answer], "toolChoice": {"tool": {"name": name}}}
+    if isinstance(choice, dict):  # the caller's forced call first; the answer comes on a later turn
+        return {"tools": [*specs, answer], "toolChoice": {"tool": {"name": choice["name"]}}}
+    return {"tools": [*specs, answer], "toolChoice": {"any": {}}}
+
+
+def structured_output(body):
+    """How ``response_format`` travels to this model: "native", "tool", "prompt", or None for plain text."""
+    kind = (body.get("response_format") or {}).get("type")
+    if kind not in ("json_schema", "json_object"):
+        return None
+    found = profile(body["model"])
+    if kind == "json_schema" and found.structured_output:
+        return "native"
+    if found.tools:
+        return "tool"
+    if kind == "json_object":
+        return "prompt"
+    refuse(
+        "This model has neither structured output nor tool use on Bedrock, so a json_schema answer cannot be "
+        "enforced: ask for JSON with response_format json_object, or use another model.",
+        "response_format",
+    )
+
+
+def _object_schema(schema):
+    """Whether a schema describes a JSON object, as a tool's input schema must on Bedrock."""
+    if "$ref" in schema and "type" not in schema:
+        name = str(schema["$ref"]).rpartition("/")[2]
+        schema = (schema.get("$defs") or schema.get("definitions") or {}).get(name) or {}
+    kind = schema.get("type")
+    return kind == "object" or (kind is None and "properties" in schema)
+
+
+def _answer_spec(body):
+    """The toolSpec of the answer tool for this body's response_format."""
+    response_format = body["response_format"]
+    if response_format["type"] == "json_object":
+        return {"toolSpec": {"name": JSON_OBJECT_TOOL, "description": ANSWER_DESCRIPTION,
+                             "inputSchema": {"json": {"type": "object"}}}}  # fmt: skip
+    spec = response_format["json_schema"]
+    if not _object_schema(spec["schema"]):
+        refuse(
+            "For this model the answer is carried by a tool, whose input must be a JSON object: give "
+            'json_schema.schema "type": "object" (wrap other values in a property).',
+            "response_format.json_schema.schema",
+        )
+    schema = {"type": "object", **spec["schema"]}  # Bedrock wants the type spelt out
+    description = f"{spec['description']} {ANSWER_DESCRIPTION}" if spec.get("description") else ANSWER_DESCRIPTION
+    return {"toolSpec": {"name": spec["name"], "description": description, "inputSchema": {"json": schema}}}
+
+
+@dataclass(frozen=True)
+class AnswerTool:
+    """The tool whose input is the answer's content (structured output by tool)."""
+
+    name: str
+    # The only tool the model may call: text it writes beside the call is reasoning, not the answer.
+    forced: bool
+
+
+def answer_tool(body, args):
+    """The AnswerTool of a body whose structured answer travels by tool, given its ``converse_args``; else None."""
+    if structured_output(body) != "tool":
+        return None
+    response_format = body["response_format"]
+    name = JSON_OBJECT_TOOL if response_format["type"] == "json_object" else response_format["json_schema"]["name"]
+    return AnswerTool(name, (args.get("toolConfig") or {}).get("toolChoice") == {"tool": {"name": name}})
 
 
 def _unsigned_tool_turn(messages):
@@ -327,16 +418,20 @@ def converse_args(body, budget=None):
     tools_as_text = body.get("tool_choice") == "none"
     system, messages = _conversation(body["messages"], tools_as_text, budget)
     response_format = body.get("response_format") or {}
-    if response_format.get("type") == "json_object":
+    structured = structured_output(body)
+    answer = _answer_spec(body) if structured == "tool" else None
+    if structured == "prompt":
         system.append({"text": JSON_INSTRUCTION})
+    elif answer and not profile(model).tool_choice:  # a model that cannot be made to call it is asked to
+        system.append({"text": f"Give your final answer by calling the tool {answer['toolSpec']['name']}."})
     args = adapt.Adapted(modelId=model, messages=messages)
     if system:
         args["system"] = system
-    tool_config = _tool_config(body, messages)
+    tool_config = _tool_config(body, messages, answer)
     if tool_config:
         args["toolConfig"] = tool_config
         _cache_tools(body, tool_config)
-    if response_format.get("type") == "json_schema":
+    if structured == "native":
         spec = response_format["json_schema"]
         schema = {"schema": json.dumps(spec["schema"]), "name": spec["name"]}
         if spec.get("description"):
@@ -408,18 +503,25 @@ def thinking_block(content):
     return {"type": "thinking", "thinking": text.get("text") or "", "signature": text["signature"]}
 
 
-def completion(response, model, completion_id, created):
-    """A ``chat.completion`` object from a Converse answer: every text block kept, in order."""
+def completion(response, model, completion_id, created, answer=None):
+    """A ``chat.completion`` object from a Converse answer: every text block kept, in order.
+
+    With an ``answer`` tool (structured output by tool), its input is the content; while it is
+    forced, the model's text beside it is reasoning.
+    """
     texts, reasoning, calls, signed = [], [], [], []
     for block in response.get("output", {}).get("message", {}).get("content", []):
         if "text" in block:
-            texts.append(block["text"])
+            (reasoning if answer and answer.forced else texts).append(block["text"])
         elif "reasoningContent" in block:
             reasoning.append((block["reasoningContent"].get("reasoningText") or {}).get("text") or "")
             signed.append(thinking_block(block["reasoningContent"]))
         elif "toolUse" in block and client_tool(block["toolUse"]):
             tool_use = block["toolUse"]
             arguments = json.dumps(tool_use.get("input") or {}, ensure_ascii=False)
+            if answer and tool_use.get("name") == answer.name:
+                texts.append(arguments)
+                continue
             calls.append({"id": tool_use["toolUseId"], "type": "function",
                           "function": {"name": tool_use["name"], "arguments": arguments}})  # fmt: skip
     message = {"role": "assistant", "content": "".join(texts) if texts or not calls else None, "refusal": None}

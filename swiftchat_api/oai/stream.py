@@ -12,17 +12,20 @@ class ChunkTranslator:
 
     Tool calls are numbered from 0 in the order they start, never by Bedrock's content block
     index (which counts text and reasoning blocks too, so a peer that subtracted one broke
-    whenever a tool call came first).
+    whenever a tool call came first). With an ``answer`` tool (structured output by tool), its
+    input streams as content deltas, and while it is forced the model's text is reasoning.
     """
 
-    def __init__(self, model, completion_id, created, include_usage=False):
+    def __init__(self, model, completion_id, created, include_usage=False, answer=None):
         self.model = model
         self.id = completion_id
         self.created = created
         self.include_usage = include_usage
+        self.answer = answer
         self._role_sent = False
         self._calls = {}  # Bedrock contentBlockIndex → this answer's tool call index
         self._thinking = {}  # Bedrock contentBlockIndex → the pieces of its reasoning text, until its signature
+        self._answers = set()  # the contentBlockIndex of each call of the answer tool
 
     def _chunk(self, delta, finish=None):
         if not self._role_sent:
@@ -48,6 +51,9 @@ class ChunkTranslator:
             tool_use = (start.get("start") or {}).get("toolUse")
             if not tool_use or not client_tool(tool_use):
                 return []
+            if self.answer and tool_use.get("name") == self.answer.name:
+                self._answers.add(start.get("contentBlockIndex"))
+                return []
             index = self._calls[start.get("contentBlockIndex")] = len(self._calls)
             call = {"index": index, "id": tool_use["toolUseId"], "type": "function",
                     "function": {"name": tool_use["name"], "arguments": ""}}  # fmt: skip
@@ -67,7 +73,8 @@ class ChunkTranslator:
     def _delta(self, block):
         delta = block.get("delta") or {}
         if delta.get("text"):
-            return [self._chunk({"content": delta["text"]})]
+            field = "reasoning_content" if self.answer and self.answer.forced else "content"
+            return [self._chunk({field: delta["text"]})]
         content = delta.get("reasoningContent") or {}
         if content.get("text"):
             self._thinking.setdefault(block.get("contentBlockIndex"), []).append(content["text"])
@@ -80,6 +87,8 @@ class ChunkTranslator:
             signed = {"reasoningText": {"text": text, "signature": content["signature"]}}
             return [self._chunk({"thinking_blocks": [thinking_block(signed)]})]
         fragment = (delta.get("toolUse") or {}).get("input")
+        if fragment and block.get("contentBlockIndex") in self._answers:
+            return [self._chunk({"content": fragment})]
         index = self._calls.get(block.get("contentBlockIndex"))
         if fragment and index is not None:  # a block never started as a client tool call is not ours
             return [self._chunk({"tool_calls": [{"index": index, "function": {"arguments": fragment}}]})]
