@@ -152,6 +152,16 @@ def test_the_sdk_retrieves_lists_and_deletes_a_stored_response(everyday):
         alice.responses.input_items.list(made.id)
 
 
+def test_a_stored_response_is_answered_as_it_was_answered(everyday):
+    key = everyday.keys[everyday.person()]
+    status, _, answered = everyday.server.request("/v1/responses", {"model": CLAUDE, "input": "keep me"}, key=key)
+    assert status == 200
+    made = json.loads(answered)
+    status, headers, stored = everyday.server.request(f"/v1/responses/{made['id']}", method="GET", key=key)
+    assert status == 200 and headers["content-type"] == "application/json"
+    assert json.loads(stored) == made
+
+
 def test_delete_answers_in_openais_shape(everyday):
     name = everyday.person()
     made = make(everyday.client(name), "to delete")
