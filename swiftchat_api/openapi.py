@@ -549,7 +549,7 @@ def document():
     paths["/v1/models/{model_id}"]["get"]["parameters"].append(
         {"name": "model_id", "in": "path", "required": True, "schema": {"type": "string"}}
     )
-    stored = {"type": "object", "required": ["id", "object"], "properties": {"object": {"enum": ["response"]}}}
+    stored = {"$ref": "#/components/schemas/Response"}  # as POST /v1/responses answered it
     deleted = {
         "type": "object",
         "required": ["id", "object", "deleted"],
