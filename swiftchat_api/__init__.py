@@ -24,6 +24,7 @@ class Resources:
     http: object
     store: object = None
     usage: object = None  # the store's UsageRecorder: usage written without holding a response
+    counter: object = None  # Bedrock's CountTokens for cut streams (services.counting.TokenCounter)
     responses: object = None  # stored /v1/responses (oai.responses_store.ResponsesStore), in the same store
 
 
@@ -45,6 +46,7 @@ def create_app(config=None):
     from .config import Config
     from .observe import FACTS, Observer
     from .relay import Limits, Ticker
+    from .services.counting import TokenCounter
     from .oai.responses_store import ResponsesStore
     from .store import open_store
     from .store.recorder import UsageRecorder
@@ -84,6 +86,7 @@ def create_app(config=None):
         http=urllib3.PoolManager(num_pools=4, maxsize=8),
         store=store,
         usage=UsageRecorder(store, failed=usage_lost, spill=getattr(store, "path", None)),
+        counter=TokenCounter(clients),  # after the recorder: its exit hands the recorder what it still counts
         responses=ResponsesStore(store, config),
     )
     for module in (converse, image, models, upgrade, token, proxy, ops, v1):

@@ -1,9 +1,11 @@
-"""What a request is charged when Bedrock gave no usage: estimates that err on the side of more.
+"""What a request is charged when Bedrock gave no usage: Bedrock's count where it gives one, else
+estimates that err on the side of more.
 
 Bedrock bills a stream cut before its ``metadata`` event (the client gone, the upstream cut, a
 time-out) for the whole input and the output generated so far, but tells us neither. Charged
 nothing, a person could read a long answer's first kilobytes for free, again and again. So such
-a stream is charged an estimate of both, marked as an estimate:
+a stream is charged its input as Bedrock's ``CountTokens`` counts it (services/counting.py) for
+the models that support it, and otherwise estimates of both, marked as estimates:
 
 - input: the UTF-8 bytes of every text the request sends (messages, system prompt, tool
   definitions and results) divided by ``BYTES_PER_TOKEN``, plus ``MESSAGE_TOKENS`` a message,
@@ -40,18 +42,28 @@ def estimate_output(bytes_sent):
     return math.ceil((bytes_sent or 0) / BYTES_PER_TOKEN)
 
 
-def charged(usage, input_estimate, bytes_sent):
-    """The usage a finished stream is charged, and whether it is an estimate.
+def reported(usage):
+    """Whether ``usage`` holds Bedrock's counts (a stream that ended with its ``metadata`` event)."""
+    return isinstance(usage, dict) and isinstance(usage.get("inputTokens"), int)
 
-    Bedrock's usage when it gave its counts; else, for a Bedrock stream (``input_estimate`` set),
-    the estimates; else nothing (a Use Proxy provider's answer, charged its request alone).
+
+def charged(usage, input_estimate, bytes_sent, input_counted=None):
+    """The usage a finished stream is charged, and which of its figures are estimates.
+
+    Bedrock's usage when it gave its counts (nothing estimated); else, for a Bedrock stream
+    (``input_estimate`` set), the input Bedrock's CountTokens gave (``input_counted``) or else
+    its estimate, and the output's estimate; else ``usage`` as it is (a Use Proxy provider's).
+    The figures estimated are named: ``("input", "output")``, ``("output",)`` or ``()``.
     """
-    if isinstance(usage, dict) and isinstance(usage.get("inputTokens"), int):
-        return usage, False
-    if input_estimate is None:
-        return usage, False
+    if reported(usage) or input_estimate is None:
+        return usage, ()
     output = estimate_output(bytes_sent)
-    return {"inputTokens": input_estimate, "outputTokens": output, "totalTokens": input_estimate + output}, True
+    if input_counted is None:
+        return {"inputTokens": input_estimate, "outputTokens": output, "totalTokens": input_estimate + output}, (
+            "input",
+            "output",
+        )
+    return {"inputTokens": input_counted, "outputTokens": output, "totalTokens": input_counted + output}, ("output",)
 
 
 class _Counted:

@@ -26,12 +26,14 @@ _METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"
 class RequestFacts:
     """What one request did, filled in as it goes; logged and counted when its last byte has left.
 
-    ``usage`` is Bedrock's (``inputTokens``, ``outputTokens``), or what a stream that ended
-    without it is charged (``estimated``, see charges.py; ``input_estimate`` is the request's,
-    set when a Bedrock stream is opened); ``key_name`` names the key that was presented (never
-    the key), ``reservation`` the tokens its admission holds under a budget. ``on_end(facts)``,
-    when set, runs once the response is over: how an admitted request's usage reaches the key
-    store, tokens included.
+    ``usage`` is Bedrock's (``inputTokens``, ``outputTokens``), or a Use Proxy provider's, or what
+    a stream that ended without it is charged (see charges.py: ``estimated`` names the figures
+    that are estimates; ``input_estimate`` is the request's, set when a Bedrock stream is opened,
+    and ``count_input(then)`` starts Bedrock's count of its input, services/counting.py, calling
+    ``then(tokens or None)``, and returns False when it cannot); ``key_name`` names the key that
+    was presented (never the key), ``reservation`` the tokens its admission holds under a budget.
+    ``on_end(facts)``, when set, runs once the response is over: how an admitted request's usage
+    reaches the key store, tokens included.
     """
 
     request_id: str
@@ -44,8 +46,9 @@ class RequestFacts:
     bytes_sent: int | None = None  # a stream's body bytes (other answers have a Content-Length)
     on_end: Callable | None = None
     input_estimate: int | None = None
+    count_input: Callable | None = None
     accepted: bool = False  # Bedrock accepted the stream's call: it bills the input, however the stream ends
-    estimated: bool = False
+    estimated: tuple = ()
     reservation: str | None = None
     admit_later: Callable | None = None  # a chat's admission, once its body says what it may cost
 
@@ -97,8 +100,22 @@ def _finish(environ, facts, response):
     method = environ.get("REQUEST_METHOD", "")
     telemetry.REQUESTS.labels(facts.route, method if method in _METHODS else "other", str(status)).inc()
     telemetry.REQUEST_SECONDS.labels(facts.route).observe(response.get("started", ended) - facts.started)
+    counter, facts.count_input = facts.count_input, None  # it holds the request's whole input
+    # A cut stream's input counted by Bedrock, in a greenlet of its own: the connection's next
+    # request does not wait on it. The request is logged and recorded once the count is in.
+    counting = facts.accepted and counter is not None and not charges.reported(facts.usage)
+    if counting and counter(lambda counted: _settle(environ, facts, response, status, ended, counted)):
+        return
+    _settle(environ, facts, response, status, ended)
+
+
+def _settle(environ, facts, response, status, ended, input_counted=None):
+    """Charge a finished request (``input_counted``: Bedrock's count of a cut stream's input), log it, record it."""
+    method = environ.get("REQUEST_METHOD", "")
     if facts.accepted:  # a call Bedrock accepted is billed however it ended; one it refused is not
-        facts.usage, facts.estimated = charges.charged(facts.usage, facts.input_estimate, facts.bytes_sent)
+        facts.usage, facts.estimated = charges.charged(
+            facts.usage, facts.input_estimate, facts.bytes_sent, input_counted
+        )
     usage = facts.usage or {}
     fields = {
         "request_id": facts.request_id,
@@ -113,8 +130,8 @@ def _finish(environ, facts, response):
         "input_tokens": usage.get("inputTokens"),
         "output_tokens": usage.get("outputTokens"),
     }
-    if facts.estimated:
-        fields["tokens_estimated"] = True  # the stream ended without Bedrock's usage: charged our estimate
+    if facts.estimated:  # the stream ended without Bedrock's usage: these figures are our estimates
+        fields["tokens_estimated"] = list(facts.estimated)
     if facts.disconnected:
         fields["client_disconnected"] = True
     access.info("request", extra={"fields": fields})

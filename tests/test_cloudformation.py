@@ -174,6 +174,7 @@ def test_the_instance_role_may_do_what_the_server_does_and_no_more(moto_url, one
     assert set(by_action) == {
         "bedrock:InvokeModel",
         "bedrock:InvokeModelWithResponseStream",
+        "bedrock:CountTokens",
         "bedrock:ListFoundationModels",
         "bedrock:ListInferenceProfiles",
         "ssm:GetParameter",

@@ -1,9 +1,14 @@
-"""Bedrock's CountTokens as the emulator serves it, through boto3."""
+"""Bedrock's CountTokens as the emulator serves it, and the server's counter that asks it, through boto3."""
 
 import json
 
 import pytest
 from botocore.exceptions import ClientError
+from conftest import TEST_KEY, emulator_env
+
+from swiftchat_api.aws import Clients
+from swiftchat_api.config import Config
+from swiftchat_api.services.counting import TokenCounter, foundation_model
 
 MODEL = "anthropic.claude-3-5-sonnet-20240620-v1:0"
 CHAT = [
@@ -61,3 +66,35 @@ def test_a_conversation_bedrock_refuses_is_refused_by_its_count_too(bedrock):
     with pytest.raises(ClientError) as refused:
         bedrock.count_tokens(modelId=MODEL, input={"converse": {"messages": CHAT[1:]}})
     assert refused.value.response["Error"]["Message"].startswith("A conversation must start with a user message.")
+
+
+def test_a_cross_region_profile_is_counted_as_its_foundation_model():
+    assert foundation_model("us." + MODEL) == MODEL
+    assert (
+        foundation_model("global.anthropic.claude-sonnet-4-20250514-v1:0") == "anthropic.claude-sonnet-4-20250514-v1:0"
+    )
+    assert foundation_model("amazon.nova-lite-v1:0") == "amazon.nova-lite-v1:0"
+    arn = "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us." + MODEL
+    assert foundation_model(arn) == arn  # an ARN is left to Bedrock to judge
+
+
+@pytest.fixture
+def counter(emulator, monkeypatch):
+    for name, value in emulator_env(emulator).items():
+        monkeypatch.setenv(name, value)
+    return TokenCounter(Clients(Config(api_key=TEST_KEY)))
+
+
+def test_the_counter_asks_bedrock_and_remembers_a_model_it_will_not_count_for(counter, bedrock):
+    assert counter.count("us-west-2", MODEL, {"messages": CHAT}) == 12
+    assert counter.for_stream(bedrock, {"modelId": "us.amazon.nova-lite-v1:0", "messages": CHAT}) is not None
+    assert counter.count("us-west-2", "amazon.nova-lite-v1:0", {"messages": CHAT}) is None
+    # Told once, it asks no more for that model (its profile ids included); others are still counted.
+    assert counter.for_stream(bedrock, {"modelId": "us.amazon.nova-lite-v1:0", "messages": CHAT}) is None
+    assert counter.for_stream(bedrock, {"modelId": "us." + MODEL, "messages": CHAT}) is not None
+
+
+def test_a_count_that_fails_for_this_request_alone_is_not_remembered(counter, bedrock):
+    long = [{"role": "user", "content": [{"text": "a " * 200_001}]}]
+    assert counter.count("us-west-2", MODEL, {"messages": long}) is None  # too long to count: the estimate
+    assert counter.for_stream(bedrock, {"modelId": MODEL, "messages": CHAT}) is not None

@@ -1,6 +1,7 @@
 """Per-person keys end to end: real gunicorn with two workers on SQLite, and two gunicorn instances
 sharing a real redis-server; keys made with the CLI as an operator makes them."""
 
+import http.client
 import json
 import os
 import re
@@ -14,7 +15,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import redis
-from conftest import TEST_KEY, Server, access_lines, chat, emulator_env, flask_keys, free_port, metric_value
+from conftest import (
+    TEST_KEY,
+    Server,
+    access_lines,
+    chat,
+    emulator_calls,
+    emulator_env,
+    flask_keys,
+    free_port,
+    metric_value,
+)
 from redis_fixture import RedisServer, require_redis_server
 
 from swiftchat_api import create_app
@@ -369,8 +380,9 @@ def test_use_proxy_accepts_any_of_this_servers_keys_and_sends_none_on(sqlite):
 
 
 PROMPT_WORDS = 5_000
+PROMPT = " ".join(["lorem"] * PROMPT_WORDS)  # the emulator bills a word a token; we would estimate twice that
 # A long prompt and a long reply, slow enough that 3 KB of it arrive well before its end.
-LONG_PROMPT = "[[emulator words=400 delay_ms=20]] " + " ".join(["lorem"] * PROMPT_WORDS)
+LONG_PROMPT = "[[emulator words=400 delay_ms=20]] " + PROMPT
 CUT_STREAMS = {
     "/api/converse/v3": chat(LONG_PROMPT),
     "/v1/chat/completions": {
@@ -379,6 +391,7 @@ CUT_STREAMS = {
         "stream": True,
     },
 }
+UNCOUNTED_MODEL = "amazon.nova-lite-v1:0"  # Bedrock's CountTokens does not count for Nova
 
 
 def read_a_little_then_hang_up(server, path, body, key, wanted=3_000):
@@ -399,8 +412,10 @@ def read_a_little_then_hang_up(server, path, body, key, wanted=3_000):
 
 
 @pytest.mark.parametrize("path", sorted(CUT_STREAMS))
-def test_streams_cut_short_are_charged_and_spend_the_budget(sqlite, path):
+def test_streams_cut_short_are_charged_bedrocks_count_of_their_input_and_spend_the_budget(sqlite, path):
     server = sqlite.servers[0]
+    whole_input, _ = tokens_of(server.request("/api/converse/v3", chat('[[emulator reply="ok"]] ' + PROMPT))[2])
+    assert whole_input == PROMPT_WORDS
     name = "cutter-" + path.strip("/").split("/")[0]
     budget = 12_000  # Bedrock counts each prompt as 5,000 tokens: at most three can start
     key = sqlite.create(name, "--tokens-per-day", str(budget))
@@ -413,17 +428,62 @@ def test_streams_cut_short_are_charged_and_spend_the_budget(sqlite, path):
 
     sqlite.wait_for_requests(name, served)
     person = sqlite.usage()[name]
-    # Charged at least Bedrock's bill for each: the whole input, and some output; all of it marked an estimate.
-    assert person["input_tokens"] >= served * PROMPT_WORDS
+    # Bedrock's bill for each: the input as CountTokens counts it (what a whole answer is billed), and some
+    # output, estimated (not our estimate of the input: twice as many tokens)
+    assert person["input_tokens"] == served * whole_input
+    assert person["estimated_input_tokens"] == 0
     assert person["output_tokens"] > 0
-    assert person["estimated_input_tokens"] == person["input_tokens"]
     assert person["estimated_output_tokens"] == person["output_tokens"]
     assert person["days"][0]["models"][0]["model"] == MODEL
     lines = [line for line in access_lines(server) if line["key"] == name and line["status"] == 200]
     assert len(lines) == served
     for line in lines:
-        assert line["client_disconnected"] and line["tokens_estimated"]
-        assert line["input_tokens"] >= PROMPT_WORDS and line["output_tokens"] > 0
+        assert line["client_disconnected"] and line["tokens_estimated"] == ["output"]
+        assert line["input_tokens"] == whole_input and line["output_tokens"] > 0
+
+
+def test_streams_cut_short_on_a_model_bedrock_does_not_count_for_are_charged_the_estimate(sqlite, emulator):
+    server = sqlite.servers[0]
+    key = sqlite.create("cutter-nova", "--tokens-per-day", "1000000")
+    cuts = 4
+    for _ in range(cuts):
+        cut = chat(LONG_PROMPT.replace("]] ", "]] nova-cut "), UNCOUNTED_MODEL)  # its calls told from other tests'
+        assert read_a_little_then_hang_up(server, "/api/converse/v3", cut, key) == 200
+    sqlite.wait_for_requests("cutter-nova", cuts)
+    person = sqlite.usage()["cutter-nova"]
+    # Our estimate, on the high side of Bedrock's bill (a word a token here), and marked as one.
+    assert person["input_tokens"] >= cuts * PROMPT_WORDS
+    assert person["estimated_input_tokens"] == person["input_tokens"]
+    assert person["estimated_output_tokens"] == person["output_tokens"] > 0
+    lines = [line for line in access_lines(server) if line["key"] == "cutter-nova"]
+    assert [line["tokens_estimated"] for line in lines] == [["input", "output"]] * cuts
+    # Each worker asked Bedrock once, was told the model is not counted for, and did not ask again.
+    counts = [call for call in emulator_calls(emulator) if call.get("operation") == "count-tokens"]
+    assert 1 <= sum("nova-cut" in json.dumps(call["body"]) for call in counts) <= 2  # once a worker, not once a stream
+
+
+def test_a_count_that_does_not_come_in_time_leaves_the_estimate_and_never_holds_the_connection(sqlite):
+    server = sqlite.servers[0]
+    key = sqlite.create("slow-count", "--tokens-per-day", "1000000")  # Bedrock's count is asked for a budget's sake
+    # Bedrock breaks the stream off (no usage); its count of the input would come only after a minute.
+    broken = chat("[[emulator words=20 fail_after=3 count_delay_ms=60000]] " + PROMPT)
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    try:
+        for body in (broken, SHORT):  # one connection, as an app keeps it: the same worker answers both
+            connection.request("POST", "/api/converse/v3", body=json.dumps(body), headers=headers)
+            answer = connection.getresponse()
+            assert answer.status == 200
+            answer.read()
+    finally:
+        connection.close()
+    sqlite.wait_for_requests("slow-count", 2, seconds=15)
+    lines = [line for line in access_lines(server) if line["key"] == "slow-count"]
+    # The next request was answered and logged while the count was still awaited; then the estimate.
+    assert ["tokens_estimated" in line for line in lines] == [False, True]
+    assert lines[1]["tokens_estimated"] == ["input", "output"] and lines[1]["input_tokens"] > PROMPT_WORDS
+    person = sqlite.usage()["slow-count"]
+    assert person["estimated_input_tokens"] == lines[1]["input_tokens"]
 
 
 def test_a_budget_is_spent_down_to_the_last_token_one_chat_after_another(sqlite):
@@ -737,8 +797,8 @@ def test_streams_cut_short_spend_the_budget_across_two_instances(instances):
     assert statuses == [200] * served + [429] and 1 <= served <= 3
     instances.wait_for_requests("cutter", served)
     person = instances.usage()["cutter"]
-    assert person["input_tokens"] >= served * PROMPT_WORDS
-    assert person["estimated_input_tokens"] == person["input_tokens"]
+    assert person["input_tokens"] == served * PROMPT_WORDS  # Bedrock's count of each input (CountTokens)
+    assert person["estimated_input_tokens"] == 0
 
 
 def test_image_generations_count_toward_a_keys_images_per_day(sqlite):

@@ -91,7 +91,10 @@ def _account(recorder, record):
     usage = record.usage if isinstance(record.usage, dict) else {}
     input_tokens, output_tokens = _tokens(usage.get("inputTokens")), _tokens(usage.get("outputTokens"))
     telemetry.key_served(record.key_name, input_tokens, output_tokens)
-    estimated = (input_tokens, output_tokens) if record.estimated else (0, 0)
+    estimated = (
+        input_tokens if "input" in record.estimated else 0,
+        output_tokens if "output" in record.estimated else 0,
+    )
     # The model id is the caller's text until Bedrock answered (with usage, or a stream it began):
     # recorded only then, so made-up ids cannot add a usage row each (image calls count unnamed).
     model = record.model if usage else None

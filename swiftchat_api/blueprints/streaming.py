@@ -64,6 +64,10 @@ def stream_response(client, args, dialect, content_type="text/event-stream", rea
     record.model = args["modelId"]  # for the access log; usage names it only once Bedrock answered with usage
     record.input_estimate = charges.estimate_input(args)  # charged if the stream ends without Bedrock's usage
     admit_chat(args)
+    if record.reservation is not None:
+        # Or Bedrock's count of it, where it counts, for a key with a budget (the figure decides what it may
+        # still spend): the stream then holds its chat until it ends, 34 KB more a stream for 32 KB chats.
+        record.count_input = app.counter.for_stream(client, args)
     if real_statuses:
         acceptance = config.first_byte_timeout
         deadline = time.monotonic() + acceptance + config.first_event_window
