@@ -669,6 +669,29 @@ def test_agents_sdk_runs_a_two_tool_loop_with_a_handoff(server, streamed):
     assert result.final_output == f"Tool results received: Hotel booked in {ran[1][1]}"
 
 
+# --- LangChain ---------------------------------------------------------------------------------------
+
+
+def test_langchain_chat_openai_on_the_responses_api(server):
+    from langchain_openai import ChatOpenAI
+
+    # A client of its own, closed after: a kept-alive connection would hold up the server's graceful stop.
+    with openai.DefaultHttpxClient() as http:
+        llm = ChatOpenAI(model=CLAUDE, base_url=f"http://127.0.0.1:{server.port}/v1", api_key=TEST_KEY,
+                         use_responses_api=True, max_retries=0, http_client=http)  # fmt: skip
+        assert llm.invoke(say("hi", "reply=hello")).text == "hello"
+        chunks = list(llm.stream(say("hi", "words=5")))
+        assert "".join(chunk.text for chunk in chunks).split() == ["the", "quick", "brown", "fox", "jumps"]
+
+        def get_weather(city: str) -> str:
+            """The weather in a city."""
+            return "sunny"
+
+        asked = say("weather?", 'tools=get_weather args=\'{"city": "Oslo"}\'')
+        called = llm.bind_tools([get_weather]).invoke(asked)
+    assert [(call["name"], call["args"]) for call in called.tool_calls] == [("get_weather", {"city": "Oslo"})]
+
+
 # --- the Codex CLI ----------------------------------------------------------------------------------
 
 CODEX_VERSION = "0.169.0"
