@@ -15,6 +15,8 @@ import pytest
 from botocore.exceptions import ClientError
 from botocore.validate import validate_parameters
 from conftest import TEST_KEY, emulator_calls, stream_record
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from marshmallow import ValidationError
 from pydantic import BaseModel, Field
 
@@ -285,6 +287,41 @@ SCHEMAS = {
 def test_the_emulators_example_is_accepted_by_its_schema(name):
     for position in range(3):
         jsonschema.validate(example(SCHEMAS[name], position), SCHEMAS[name])
+
+
+def test_the_emulator_answers_a_wide_recursive_schema_within_bounds():
+    node = {"type": "object", "properties": {f"p{i}": {"$ref": "#/$defs/N"} for i in range(10)}}
+    wide = {"$defs": {"N": {**node, "required": list(node["properties"])}}, "$ref": "#/$defs/N"}
+    assert len(json.dumps(example(wide))) < 1_000_000
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
+    max_leaves=20,
+)
+_KEYS = st.sampled_from(
+    ["type", "properties", "required", "items", "enum", "const", "anyOf", "oneOf", "allOf", "$ref", "$defs",
+     "minimum", "exclusiveMaximum", "minLength", "maxLength", "minItems", "maxItems", "format"]
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(st.recursive(st.dictionaries(_KEYS, _JSON, max_size=4), lambda inner: st.dictionaries(_KEYS, inner | _JSON)))
+def test_the_emulator_makes_an_example_of_any_schema_shaped_value_without_failing(schema):
+    json.dumps(example(schema))  # whatever the schema, an answer (the emulator never drops the connection)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(st.dictionaries(_KEYS, _JSON, max_size=4))
+def test_any_json_schema_body_gets_converse_arguments_or_a_clear_refusal(schema):
+    response_format = {"type": "json_schema", "json_schema": {"name": "r", "schema": schema}}
+    try:
+        sent = args(BY_TOOL, response_format=response_format)
+    except ApiError as error:
+        assert (error.status, error.param) == (400, "response_format.json_schema.schema")
+    else:
+        assert answer_spec(sent, "r")["inputSchema"]["json"]["type"] == "object"
 
 
 def test_the_emulator_answers_a_forced_tool_with_input_its_schema_accepts(bedrock):

@@ -11,6 +11,7 @@ import math
 
 MAX_DEPTH = 16  # a recursive schema stops here; past half of it, only what is required is filled
 MAX_ITEMS = 3
+MAX_VALUES = 10_000  # values made for one schema: a wide recursive one would otherwise never end
 
 _FORMATS = {
     "date-time": "2024-05-01T12:00:00Z",
@@ -26,7 +27,7 @@ _FORMATS = {
 
 def example(schema, position=0):
     """A deterministic value ``schema`` accepts; ``position`` tells apart the calls of one reply."""
-    return _value(schema, schema, position, "value", 0)
+    return _value(schema, {"root": schema, "left": MAX_VALUES}, position, "value", 0)
 
 
 def output_schema(body):
@@ -71,11 +72,12 @@ def _kind(node):
     return "array" if "items" in node else "string"
 
 
-def _value(node, root, position, name, depth):
-    if not isinstance(node, dict) or depth > MAX_DEPTH:
+def _value(node, state, position, name, depth):
+    state["left"] -= 1
+    if not isinstance(node, dict) or depth > MAX_DEPTH or state["left"] < 0:
         return None
     if "$ref" in node:
-        return _value(_resolve(node["$ref"], root), root, position, name, depth + 1)
+        return _value(_resolve(node["$ref"], state["root"]), state, position, name, depth + 1)
     if "const" in node:
         return node["const"]
     if isinstance(node.get("enum"), list) and node["enum"]:
@@ -83,21 +85,21 @@ def _value(node, root, position, name, depth):
     for key in ("anyOf", "oneOf"):
         options = [o for o in node.get(key) or [] if isinstance(o, dict) and o.get("type") != "null"]
         if options:
-            return _value(options[0], root, position, name, depth + 1)
+            return _value(options[0], state, position, name, depth + 1)
     if isinstance(node.get("allOf"), list):
         merged = {key: value for key, value in node.items() if key != "allOf"}
         for part in node["allOf"]:
-            part = _resolve(part.get("$ref"), root) if isinstance(part, dict) and "$ref" in part else part
+            part = _resolve(part.get("$ref"), state["root"]) if isinstance(part, dict) and "$ref" in part else part
             if isinstance(part, dict):
-                merged["properties"] = {**(merged.get("properties") or {}), **(part.get("properties") or {})}
-                merged["required"] = [*(merged.get("required") or []), *(part.get("required") or [])]
+                merged["properties"] = {**_dict(merged.get("properties")), **_dict(part.get("properties"))}
+                merged["required"] = [*_list(merged.get("required")), *_list(part.get("required"))]
                 merged.setdefault("type", part.get("type"))
-        return _value(merged, root, position, name, depth + 1)
+        return _value(merged, state, position, name, depth + 1)
     kind = _kind(node)
     if kind == "object":
-        return _object(node, root, position, depth)
+        return _object(node, state, position, depth)
     if kind == "array":
-        return _array(node, root, position, name, depth)
+        return _array(node, state, position, name, depth)
     if kind == "string":
         return _string(node, position, name)
     if kind in ("integer", "number"):
@@ -107,26 +109,26 @@ def _value(node, root, position, name, depth):
     return None
 
 
-def _object(node, root, position, depth):
+def _object(node, state, position, depth):
     required = node.get("required") if isinstance(node.get("required"), list) else []
     properties = node.get("properties") if isinstance(node.get("properties"), dict) else {}
     value = {}
     for key, sub in properties.items():
         if depth > MAX_DEPTH // 2 and key not in required:  # a recursive schema ends at its optional members
             continue
-        value[key] = _value(sub, root, position, key, depth + 1)
+        value[key] = _value(sub, state, position, key, depth + 1)
     return value
 
 
-def _array(node, root, position, name, depth):
+def _array(node, state, position, name, depth):
     least = node.get("minItems") if isinstance(node.get("minItems"), int) else 0
     most = node.get("maxItems") if isinstance(node.get("maxItems"), int) else MAX_ITEMS
     count = least if depth > MAX_DEPTH // 2 else min(max(least, 1), most)
-    return [_value(node.get("items") or {}, root, position + i, name, depth + 1) for i in range(min(count, 100))]
+    return [_value(node.get("items") or {}, state, position + i, name, depth + 1) for i in range(min(count, 100))]
 
 
 def _string(node, position, name):
-    text = _FORMATS.get(node.get("format")) or f"{name} {position}"
+    text = (_FORMATS.get(node["format"]) if isinstance(node.get("format"), str) else None) or f"{name} {position}"
     least = node.get("minLength") if isinstance(node.get("minLength"), int) else 0
     most = node.get("maxLength") if isinstance(node.get("maxLength"), int) else None
     text = text.ljust(min(least, 10_000), "x")
@@ -150,3 +152,11 @@ def _number(node, position, kind):
 
 def _finite(bound):
     return isinstance(bound, (int, float)) and not isinstance(bound, bool) and math.isfinite(bound)
+
+
+def _dict(value):
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value):
+    return value if isinstance(value, list) else []

@@ -343,7 +343,10 @@ def _object_schema(schema):
     """Whether a schema describes a JSON object, as a tool's input schema must on Bedrock."""
     if "$ref" in schema and "type" not in schema:
         name = str(schema["$ref"]).rpartition("/")[2]
-        schema = (schema.get("$defs") or schema.get("definitions") or {}).get(name) or {}
+        defined = schema.get("$defs") or schema.get("definitions")
+        schema = defined.get(name) if isinstance(defined, dict) else None
+        if not isinstance(schema, dict):
+            return False
     kind = schema.get("type")
     return kind == "object" or (kind is None and "properties" in schema)
 
@@ -361,7 +364,7 @@ def _answer_spec(body):
             'json_schema.schema "type": "object" (wrap other values in a property).',
             "response_format.json_schema.schema",
         )
-    schema = {"type": "object", **spec["schema"]}  # Bedrock wants the type spelt out
+    schema = {**spec["schema"], "type": "object"}  # Bedrock wants the type spelt out
     description = f"{spec['description']} {ANSWER_DESCRIPTION}" if spec.get("description") else ANSWER_DESCRIPTION
     return {"toolSpec": {"name": spec["name"], "description": description, "inputSchema": {"json": schema}}}
 
