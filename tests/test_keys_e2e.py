@@ -646,8 +646,14 @@ def test_a_full_redis_is_a_503_for_limited_keys_and_loses_no_usage(instances, re
 # --- Use Proxy with a key ------------------------------------------------------------------------
 
 
+PROVIDER_USAGE = {"prompt_tokens": 30, "completion_tokens": 12, "total_tokens": 42}
+PROVIDER_MODEL = "gpt-4o-mini-2024-07-18"  # the model its answers name
+
+
 class _Provider(ThreadingHTTPServer):
-    """An OpenAI-compatible provider on loopback that records what reaches it and streams a short answer."""
+    """An OpenAI-compatible provider on loopback that records what reaches it and answers in short: a stream, its
+    usage in a last event when ``stream_options.include_usage`` asks for it (earlier events say ``"usage": null``,
+    as OpenAI's do), or a whole JSON answer with its usage."""
 
     def __init__(self):
         self.seen = []
@@ -658,14 +664,29 @@ class _Provider(ThreadingHTTPServer):
         protocol_version = "HTTP/1.1"
 
         def do_POST(self):  # noqa: N802 (http.server's spelling)
-            self.rfile.read(int(self.headers["Content-Length"]))
+            request = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             self.server.seen.append((self.path, dict(self.headers)))
-            body = b'data: {"choices": [{"delta": {"content": "hi"}}]}\n\ndata: [DONE]\n\n'
+            content_type, body = self._answer(request)
             self.send_response(200)
-            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
+
+        @staticmethod
+        def _answer(request):
+            said = {"role": "assistant", "content": "hi"}
+            if not request.get("stream"):
+                whole = {"id": "chatcmpl-1", "model": PROVIDER_MODEL, "choices": [{"message": said}]}
+                return "application/json", json.dumps({**whole, "usage": PROVIDER_USAGE}, indent=2).encode()
+            if not (request.get("stream_options") or {}).get("include_usage"):
+                return "text/event-stream", b'data: {"choices": [{"delta": {"content": "hi"}}]}\n\ndata: [DONE]\n\n'
+            chunks = [
+                {"model": PROVIDER_MODEL, "choices": [{"delta": {"content": "hi"}}], "usage": None},
+                {"model": PROVIDER_MODEL, "choices": [], "usage": PROVIDER_USAGE},
+            ]
+            events = [b"data: " + json.dumps(chunk).encode() + b"\n\n" for chunk in chunks]
+            return "text/event-stream", b"".join(events) + b"data: [DONE]\n\n"
 
         def log_message(self, *args):
             pass
@@ -695,13 +716,11 @@ PROVIDER = {"Authorization": "Bearer sk-provider-0123456789"}
 PROXIED_CHAT = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "Hi"}], "stream": True}
 
 
-def _via_proxy(deployment, headers, path="/v1/chat/completions", route="/api/openai"):
+def _via_proxy(deployment, headers, path="/v1/chat/completions", route="/api/openai", chat_body=PROXIED_CHAT):
     """One Use Proxy request with exactly ``headers`` (plus request_url); (status, detail or body, reached provider)."""
     before = len(deployment.provider.seen)
     url = f"http://127.0.0.1:{deployment.provider.server_port}{path}"
-    status, _, body = deployment.servers[0].request(
-        route, PROXIED_CHAT, headers={"request_url": url, **headers}, key=None
-    )
+    status, _, body = deployment.servers[0].request(route, chat_body, headers={"request_url": url, **headers}, key=None)
     reached = len(deployment.provider.seen) > before
     shown = json.loads(body)["detail"] if status >= 400 else body
     return status, shown, reached
@@ -738,6 +757,34 @@ def test_use_proxy_admits_limits_and_counts_a_per_person_key(proxied):
     time.sleep(1.2)  # past the lookup cache
     status, detail, reached = _via_proxy(proxied, {**PROVIDER, "x-api-key": leaver})
     assert (status, detail, reached) == (401, "Invalid API Key", False)
+
+
+@pytest.mark.parametrize("whole", [False, True])
+def test_use_proxy_charges_the_tokens_a_provider_reports_and_refuses_past_the_budget(proxied, whole):
+    name = "metered-whole" if whole else "metered-stream"
+    key = proxied.create(name, "--tokens-per-day", "100")
+    asked = {**PROXIED_CHAT, "stream": False} if whole else {**PROXIED_CHAT, "stream_options": {"include_usage": True}}
+    for served in (1, 2, 3):  # 0, 42 and 84 tokens used: each is under 100, so admitted
+        status, body, reached = _via_proxy(proxied, {**PROVIDER, "x-api-key": key}, chat_body=asked)
+        assert (status, reached) == (200, True) and b'"usage"' in body
+        proxied.wait_for_requests(name, served)
+    status, detail, reached = _via_proxy(proxied, {**PROVIDER, "x-api-key": key}, chat_body=asked)
+    assert (status, reached) == (429, False) and detail.startswith("This key has used its 100 tokens for today")
+    person = proxied.usage()[name]
+    assert (person["input_tokens"], person["output_tokens"]) == (3 * 30, 3 * 12)  # 126: past the budget by one answer
+    assert (person["estimated_input_tokens"], person["estimated_output_tokens"]) == (0, 0)
+    assert person["days"][0]["models"][0]["model"] == PROVIDER_MODEL  # the model the provider says answered
+    lines = [line for line in access_lines(proxied.servers[0]) if line["key"] == name and line["status"] == 200]
+    assert [(line["input_tokens"], line["output_tokens"]) for line in lines] == [(30, 12)] * 3
+
+
+def test_use_proxy_without_the_providers_usage_charges_requests_alone(proxied):
+    key = proxied.create("unmetered", "--tokens-per-day", "1")
+    for served in (1, 2, 3):  # the provider reports no usage: no token is charged, so the budget is never spent
+        assert _via_proxy(proxied, {**PROVIDER, "x-api-key": key})[0] == 200
+        proxied.wait_for_requests("unmetered", served)
+    person = proxied.usage()["unmetered"]
+    assert (person["requests"], person["input_tokens"], person["output_tokens"]) == (3, 0, 0)
 
 
 @pytest.mark.parametrize(

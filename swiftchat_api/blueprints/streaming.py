@@ -29,6 +29,8 @@ def relayed(upstream, dialect, limits, acceptance=None, deadline=None, content_t
         # Recorded against the key once the response is over (see common.require_key), in the
         # background: the store never holds a stream or the connection's next request.
         record.usage = relay.usage
+        if not bedrock:  # a Use Proxy provider's, when its answer reported it (and the model it names)
+            record.usage, record.model = upstream.reported_usage()
         record.disconnected = relay.client_gone
         record.bytes_sent = relay.bytes_sent
 

@@ -11,7 +11,9 @@ non-public address is used only when that address itself is listed (or is the ho
 that was checked, so a second DNS answer (rebinding) cannot move it; TLS is still verified
 against the name. No redirect is followed.
 
-The provider's status and body reach the caller byte for byte as they arrive. The connection
+The provider's status and body reach the caller byte for byte as they arrive; the usage an
+OpenAI-compatible provider reports at the end of its answer is read from the answer's last
+bytes alone (``provider_usage``). The connection
 to the provider is bounded (connect, first byte, silence between bytes) and is closed the
 moment the caller walks away, so the provider stops generating. A provider that cannot be
 reached, or answers with a redirect, is told in a shape every app generation shows (see
@@ -43,6 +45,7 @@ log = logging.getLogger(__name__)
 
 FORWARDED_HEADERS = ("Authorization", "HTTP-Referer", "X-Title")  # nothing else of the caller's
 READ_SIZE = 65536
+USAGE_TAIL = 4096  # the bytes at the end of a provider's answer where its usage is looked for
 MAX_URL_LENGTH = 4096
 MAX_ADDRESSES = 4  # addresses of one name tried in turn
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -346,6 +349,7 @@ class ProviderCall:
         self._socket = None
         self._response = None
         self._whole = False  # the provider's answer was read to its end
+        self._tail = b""  # its last USAGE_TAIL bytes so far
 
     def open(self):
         """Send the request; the provider's body, read as it comes (or its failure, told in-band)."""
@@ -424,7 +428,14 @@ class ProviderCall:
             if not data:
                 self._whole = True
                 return
+            # The usage is in the last event: a bounded copy of the end, no event parsed on its way.
+            keep = USAGE_TAIL - len(data)
+            self._tail = self._tail[-keep:] + data if keep > 0 else data[-USAGE_TAIL:]
             yield data
+
+    def reported_usage(self):
+        """(usage, model) the provider's answer reported at its end (see provider_usage), or (None, None)."""
+        return provider_usage(self._tail)
 
     def halt(self):
         """Cut the connection to the provider at once; a read blocked on it returns."""
@@ -446,6 +457,55 @@ class ProviderCall:
 
 
 _RESET = struct.pack("ii", 1, 0)  # SO_LINGER on, 0 s: close() resets the connection
+
+
+_MOST_TOKENS = 10**9
+_LOOKS = 8  # "usage" keys looked at, from the last: a stream's earlier events say "usage": null
+_decode = json.JSONDecoder().raw_decode
+
+
+def provider_usage(tail):
+    """(``{"inputTokens", "outputTokens"}``, the model the answer names or None) from the last bytes of an
+    OpenAI-compatible answer, or (None, None) when they report no usage.
+
+    A stream reports it in its last event (OpenAI with ``stream_options.include_usage``, after
+    events that say ``"usage": null``; some providers always), a whole JSON answer near its end.
+    Only the ``"usage"`` object (and ``"model"``) is decoded: a quote inside the answer's text is
+    escaped, so a key found is a key of the answer's own JSON, never text the caller wrote.
+    """
+    text = tail.decode("utf-8", "replace")
+    end = len(text)
+    for _ in range(_LOOKS):
+        end = text.rfind('"usage"', 0, end)
+        if end < 0:
+            return None, None
+        usage = _value_after(text, end + len('"usage"'))
+        if isinstance(usage, dict):
+            break
+    else:
+        return None, None
+    tokens = usage.get("prompt_tokens"), usage.get("completion_tokens")
+    if not all(type(count) is int and 0 <= count < _MOST_TOKENS for count in tokens):
+        return None, None
+    named = text.rfind('"model"', 0, end)
+    model = _value_after(text, named + len('"model"')) if named >= 0 else None
+    model = model if isinstance(model, str) and 0 < len(model) <= 128 and model.isprintable() else None
+    return {"inputTokens": tokens[0], "outputTokens": tokens[1]}, model
+
+
+def _value_after(text, at):
+    """The JSON value after the key that ends at ``at`` (its colon, then the value), or None."""
+    while at < len(text) and text[at] in " \t\r\n":
+        at += 1
+    if text[at : at + 1] != ":":
+        return None
+    at += 1
+    while at < len(text) and text[at] in " \t\r\n":
+        at += 1
+    try:
+        return _decode(text, at)[0]
+    except ValueError:
+        return None
 
 
 def _failing(failure):
