@@ -2,6 +2,7 @@
 through gunicorn and the emulator."""
 
 import asyncio
+import base64
 import json
 import os
 import shutil
@@ -23,6 +24,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from swiftchat_api.emulator import images
 from swiftchat_api.exceptions import ApiError
 from swiftchat_api.oai import responses
 from swiftchat_api.oai.chat import AnswerTool
@@ -206,6 +208,29 @@ def test_tool_loop_sends_the_results_back(client, emulator):
     assert [message["role"] for message in sent] == ["user", "assistant", "user"]
     assert sent[1]["content"][0]["toolUse"]["toolUseId"] == call.call_id
     assert sent[2]["content"][0]["toolResult"]["toolUseId"] == call.call_id
+
+
+PICTURE = images.png(2, 2, "a function's picture")
+
+
+def test_a_function_output_with_an_image_reaches_bedrock_in_the_tool_result(client, emulator):
+    """As Codex's view_image answers: the output is a list of parts, text and a picture."""
+    picture = "data:image/png;base64," + base64.b64encode(PICTURE).decode()
+    output = [{"type": "input_text", "text": "Here it is"}, {"type": "input_image", "image_url": picture}]
+    history = [
+        {"role": "user", "content": "look"},
+        {"type": "function_call", "call_id": "call_1", "name": "get_weather", "arguments": "{}"},
+        {"type": "function_call_output", "call_id": "call_1", "output": output},
+    ]
+    answer = client.responses.create(model=CLAUDE, input=history, tools=[WEATHER], store=False)
+    assert answer.output_text == "Tool results received: Here it is"
+    result = emulator_calls(emulator)[-1]["body"]["messages"][2]["content"][0]["toolResult"]
+    assert result["content"][0] == {"text": "Here it is"}
+    assert base64.b64decode(result["content"][1]["image"]["source"]["bytes"]) == PICTURE
+    remote = [*history[:2], {**history[2], "output": [{"type": "input_image", "image_url": "https://x.test/a.png"}]}]
+    with pytest.raises(openai.BadRequestError) as raised:
+        client.responses.create(model=CLAUDE, input=remote, tools=[WEATHER])
+    assert raised.value.param == "input[2].output[0].image_url"
 
 
 def test_named_tool_choice_forces_that_call(client):

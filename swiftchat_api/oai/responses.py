@@ -85,12 +85,12 @@ def _messages(body, items, history):
     """Chat messages for the conversation ``items`` (the first ``history`` of them stored), and where each came from.
 
     Where each came from is the request's name for it (``input[3]``, ``instructions``), for errors:
-    per chat message, (its place, the places of its tool calls, whether its content is the item's, part for part).
+    per chat message, (its place, the places of its tool calls, the item's field its content is part for part).
     """
     messages, places = [], []
     if body.get("instructions"):
         messages.append({"role": "system", "content": body["instructions"]})
-        places.append(("instructions", [], False))
+        places.append(("instructions", [], None))
     assistant = None  # the assistant message being put together, while the items still belong to it
     waiting = set()  # call ids of the last assistant turn not answered yet
     for index, item in enumerate(items):
@@ -100,21 +100,22 @@ def _messages(body, items, history):
             if item["call_id"] not in waiting:
                 refuse("This function_call_output answers no function_call of the turn before it.", place)
             waiting.discard(item["call_id"])
-            messages.append({"role": "tool", "tool_call_id": item["call_id"], "content": item["output"]})
-            places.append((place, [], False))
+            output = [_chat_part(part) for part in item["output"]]  # text, and images (Codex's view_image)
+            messages.append({"role": "tool", "tool_call_id": item["call_id"], "content": output})
+            places.append((place, [], "output"))
             assistant = None
             continue
         if waiting and assistant is None:
             refuse("The function_calls before this item were not all answered by function_call_output items.", place)
         if kind == "message" and item["role"] != "assistant":
             messages.append({"role": item["role"], "content": [_chat_part(part) for part in item["content"]]})
-            places.append((place, [], True))
+            places.append((place, [], "content"))
             assistant = None
             continue
         if assistant is None:
             assistant = {"role": "assistant", "content": []}
             messages.append(assistant)
-            places.append((place, [], False))
+            places.append((place, [], None))
         if kind == "message":
             assistant["content"].extend(_chat_part(part) for part in item["content"])
         elif kind == "reasoning":
@@ -187,12 +188,12 @@ def _placed(error, places):
         return error
     found = _MESSAGE_PARAM.match(param)
     if found and int(found.group(1)) < len(places):
-        place, calls, same_parts = places[int(found.group(1))]
+        place, calls, parts_field = places[int(found.group(1))]
         call, rest = found.group(2), param[found.end() :]
         if call is not None and int(call) < len(calls):
             place = calls[int(call)] + (".arguments" if found.group(3) else "")
-        elif same_parts and rest.startswith(".content["):
-            place += rest  # input[0].content[1].image_url
+        elif parts_field and rest.startswith(".content["):
+            place += f".{parts_field}{rest[len('.content') :]}"  # input[0].content[1].image_url
         param = place
     else:
         param = re.sub(r"\.function(?=\.|$)", "", param)  # tools[0].function.parameters → tools[0].parameters
@@ -220,6 +221,12 @@ def converse_args(body, items, history=0, budget=None):
     return args, chat.answer_tool(loaded, args)
 
 
+def _stored_part(part, text_type):
+    if part["type"] == "image":
+        return {"type": "input_image", "image_url": part["url"], "detail": "auto"}
+    return {"type": text_type, "text": part["text"]}
+
+
 def stored_input(items):
     """The loaded input items in OpenAI's shape, as the store keeps them and ``input_items`` lists them."""
     shaped = []
@@ -227,13 +234,16 @@ def stored_input(items):
         kind = item["type"]
         if kind == "message":
             text_type = "output_text" if item["role"] == "assistant" else "input_text"
-            content = [
-                {"type": "input_image", "image_url": part["url"], "detail": "auto"}
-                if part["type"] == "image"
-                else {"type": text_type, "text": part["text"]}
-                for part in item["content"]
-            ]
+            content = [_stored_part(part, text_type) for part in item["content"]]
             shaped.append({"type": "message", "role": item["role"], "content": content})
+        elif kind == "function_call_output":
+            parts = item["output"]
+            output = (
+                "".join(part["text"] for part in parts)
+                if all(part["type"] == "text" for part in parts)
+                else [_stored_part(part, "input_text") for part in parts]
+            )
+            shaped.append({"type": kind, "call_id": item["call_id"], "output": output})
         elif kind == "reasoning":
             summary = [{"type": "summary_text", "text": text} for text in item["summary"]]
             shaped.append({"type": "reasoning", "summary": summary, "encrypted_content": item["encrypted_content"]})

@@ -146,10 +146,7 @@ def _function_call_output(item):
         parts = _parts(output, "output")
     except ValidationError as error:
         raise ValidationError({"output": error.messages}) from None
-    if any(part["type"] == "image" for part in parts):
-        raise ValidationError({"output": ["Images in a function_call_output are not supported: send text."]})
-    text = "".join(part["text"] for part in parts)
-    return {"type": "function_call_output", "call_id": _identifier(item, "call_id"), "output": text}
+    return {"type": "function_call_output", "call_id": _identifier(item, "call_id"), "output": parts}
 
 
 def _reasoning(item):
