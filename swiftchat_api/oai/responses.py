@@ -6,8 +6,8 @@ Where the Responses API and Bedrock do not line up (the README repeats these for
 - Reasoning comes back as ``reasoning`` items whose ``encrypted_content`` holds the model's reasoning
   and Bedrock's signature of it (base64 JSON, not encrypted: Bedrock gives the reasoning to the
   caller anyway). Sent back, the item becomes the signed thinking block Claude wants to see again
-  in a tool loop. A reasoning item without it (another server's) cannot go back to Bedrock, which
-  takes reasoning only with its signature, and is left out of the call.
+  in a tool loop. A reasoning item without one cannot go back to Bedrock, which takes reasoning
+  only with its signature, and is left out of the call; one that another server made is refused.
 - The reasoning text is the item's ``summary_text`` when ``reasoning.summary`` asks for one.
 - ``output_tokens_details.reasoning_tokens`` is an estimate from the reasoning's text: Bedrock
   counts reasoning in ``outputTokens`` without telling it apart.
