@@ -477,7 +477,7 @@ def test_json_schema_response_format_becomes_bedrocks_structured_output():
         "type": "json_schema",
         "json_schema": {"name": "count", "description": "A count.", "schema": schema},
     }
-    sent = args([user("x")], response_format=response_format, model="us.anthropic.claude-sonnet-4-5-20250929-v1:0")
+    sent = args([user("x")], response_format=response_format, model="openai.gpt-oss-120b-1:0")
     structure = sent["outputConfig"]["textFormat"]
     assert structure["type"] == "json_schema"
     assert structure["structure"]["jsonSchema"]["name"] == "count"

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from marshmallow import ValidationError
 from pydantic import BaseModel, Field
 
+from swiftchat_api.adapt import header_value
 from swiftchat_api.emulator.examples import example
 from swiftchat_api.exceptions import ApiError
 from swiftchat_api.oai.chat import JSON_INSTRUCTION, JSON_OBJECT_TOOL, answer_tool, completion, converse_args
@@ -29,6 +30,7 @@ from swiftchat_api.oai.stream import ChunkTranslator
 
 BY_TOOL = "anthropic.claude-3-5-sonnet-20240620-v1:0"  # no structured output on Bedrock: by tool
 NATIVE = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"  # outputConfig.textFormat
+GPT_OSS = "openai.gpt-oss-120b-1:0"  # structured output, and no rules about the schema
 THINKING = "us.anthropic.claude-3-7-sonnet-20250219-v1:0"  # thinks, no structured output
 NO_TOOLS = "us.deepseek.r1-v1:0"  # neither tools nor structured output
 UNFORCEABLE = "meta.llama3-1-70b-instruct-v1:0"  # tools, but no toolChoice any/tool
@@ -52,9 +54,9 @@ class Address(BaseModel):
     zip_code: str | None = None
 
 
-class Person(BaseModel):
+class Person(BaseModel):  # within what Claude's structured output takes: no bounds, no recursion
     name: str
-    age: int = Field(ge=0, le=150)
+    age: int
     role: Role
     addresses: list[Address]
 
@@ -92,11 +94,58 @@ def answer_spec(sent, name="Person"):
 
 
 def test_a_model_with_structured_output_gets_the_schema_as_output_config():
-    sent = args(NATIVE, response_format=PERSON_FORMAT)
+    sent = args(GPT_OSS, response_format=PERSON_FORMAT)
     schema = sent["outputConfig"]["textFormat"]["structure"]["jsonSchema"]
     assert json.loads(schema["schema"]) == Person.model_json_schema()
     assert (schema["name"], schema["description"]) == ("Person", "A person.")
-    assert "toolConfig" not in sent
+    assert "toolConfig" not in sent and header_value(sent) is None
+
+
+def test_claude_gets_the_schema_with_every_object_closed_and_is_told():
+    sent = args(NATIVE, response_format=PERSON_FORMAT)
+    schema = json.loads(sent["outputConfig"]["textFormat"]["structure"]["jsonSchema"]["schema"])
+    original = Person.model_json_schema()
+    assert schema["additionalProperties"] is False and schema["$defs"]["Address"]["additionalProperties"] is False
+    assert schema["properties"] == original["properties"] and schema["required"] == original["required"]
+    assert "every object closed" in header_value(sent)
+    strict = {"type": "object", "properties": {"n": {"type": "integer"}}, "additionalProperties": False}
+    closed = args(NATIVE, response_format={"type": "json_schema", "json_schema": {"name": "n", "schema": strict}})
+    assert header_value(closed) is None  # nothing to change, nothing said
+
+
+class Tree(BaseModel):
+    label: str
+    children: list["Tree"] = []
+
+
+class Bounded(BaseModel):
+    tiny: int = Field(gt=10, lt=12)
+    share: float = Field(ge=0.25, le=0.5)
+    code: str = Field(min_length=12, max_length=14)
+    tags: list[str] = Field(min_length=2, max_length=2)
+    when: str = Field(json_schema_extra={"format": "date-time"})
+    kind: str = Field(json_schema_extra={"enum": ["b", "c"]})
+
+
+class Listed(BaseModel):
+    names: list[str] = Field(max_length=3)
+
+
+class Loose(BaseModel, extra="allow"):
+    name: str
+
+
+@pytest.mark.parametrize(
+    ("model", "why"),
+    [(Bounded, "exclusiveMinimum"), (Tree, "a recursive schema"), (Listed, "maxItems"),
+     (Loose, "additionalProperties other than false")],
+)  # fmt: skip
+def test_a_schema_claude_cannot_take_natively_goes_by_the_answer_tool_and_says_why(model, why):
+    response_format = {"type": "json_schema", "json_schema": {"name": "r", "schema": model.model_json_schema()}}
+    sent = args(NATIVE, response_format=response_format)
+    assert "outputConfig" not in sent
+    assert answer_spec(sent, "r")["inputSchema"]["json"] == {**model.model_json_schema(), "type": "object"}
+    assert f"response_format by a tool (its schema has {why}" in header_value(sent)
 
 
 def test_a_model_without_it_is_forced_to_call_an_answer_tool_with_the_schema():
@@ -254,20 +303,6 @@ def test_the_streamed_answer_tool_input_arrives_as_content_deltas():
 # --- the emulator's answers -------------------------------------------------------------------
 
 
-class Tree(BaseModel):
-    label: str
-    children: list["Tree"] = []
-
-
-class Bounded(BaseModel):
-    tiny: int = Field(gt=10, lt=12)
-    share: float = Field(ge=0.25, le=0.5)
-    code: str = Field(min_length=12, max_length=14)
-    tags: list[str] = Field(min_length=2, max_length=2)
-    when: str = Field(json_schema_extra={"format": "date-time"})
-    kind: str = Field(json_schema_extra={"enum": ["b", "c"]})
-
-
 SCHEMAS = {
     "nested models, enums, optional": Person.model_json_schema(),
     "recursive": Tree.model_json_schema(),
@@ -316,12 +351,16 @@ def test_the_emulator_makes_an_example_of_any_schema_shaped_value_without_failin
 @given(st.dictionaries(_KEYS, _JSON, max_size=4))
 def test_any_json_schema_body_gets_converse_arguments_or_a_clear_refusal(schema):
     response_format = {"type": "json_schema", "json_schema": {"name": "r", "schema": schema}}
-    try:
-        sent = args(BY_TOOL, response_format=response_format)
-    except ApiError as error:
-        assert (error.status, error.param) == (400, "response_format.json_schema.schema")
-    else:
-        assert answer_spec(sent, "r")["inputSchema"]["json"]["type"] == "object"
+    for model in (BY_TOOL, NATIVE):
+        try:
+            sent = args(model, response_format=response_format)
+        except ApiError as error:
+            assert (error.status, error.param) == (400, "response_format.json_schema.schema")
+            continue
+        if "outputConfig" in sent:  # Claude takes it natively: its objects closed
+            assert model == NATIVE and "toolConfig" not in sent
+        else:
+            assert answer_spec(sent, "r")["inputSchema"]["json"]["type"] == "object"
 
 
 def test_the_emulator_answers_a_forced_tool_with_input_its_schema_accepts(bedrock):
@@ -338,17 +377,56 @@ def test_the_emulator_answers_a_forced_tool_with_input_its_schema_accepts(bedroc
     jsonschema.validate(block["toolUse"]["input"], schema)
 
 
+def _output_config(schema):
+    return {"textFormat": {"type": "json_schema", "structure": {"jsonSchema": {"schema": json.dumps(schema)}}}}
+
+
 def test_the_emulator_answers_an_output_config_with_text_its_schema_accepts(bedrock):
     schema = Person.model_json_schema()
     answer = bedrock.converse(
-        modelId=NATIVE,
-        messages=[{"role": "user", "content": [{"text": "Who?"}]}],
-        outputConfig={
-            "textFormat": {"type": "json_schema", "structure": {"jsonSchema": {"schema": json.dumps(schema)}}}
-        },
+        modelId=GPT_OSS, messages=[{"role": "user", "content": [{"text": "Who?"}]}], outputConfig=_output_config(schema)
     )
     (block,) = answer["output"]["message"]["content"]
     jsonschema.validate(json.loads(block["text"]), schema)
+
+
+ADDRESS = {"type": "object", "properties": {"city": {"type": "string"}}, "additionalProperties": False}
+
+
+@pytest.mark.parametrize(
+    ("schema", "refusal"),
+    [
+        ({"type": "object", "properties": {"a": {"type": "string"}}},
+         "For 'object' type, 'additionalProperties' must be explicitly set to false"),
+        ({**ADDRESS, "additionalProperties": True},
+         "For 'object' type, 'additionalProperties: true' is not supported. "
+         "Please set 'additionalProperties' to false"),
+        ({**ADDRESS, "properties": {"n": {"type": "integer", "minimum": 0}}},
+         "For 'integer' type, property 'minimum' is not supported"),
+        ({**ADDRESS, "properties": {"a": {"type": "array", "items": ADDRESS, "maxItems": 2}}},
+         "For 'array' type, property 'maxItems' is not supported"),
+        ({**ADDRESS, "properties": {"a": {"type": "array", "minItems": 2}}},
+         "For 'array' type, 'minItems' values other than 0 or 1 are not supported"),
+        ({**ADDRESS, "properties": {"next": {"$ref": "#"}}}, "Recursive schemas are not supported"),
+    ],
+)  # fmt: skip
+def test_the_emulator_refuses_a_schema_claudes_structured_output_does_not_take(bedrock, schema, refusal):
+    with pytest.raises(ClientError) as caught:
+        bedrock.converse(
+            modelId=NATIVE, messages=[{"role": "user", "content": [{"text": "x"}]}], outputConfig=_output_config(schema)
+        )
+    assert caught.value.response["Error"] == {
+        "Code": "ValidationException",
+        "Message": "The model returned the following errors: output_config.format.schema: " + refusal,
+    }
+
+
+def test_the_emulator_answers_claude_a_closed_schema(bedrock):
+    schema = {**ADDRESS, "properties": {"home": ADDRESS, "tags": {"type": "array", "items": {"type": "string"}}}}
+    answer = bedrock.converse(
+        modelId=NATIVE, messages=[{"role": "user", "content": [{"text": "x"}]}], outputConfig=_output_config(schema)
+    )
+    jsonschema.validate(json.loads(answer["output"]["message"]["content"][0]["text"]), schema)
 
 
 def test_the_emulator_refuses_a_tool_schema_that_is_not_an_object_as_bedrock_does(bedrock):
@@ -443,6 +521,18 @@ def test_sdk_parse_of_a_native_answer_from_the_schema(client):
     messages, _ = ask()
     answer = client.chat.completions.parse(model=NATIVE, messages=messages, response_format=Person)
     assert isinstance(answer.choices[0].message.parsed, Person)
+
+
+class Scored(BaseModel):
+    score: int = Field(ge=1, le=10)
+
+
+def test_sdk_parse_on_claude_of_a_schema_its_structured_output_refuses(client, emulator):
+    messages, marker = ask("args='{\"score\": 7}'")
+    raw = client.chat.completions.with_raw_response.parse(model=NATIVE, messages=messages, response_format=Scored)
+    assert raw.parse().choices[0].message.parsed == Scored(score=7)
+    assert "response_format by a tool (its schema has minimum" in raw.headers["x-swiftchat-adapted"]
+    assert "outputConfig" not in sent_for(emulator, marker)
 
 
 @pytest.mark.parametrize("model", [BY_TOOL, NATIVE])

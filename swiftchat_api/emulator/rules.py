@@ -26,7 +26,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-from . import catalogue
+from . import catalogue, formats
 
 _GEOGRAPHY = re.compile(r"^(?:us|eu|apac|global|us-gov|jp|au|ca)\.")
 _MODEL_SAYS = "The model returned the following errors: "
@@ -161,6 +161,10 @@ def _output(rules, body):
         if rules.family == "claude":
             return _MODEL_SAYS + "output_config.format: Extra inputs are not permitted"
         return _unsupported("outputConfig.textFormat")
+    if "textFormat" in config and rules.family == "claude":
+        found = formats.claude_refusal(config)
+        if found:
+            return _MODEL_SAYS + found
     effort = config.get("effort")
     if effort is None:
         return None

@@ -12,7 +12,8 @@ Where OpenAI and Bedrock do not line up (the README repeats these for users):
   thinking goes back to Claude from an assistant message's ``thinking_blocks`` (LiteLLM's shape), so
   Claude thinks through a tool loop; a tool call sent back without them turns thinking off.
 - ``response_format`` ``json_schema`` → Converse ``outputConfig.textFormat`` where the model's
-  profile says it has structured output (Bedrock refuses it for the others); else a forced
+  profile says it has structured output (Bedrock refuses it for the others) and, for Claude, the
+  schema is within the subset Claude takes (structured.py: its objects then sent closed); else a forced
   "answer tool" whose input schema is the schema: its input becomes the message's content,
   whole or streamed, and never a tool call. ``json_object`` has no Bedrock counterpart and goes
   by an answer tool with an open object schema; a model without tool use is asked for JSON in the
@@ -38,6 +39,7 @@ from marshmallow import ValidationError
 from .. import adapt, bodies
 from ..profile import base_model, profile  # noqa: F401 (base_model: /v1/models names a model's owner by it)
 from .errors import refuse
+from .structured import claude_schema
 
 _TOOL_ID = re.compile(r"[a-zA-Z0-9_.:-]{1,64}")  # what Bedrock takes as a toolUseId
 
@@ -326,7 +328,7 @@ def structured_output(body):
     if kind not in ("json_schema", "json_object"):
         return None
     found = profile(body["model"])
-    if kind == "json_schema" and found.structured_output:
+    if kind == "json_schema" and found.structured_output and _native_schema(body)[1] is None:
         return "native"
     if found.tools:
         return "tool"
@@ -337,6 +339,14 @@ def structured_output(body):
         "enforced: ask for JSON with response_format json_object, or use another model.",
         "response_format",
     )
+
+
+def _native_schema(body):
+    """(the schema to send as outputConfig, None), or (None, why the model cannot take it natively)."""
+    schema = body["response_format"]["json_schema"]["schema"]
+    if profile(body["model"]).family == "claude":
+        return claude_schema(schema)
+    return schema, None
 
 
 def _object_schema(schema):
@@ -428,6 +438,9 @@ def converse_args(body, budget=None):
     elif answer and not profile(model).tool_choice:  # a model that cannot be made to call it is asked to
         system.append({"text": f"Give your final answer by calling the tool {answer['toolSpec']['name']}."})
     args = adapt.Adapted(modelId=model, messages=messages)
+    if answer and response_format["type"] == "json_schema" and profile(model).structured_output:
+        why = _native_schema(body)[1]
+        args.note(f"response_format by a tool (its schema has {why}: the model's structured output refuses that)")
     if system:
         args["system"] = system
     tool_config = _tool_config(body, messages, answer)
@@ -436,7 +449,10 @@ def converse_args(body, budget=None):
         _cache_tools(body, tool_config)
     if structured == "native":
         spec = response_format["json_schema"]
-        schema = {"schema": json.dumps(spec["schema"]), "name": spec["name"]}
+        sent = _native_schema(body)[0]
+        if sent != spec["schema"]:
+            args.note("response_format schema sent with every object closed (Claude's structured output wants it)")
+        schema = {"schema": json.dumps(sent), "name": spec["name"]}
         if spec.get("description"):
             schema["description"] = spec["description"]
         args["outputConfig"] = {"textFormat": {"type": "json_schema", "structure": {"jsonSchema": schema}}}
