@@ -44,10 +44,10 @@ def create_app(config=None):
     from .blueprints import converse, image, models, ops, proxy, token, upgrade, v1
     from .cache import TTLCache
     from .config import Config
+    from .oai.responses_store import ResponsesStore
     from .observe import FACTS, Observer
     from .relay import Limits, Ticker
     from .services.counting import TokenCounter
-    from .oai.responses_store import ResponsesStore
     from .store import open_store
     from .store.recorder import UsageRecorder
 

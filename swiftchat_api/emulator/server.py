@@ -1,8 +1,9 @@
 """The built-in Bedrock emulator: a small HTTP/1.1 server on gevent that boto3 talks to.
 
 It serves the bedrock-runtime routes (ConverseStream, Converse, InvokeModel, CountTokens) and the
-bedrock control-plane routes (ListFoundationModels, ListInferenceProfiles) on one port, so
-both ``AWS_ENDPOINT_URL_BEDROCK_RUNTIME`` and ``AWS_ENDPOINT_URL_BEDROCK`` can point at it.
+bedrock control-plane routes (ListFoundationModels, ListInferenceProfiles, GetInferenceProfile)
+on one port, so both ``AWS_ENDPOINT_URL_BEDROCK_RUNTIME`` and ``AWS_ENDPOINT_URL_BEDROCK`` can
+point at it.
 ``GET /_emulator/streams/<id>`` tells tests what happened to a tagged stream upstream.
 """
 
