@@ -13,8 +13,9 @@ the models that support it, and otherwise estimates of both, marked as estimates
   code and 3 on CJK text (3 bytes a character), so 3 over-counts those; text made of long runs
   of digits or single symbols averages fewer and can be under-counted, by at most the
   difference between its bytes / 3 and its real count (never more than two-thirds of it).
-- output: the bytes relayed to the client (``facts().bytes_sent``) divided by the same 3. The
-  JSON dialects wrap each piece of text in an event, so this over-counts what was generated;
+- output: the UTF-8 bytes of the text, reasoning and tool input relayed to the client
+  (``facts().text_sent``, counted by the relay from Bedrock's events, not from the dialect's
+  bytes, whose JSON framing would count a one-word event as 60 tokens) divided by the same 3;
   output generated but not yet relayed when the stream was cut is not counted.
 """
 
@@ -37,9 +38,9 @@ def estimate_input(args):
     return counted.tokens + math.ceil(counted.bytes / BYTES_PER_TOKEN)
 
 
-def estimate_output(bytes_sent):
-    """An estimate of the output tokens behind ``bytes_sent`` bytes relayed to the client."""
-    return math.ceil((bytes_sent or 0) / BYTES_PER_TOKEN)
+def estimate_output(text_sent):
+    """An estimate of the output tokens behind ``text_sent`` bytes of the model's text relayed to the client."""
+    return math.ceil((text_sent or 0) / BYTES_PER_TOKEN)
 
 
 def reported(usage):
@@ -47,7 +48,7 @@ def reported(usage):
     return isinstance(usage, dict) and isinstance(usage.get("inputTokens"), int)
 
 
-def charged(usage, input_estimate, bytes_sent, input_counted=None):
+def charged(usage, input_estimate, text_sent, input_counted=None):
     """The usage a finished stream is charged, and which of its figures are estimates.
 
     Bedrock's usage when it gave its counts (nothing estimated); else, for a Bedrock stream
@@ -57,7 +58,7 @@ def charged(usage, input_estimate, bytes_sent, input_counted=None):
     """
     if reported(usage) or input_estimate is None:
         return usage, ()
-    output = estimate_output(bytes_sent)
+    output = estimate_output(text_sent)
     if input_counted is None:
         return {"inputTokens": input_estimate, "outputTokens": output, "totalTokens": input_estimate + output}, (
             "input",

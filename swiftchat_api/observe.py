@@ -44,6 +44,7 @@ class RequestFacts:
     usage: dict | None = None
     disconnected: bool = False
     bytes_sent: int | None = None  # a stream's body bytes (other answers have a Content-Length)
+    text_sent: int = 0  # the UTF-8 bytes of the model's text, reasoning and tool input a Bedrock stream relayed
     on_end: Callable | None = None
     input_estimate: int | None = None
     count_input: Callable | None = None
@@ -51,6 +52,9 @@ class RequestFacts:
     estimated: tuple = ()
     reservation: str | None = None
     admit_later: Callable | None = None  # a chat's admission, once its body says what it may cost
+
+
+_CACHE_FIGURES = (("cacheReadInputTokens", "cache_read_tokens"), ("cacheWriteInputTokens", "cache_write_tokens"))
 
 
 class Observer:
@@ -114,7 +118,7 @@ def _settle(environ, facts, response, status, ended, input_counted=None):
     method = environ.get("REQUEST_METHOD", "")
     if facts.accepted:  # a call Bedrock accepted is billed however it ended; one it refused is not
         facts.usage, facts.estimated = charges.charged(
-            facts.usage, facts.input_estimate, facts.bytes_sent, input_counted
+            facts.usage, facts.input_estimate, facts.text_sent, input_counted
         )
     usage = facts.usage or {}
     fields = {
@@ -130,6 +134,9 @@ def _settle(environ, facts, response, status, ended, input_counted=None):
         "input_tokens": usage.get("inputTokens"),
         "output_tokens": usage.get("outputTokens"),
     }
+    for figure, field in _CACHE_FIGURES:
+        if usage.get(figure):  # Bedrock's prompt cache, billed apart from input_tokens
+            fields[field] = usage[figure]
     if facts.estimated:  # the stream ended without Bedrock's usage: these figures are our estimates
         fields["tokens_estimated"] = list(facts.estimated)
     if facts.disconnected:

@@ -216,6 +216,7 @@ class Relay:
         "_lock",
         "client_gone",
         "bytes_sent",
+        "text_sent",
         "first_event_at",
         "finished_at",
         "usage",
@@ -250,6 +251,7 @@ class Relay:
         self._lock = None  # serialises keep-alives with the event writes, once there has been one
         self.client_gone = False
         self.bytes_sent = 0
+        self.text_sent = 0  # UTF-8 bytes of the text, reasoning and tool input relayed: what a cut stream's output is
         self.first_event_at = None
         self.finished_at = None
         self.usage = None
@@ -365,11 +367,16 @@ class Relay:
                 encode = self._dialect.event
                 try:
                     for item in self._items:
+                        text = 0
                         if type(item) is dict:  # a Bedrock event (a provider's bytes are relayed as they are)
-                            metadata = item.get("metadata")
-                            if metadata:
-                                self.usage = metadata.get("usage")
-                            metadata = None
+                            delta = item.get("contentBlockDelta")
+                            if delta is not None:
+                                text = _text_size(delta)
+                            else:
+                                metadata = item.get("metadata")
+                                if metadata:
+                                    self.usage = metadata.get("usage")
+                            delta = metadata = None
                         data = encode(item)
                         if not data:
                             self._last_upstream = time.monotonic()
@@ -382,6 +389,7 @@ class Relay:
                             if self.client_gone:
                                 break
                             self.bytes_sent += len(data)
+                            self.text_sent += text
                             self._writing_since = time.monotonic()
                             yield data
                             # Time spent writing is not the upstream's silence.
@@ -545,6 +553,16 @@ class Relay:
 
 _BEFORE_HAND_OVER = frozenset((State.NEW, State.OPENING, State.FIRST))
 _READING = frozenset((State.OPENING, State.FIRST, State.RELAYING))
+
+
+def _text_size(delta):
+    """The UTF-8 bytes of the text, reasoning or tool input one contentBlockDelta event carries."""
+    delta = delta.get("delta") or {}
+    text = delta.get("text")
+    if text is None:
+        piece = delta.get("reasoningContent") or delta.get("toolUse") or {}
+        text = piece.get("text") or piece.get("input")
+    return len(text.encode("utf-8", "surrogatepass")) if type(text) is str else 0
 
 
 def _untraced(error):

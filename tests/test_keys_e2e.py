@@ -440,6 +440,9 @@ def test_streams_cut_short_are_charged_bedrocks_count_of_their_input_and_spend_t
     for line in lines:
         assert line["client_disconnected"] and line["tokens_estimated"] == ["output"]
         assert line["input_tokens"] == whole_input and line["output_tokens"] > 0
+        # Estimated from the words relayed, not from the events' JSON around them: a few dozen words
+        # reached the client, never more output than the whole 400-word answer is billed.
+        assert line["output_tokens"] < 400
 
 
 def test_streams_cut_short_on_a_model_bedrock_does_not_count_for_are_charged_the_estimate(sqlite, emulator):
@@ -891,3 +894,30 @@ def test_the_image_helper_models_tokens_count_toward_the_keys_usage(sqlite):
     sqlite.wait_for_requests("translator", 1)
     person = sqlite.usage()["translator"]
     assert (person["input_tokens"], person["output_tokens"]) == (10, 10)  # the emulator's helper answer
+
+
+CACHING_MODEL = "anthropic.claude-sonnet-4-20250514-v1:0"  # caches prefixes of 1,024 tokens and more
+
+
+def test_tokens_read_from_and_written_to_bedrocks_prompt_cache_count_toward_the_budget(sqlite):
+    server = sqlite.servers[0]
+    key = sqlite.create("cacher", "--tokens-per-day", "1000000")
+    system = " ".join(["cached"] * 3_000)  # past the model's minimum: Bedrock caches it
+    body = {
+        "model": CACHING_MODEL,
+        "messages": [
+            {"role": "system", "content": system, "cache_control": {"type": "ephemeral"}},
+            {"role": "user", "content": '[[emulator reply="ok"]] hello'},
+        ],
+    }
+    answers = [server.request("/v1/chat/completions", body, key=key) for _ in range(2)]
+    assert [status for status, _, _ in answers] == [200, 200]
+    usages = [json.loads(answer)["usage"] for _, _, answer in answers]
+    assert usages[1]["prompt_tokens_details"]["cached_tokens"] >= 3_000  # the second read the prefix back
+
+    sqlite.wait_for_requests("cacher", 2)
+    person = sqlite.usage()["cacher"]
+    # What Bedrock bills: the cache's writes and reads as well as the rest of the input
+    assert person["input_tokens"] == sum(usage["prompt_tokens"] for usage in usages)
+    lines = [line for line in access_lines(server) if line["key"] == "cacher"]
+    assert lines[0]["cache_write_tokens"] >= 3_000 and lines[1]["cache_read_tokens"] >= 3_000

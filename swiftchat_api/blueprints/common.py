@@ -82,6 +82,9 @@ def _admit(shared, record, identity, reserve):
     record.on_end = partial(_account, shared.usage)
 
 
+_INPUT_FIGURES = ("inputTokens", "cacheReadInputTokens", "cacheWriteInputTokens")
+
+
 def _tokens(value):
     return value if type(value) is int and 0 <= value < _MAX_TOKENS else 0
 
@@ -89,7 +92,10 @@ def _tokens(value):
 def _account(recorder, record):
     """Count a finished, admitted request against its key: metrics now, the store in the background."""
     usage = record.usage if isinstance(record.usage, dict) else {}
-    input_tokens, output_tokens = _tokens(usage.get("inputTokens")), _tokens(usage.get("outputTokens"))
+    # Bedrock bills tokens read from and written to its prompt cache too (at other rates): a budget
+    # that left them out would let a cached 100,000-token prompt be asked about all day for free.
+    input_tokens = sum(_tokens(usage.get(name)) for name in _INPUT_FIGURES)
+    output_tokens = _tokens(usage.get("outputTokens"))
     telemetry.key_served(record.key_name, input_tokens, output_tokens)
     estimated = (
         input_tokens if "input" in record.estimated else 0,

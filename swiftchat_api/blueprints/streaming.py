@@ -33,6 +33,7 @@ def relayed(upstream, dialect, limits, acceptance=None, deadline=None, content_t
             record.usage, record.model = upstream.reported_usage()
         record.disconnected = relay.client_gone
         record.bytes_sent = relay.bytes_sent
+        record.text_sent = relay.text_sent
 
     relay = Relay(upstream, dialect, resources().ticker, limits, request.environ.get(CONNECTION))
     relay.on_done = finished  # before it starts: a client may hang up while the call is made
