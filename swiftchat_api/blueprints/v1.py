@@ -99,10 +99,7 @@ def chat_completions():
     region = _bedrock_region()
     budget = body_budget()  # the body, then the JSON in its tool calls' arguments, on one set of limits
     chat = body(_chat, budget)
-    args = openai_chat.converse_args(_resolved(chat, region), budget)
-    prompt_cache.adapt(args)
-    if resources().config.prompt_cache == "auto":
-        prompt_cache.place(args)
+    args = _cached(openai_chat.converse_args(_resolved(chat, region), budget))
     if chat["stream"]:
         return adapted(
             stream_response(_runtime(region, streaming=True), args, _chunks(chat, args), real_statuses=True), args
@@ -115,6 +112,14 @@ def _resolved(chat, region):
     if profiles.is_application_profile(chat["model"]):
         profiles.resolve(chat["model"], resources().clients.get("bedrock", region))
     return chat
+
+
+def _cached(args):
+    """The Converse arguments with the caller's cache points fitted to the model, and the server's own if asked."""
+    prompt_cache.adapt(args)
+    if resources().config.prompt_cache == "auto":
+        prompt_cache.place(args)
+    return args
 
 
 def adapted(answer, args):
@@ -137,13 +142,19 @@ def _chunks(chat, args):
     return OpenAIStream(translator)
 
 
-def _whole(client, chat, args):
-    """A chat answered whole: one Converse call, its ``chat.completion``."""
-    answer_id, created = openai_chat.new_id(), openai_chat.now()
-    _record_model(chat["model"])
+def _converse(client, model, args):
+    """Bedrock's whole Converse answer, the call admitted against the key's limits and its usage recorded."""
+    _record_model(model)
     admit_chat(args)
     answer = calls.converse(client, args)
     _record_usage(answer.get("usage"))
+    return answer
+
+
+def _whole(client, chat, args):
+    """A chat answered whole: one Converse call, its ``chat.completion``."""
+    answer_id, created = openai_chat.new_id(), openai_chat.now()
+    answer = _converse(client, chat["model"], args)
     completion = openai_chat.completion(answer, chat["model"], answer_id, created, openai_chat.answer_tool(chat, args))
     return legacy.function_call_answer(completion) if chat.get("functions") else completion
 
@@ -168,9 +179,7 @@ def _turn(owner, wanted, budget):
     stored = responses_store.of(current_app)
     history = stored.history(owner, wanted["previous_response_id"])
     turn = openai_responses.Turn(wanted, history, responses_store.new_id(), budget, stored.enabled)
-    prompt_cache.adapt(turn.args)  # as on chat: the caller's cache points, and the server's own
-    if resources().config.prompt_cache == "auto":
-        prompt_cache.place(turn.args)
+    _cached(turn.args)
     return turn
 
 
@@ -184,11 +193,7 @@ def _keeper(owner, turn):
 
 def _whole_response(client, owner, turn):
     """A response answered whole: one Converse call, its ``response`` object, stored before it is answered."""
-    _record_model(turn.args["modelId"])
-    admit_chat(turn.args)
-    answer = calls.converse(client, turn.args)
-    _record_usage(answer.get("usage"))
-    final = turn.response(answer)
+    final = turn.response(_converse(client, turn.args["modelId"], turn.args))
     if turn.store and final["status"] != "failed":
         responses_store.of(current_app).save(owner, final, turn.input, turn.previous)
     return final
