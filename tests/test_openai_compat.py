@@ -1068,3 +1068,10 @@ def test_embeddings_through_the_emulator(bedrock, model, encoding, dimensions, s
     assert vectors[0] != vectors[1]
     assert sum(x * x for x in vectors[0]) == pytest.approx(1.0, abs=1e-4)
     assert result["usage"]["prompt_tokens"] == 6
+
+
+@pytest.mark.parametrize("name", ["get_weather\n", "get weather", "", "x" * 65, "wetter_für_morgen"])
+def test_a_function_name_bedrock_would_refuse_is_a_400_naming_it(name):
+    tools = [{"type": "function", "function": {"name": name, "parameters": {"type": "object"}}}]
+    error = refusal([user("hi")], tools=tools)
+    assert error.status == 400 and "tools" in error.param

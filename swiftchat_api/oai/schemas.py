@@ -28,7 +28,7 @@ MAX_TOKEN_ID = max(tokens.LARGEST.values())
 MAX_EMBEDDING_VALUES = MAX_REQUEST_TOKENS + MAX_EMBEDDING_INPUTS + 100
 EMBEDDING_INPUT_TYPES = ("search_document", "search_query", "classification", "clustering")  # Cohere's words
 
-TOOL_NAME = r"^[a-zA-Z0-9_-]{1,64}$"
+TOOL_NAME = r"^[a-zA-Z0-9_-]{1,64}\Z"  # \Z: "$" would let a name end in a newline
 
 # reasoning_effort's values (low … xhigh, max as Converse's outputConfig.effort has them): adapt.py maps each per model.
 EFFORT_SHARE = _EFFORT_SHARE
