@@ -17,7 +17,7 @@ where the documentation is silent):
   model": promptfoo#10307, kibana#274136) and think only adaptively, as the Claude 5 and
   Mythos/Fable models do (Bedrock user guide, "Adaptive thinking"); 4.6 thinks either way.
   Effort (Converse ``outputConfig.effort``): Opus 4.5 low–high, 4.6 adds max, 4.7 and later
-  add xhigh; above high only while thinking (Anthropic, "Effort"; botocore's OutputConfig).
+  add xhigh (not Mythos Preview); above high only while thinking (Anthropic, "Effort"; botocore's OutputConfig).
   Native structured output: Haiku/Sonnet/Opus 4.5 and later (Bedrock, "structured output").
 - Nova 2: ``reasoningConfig`` with ``maxReasoningEffort`` low/medium/high; with high, no
   maxTokens, temperature or topP (Nova 2 user guide, "Extended thinking"; inspect_ai#3848).
@@ -114,7 +114,9 @@ def _claude(base):
         thinking = ("enabled", "adaptive")
     else:
         thinking = ("adaptive",)
-    if version >= 4.7:
+    if "mythos-preview" in base:
+        efforts = ("low", "medium", "high", "max")  # Anthropic, "Effort": max but not xhigh
+    elif version >= 4.7:
         efforts = EFFORTS
     elif version >= 4.6:
         efforts = ("low", "medium", "high", "max")

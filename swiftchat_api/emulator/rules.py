@@ -6,8 +6,8 @@ would then only prove the server agrees with itself). Where a report quotes Bedr
 message here is that quote:
 - "The model returned the following errors: `temperature` and `top_p` cannot both be specified
   for this model. Please use only one." (Claude Opus 4.1, the 4.5 generation and 4.6:
-  langfuse#9882, skydiscover#15); "`temperature` is deprecated for this model." (Opus 4.7 and
-  later: promptfoo#10307, zeroclaw#6095).
+  langfuse#9882, skydiscover#15); "`temperature` is deprecated for this model." (Opus 4.7, 4.8 and
+  later: promptfoo#10307, zeroclaw#6095, anything-llm#5821).
 - Thinking: "temperature may only be set to 1 when thinking is enabled." (aider#3720), "top_p
   must be unset when thinking is enabled." (Claude 3.7: n8n#14288), "`top_k` must be unset when
   thinking is enabled." (quarkus-langchain4j#1812), "Thinking may not be enabled when
@@ -74,9 +74,12 @@ _MODELS = (
                                           one_sampler=True, efforts=("low", "medium", "high", "max"), structured=True)),
     ("anthropic.claude-sonnet-4", _CLAUDE_4),
     ("anthropic.claude-opus-4-7", _CLAUDE_47),
+    # Opus 4.8 and Fable 5 refuse temperature as 4.7 does (anything-llm#5821, opensearch-build#6330, pr-agent#2456).
+    ("anthropic.claude-opus-4-8", _CLAUDE_47),
     ("anthropic.claude-opus-4", _CLAUDE_4),
     ("anthropic.claude-opus-5", _CLAUDE_47),
     ("anthropic.claude-sonnet-5", _CLAUDE_47),
+    ("anthropic.claude-fable-5", _CLAUDE_47),
     ("anthropic.claude-v2", Model("claude", tools=False)),
     ("amazon.nova-2-", Model("nova", extra=("inferenceConfig", "reasoningConfig"))),
     ("amazon.nova-", _NOVA),
