@@ -23,15 +23,17 @@ import uuid
 
 from marshmallow import ValidationError
 
+from .. import bodies
 from ..charges import BYTES_PER_TOKEN
 from ..exceptions import ApiError
 from . import chat
 from .errors import invalid_body, refuse
 from .responses_schema import load_items
-from .schemas import ChatCompletionRequest
+from .schemas import MAX_THINKING_BLOCKS, ChatCompletionRequest
 
 _CHAT = ChatCompletionRequest()
 SEALED = "swiftchat-reasoning-1:"  # what a reasoning item's encrypted_content made here starts with
+SEALED_DEPTH = 3  # the body, input, the item: where an encrypted_content's JSON sits in the body
 
 # Bedrock's stopReason → (the response's status, why it is incomplete or what failed).
 _ENDINGS = {
@@ -58,18 +60,23 @@ def seal(text, signature, redacted):
     return SEALED + base64.b64encode(json.dumps(kept, ensure_ascii=False).encode()).decode()
 
 
-def _thinking_blocks(encrypted, place):
+def _thinking_blocks(encrypted, place, budget):
     """The chat body's ``thinking_blocks`` for a reasoning item's ``encrypted_content`` (made by ``seal``)."""
     if not encrypted.startswith(SEALED):
         refuse("This reasoning item's encrypted_content was not made by this server.", f"{place}.encrypted_content")
     try:
-        kept = json.loads(base64.b64decode(encrypted[len(SEALED) :], validate=True))
+        # The caller may have written it: its JSON is read on the request's budget, as a tool call's arguments are.
+        kept = budget.nested(base64.b64decode(encrypted[len(SEALED) :], validate=True).decode(), SEALED_DEPTH)
         text, signature, redacted = kept["text"], kept["signature"], kept["redacted"]
         if not (isinstance(text, str) and isinstance(signature, (str, type(None))) and isinstance(redacted, list)):
             raise TypeError
+        if len(redacted) > MAX_THINKING_BLOCKS:
+            refuse(f"This reasoning item holds more than {MAX_THINKING_BLOCKS} blocks.", f"{place}.encrypted_content")
         for data in redacted:
             base64.b64decode(data, validate=True)
-    except (ValueError, TypeError, KeyError, binascii.Error):
+    except bodies.OverBudget as error:
+        refuse(error.reason, f"{place}.encrypted_content")
+    except (ValidationError, ValueError, TypeError, KeyError, binascii.Error):
         refuse("This reasoning item's encrypted_content is damaged.", f"{place}.encrypted_content")
     blocks = [{"type": "thinking", "thinking": text, "signature": signature}] if signature else []
     return blocks + [{"type": "redacted_thinking", "data": data} for data in redacted]
@@ -81,7 +88,7 @@ def _chat_part(part):
     return {"type": "text", "text": part["text"]}
 
 
-def _messages(body, items, history):
+def _messages(body, items, history, budget):
     """Chat messages for the conversation ``items`` (the first ``history`` of them stored), and where each came from.
 
     Where each came from is the request's name for it (``input[3]``, ``instructions``), for errors:
@@ -120,7 +127,9 @@ def _messages(body, items, history):
             assistant["content"].extend(_chat_part(part) for part in item["content"])
         elif kind == "reasoning":
             if item["encrypted_content"] is not None:
-                assistant.setdefault("thinking_blocks", []).extend(_thinking_blocks(item["encrypted_content"], place))
+                assistant.setdefault("thinking_blocks", []).extend(
+                    _thinking_blocks(item["encrypted_content"], place, budget)
+                )
         else:  # function_call
             call = {"id": item["call_id"], "type": "function",
                     "function": {"name": item["name"], "arguments": item["arguments"]}}  # fmt: skip
@@ -132,12 +141,14 @@ def _messages(body, items, history):
     return messages, places
 
 
-def chat_request(body, items, history=0):
+def chat_request(body, items, history=0, budget=None):
     """(a chat-completions body, where each of its messages came from) for a loaded Responses body.
 
-    ``items`` is the whole conversation: the ``history`` items stored before it, then the input.
+    ``items`` is the whole conversation: the ``history`` items stored before it, then the input;
+    ``budget`` the request's ``bodies.Budget`` (a fresh one when none is given).
     """
-    messages, places = _messages(body, items, history)
+    budget = bodies.Budget() if budget is None else budget
+    messages, places = _messages(body, items, history, budget)
     wanted = {"model": body["model"], "messages": messages, "stream": bool(body.get("stream"))}
     if body.get("tools"):
         wanted["tools"] = [
@@ -210,7 +221,8 @@ def _placed(error, places):
 def converse_args(body, items, history=0, budget=None):
     """(the Converse arguments, chat's AnswerTool or None) for a loaded Responses body whose conversation is
     ``items`` (see chat_request)."""
-    wanted, places = chat_request(body, items, history)
+    budget = bodies.Budget() if budget is None else budget
+    wanted, places = chat_request(body, items, history, budget)
     try:
         loaded = _CHAT.load(wanted)
         args = chat.converse_args(loaded, budget)
