@@ -12,6 +12,7 @@ import math
 MAX_DEPTH = 16  # a recursive schema stops here; past half of it, only what is required is filled
 MAX_ITEMS = 3
 MAX_VALUES = 10_000  # values made for one schema: a wide recursive one would otherwise never end
+MAX_PADDING = 100_000  # characters added to strings for their minLength, in one value: a model's answer is bounded
 
 _FORMATS = {
     "date-time": "2024-05-01T12:00:00Z",
@@ -27,7 +28,7 @@ _FORMATS = {
 
 def example(schema, position=0):
     """A deterministic value ``schema`` accepts; ``position`` tells apart the calls of one reply."""
-    return _value(schema, {"root": schema, "left": MAX_VALUES}, position, "value", 0)
+    return _value(schema, {"root": schema, "left": MAX_VALUES, "padding": MAX_PADDING}, position, "value", 0)
 
 
 def output_schema(body):
@@ -83,17 +84,25 @@ def _value(node, state, position, name, depth):
     if isinstance(node.get("enum"), list) and node["enum"]:
         return node["enum"][0]
     for key in ("anyOf", "oneOf"):
-        options = [o for o in node.get(key) or [] if isinstance(o, dict) and o.get("type") != "null"]
+        options = node.get(key)
+        options = (
+            [o for o in options if isinstance(o, dict) and o.get("type") != "null"] if isinstance(options, list) else []
+        )
         if options:
             return _value(options[0], state, position, name, depth + 1)
     if isinstance(node.get("allOf"), list):
         merged = {key: value for key, value in node.items() if key != "allOf"}
+        properties, required = dict(_dict(node.get("properties"))), _names(node.get("required"))
         for part in node["allOf"]:
+            state["left"] -= 1  # each part is merged: as much work as a value (a thousand of one $ref took seconds)
+            if state["left"] < 0:
+                return None
             part = _resolve(part.get("$ref"), state["root"]) if isinstance(part, dict) and "$ref" in part else part
             if isinstance(part, dict):
-                merged["properties"] = {**_dict(merged.get("properties")), **_dict(part.get("properties"))}
-                merged["required"] = [*_list(merged.get("required")), *_list(part.get("required"))]
+                properties.update(_dict(part.get("properties")))
+                required.update(_names(part.get("required")))
                 merged.setdefault("type", part.get("type"))
+        merged["properties"], merged["required"] = properties, list(required)
         return _value(merged, state, position, name, depth + 1)
     kind = _kind(node)
     if kind == "object":
@@ -101,7 +110,7 @@ def _value(node, state, position, name, depth):
     if kind == "array":
         return _array(node, state, position, name, depth)
     if kind == "string":
-        return _string(node, position, name)
+        return _string(node, state, position, name)
     if kind in ("integer", "number"):
         return _number(node, position, kind)
     if kind == "boolean":
@@ -110,7 +119,7 @@ def _value(node, state, position, name, depth):
 
 
 def _object(node, state, position, depth):
-    required = node.get("required") if isinstance(node.get("required"), list) else []
+    required = _names(node.get("required"))
     properties = node.get("properties") if isinstance(node.get("properties"), dict) else {}
     value = {}
     for key, sub in properties.items():
@@ -127,11 +136,13 @@ def _array(node, state, position, name, depth):
     return [_value(node.get("items") or {}, state, position + i, name, depth + 1) for i in range(min(count, 100))]
 
 
-def _string(node, position, name):
+def _string(node, state, position, name):
     text = (_FORMATS.get(node["format"]) if isinstance(node.get("format"), str) else None) or f"{name} {position}"
     least = node.get("minLength") if isinstance(node.get("minLength"), int) else 0
     most = node.get("maxLength") if isinstance(node.get("maxLength"), int) else None
-    text = text.ljust(min(least, 10_000), "x")
+    padded = text.ljust(min(least, 10_000, len(text) + max(0, state["padding"])), "x")
+    state["padding"] -= len(padded) - len(text)
+    text = padded
     return text[:most] if most is not None else text
 
 
@@ -158,5 +169,6 @@ def _dict(value):
     return value if isinstance(value, dict) else {}
 
 
-def _list(value):
-    return value if isinstance(value, list) else []
+def _names(value):
+    """A schema's ``required`` as an ordered set of its names (whatever else it holds is no name)."""
+    return dict.fromkeys(name for name in value if isinstance(name, str)) if isinstance(value, list) else {}
