@@ -13,6 +13,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import boto3
+import openai
 import pytest
 from hypothesis import strategies as st
 from marshmallow import ValidationError
@@ -184,6 +185,20 @@ def server(emulator):
     )
     yield live
     live.stop()
+
+
+def sdk(server, key=TEST_KEY, **options):
+    """The openai SDK pointed at a live server's /v1; no retries unless asked, so every error surfaces at once."""
+    options = {"max_retries": 0, "timeout": 30, **options}
+    return openai.OpenAI(base_url=f"http://127.0.0.1:{server.port}/v1", api_key=key, **options)
+
+
+@pytest.fixture
+def client(server):
+    """The openai SDK on the session's server, closed after each test: a kept-alive connection would hold
+    up the server's graceful stop."""
+    with sdk(server) as opened:
+        yield opened
 
 
 def _emulator_get(emulator_url, path):

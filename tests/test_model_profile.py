@@ -9,7 +9,7 @@ import uuid
 
 import openai
 import pytest
-from conftest import TEST_KEY, emulator_calls, stream_record
+from conftest import emulator_calls, stream_record
 
 from swiftchat_api.adapt import refused_parameter
 from swiftchat_api.emulator import catalogue
@@ -32,15 +32,6 @@ WEATHER = {
         "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
     },
 }
-
-
-@pytest.fixture
-def client(server):
-    """The openai SDK pointed at the live server; no retries, so every error surfaces at once."""
-    with openai.OpenAI(
-        base_url=f"http://127.0.0.1:{server.port}/v1", api_key=TEST_KEY, max_retries=0, timeout=30
-    ) as sdk:
-        yield sdk
 
 
 def ask(text="hi", directive=""):

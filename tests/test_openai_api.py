@@ -40,16 +40,6 @@ TOOLS = [
 ]
 
 
-@pytest.fixture
-def client(server):
-    """The openai SDK pointed at the live server; no retries, so every error surfaces at once."""
-    # Closed after each test: a kept-alive connection would hold up the server's graceful stop.
-    with openai.OpenAI(
-        base_url=f"http://127.0.0.1:{server.port}/v1", api_key=TEST_KEY, max_retries=0, timeout=30
-    ) as sdk:
-        yield sdk
-
-
 def say(text, directive=""):
     """One user message, with an emulator directive when given."""
     return [{"role": "user", "content": f"{text} [[emulator {directive}]]" if directive else text}]

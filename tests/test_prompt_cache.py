@@ -6,7 +6,7 @@ import uuid
 import openai
 import pytest
 from botocore.exceptions import ClientError
-from conftest import TEST_KEY, Server, emulator_env, stream_record
+from conftest import TEST_KEY, Server, emulator_env, sdk, stream_record
 
 from swiftchat_api import prompt_cache
 from swiftchat_api.emulator.cache import PromptCache
@@ -163,14 +163,6 @@ def test_an_entry_past_its_ttl_is_not_read():
 # --- /v1: the caller's cache_control, through gunicorn and the real SDK ----------------------
 
 
-@pytest.fixture
-def client(server):
-    with openai.OpenAI(
-        base_url=f"http://127.0.0.1:{server.port}/v1", api_key=TEST_KEY, max_retries=0, timeout=30
-    ) as sdk:
-        yield sdk
-
-
 @pytest.fixture(scope="module")
 def auto_server(emulator):
     """A live server with SWIFTCHAT_PROMPT_CACHE=auto."""
@@ -182,10 +174,8 @@ def auto_server(emulator):
 
 @pytest.fixture
 def auto_client(auto_server):
-    with openai.OpenAI(
-        base_url=f"http://127.0.0.1:{auto_server.port}/v1", api_key=TEST_KEY, max_retries=0, timeout=30
-    ) as sdk:
-        yield sdk
+    with sdk(auto_server) as opened:
+        yield opened
 
 
 EPHEMERAL = {"type": "ephemeral"}

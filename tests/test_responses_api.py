@@ -44,15 +44,6 @@ TIME = {"type": "function", "name": "get_time", "parameters": {"type": "object",
 ODD_TEXT = '}{ 你好 🎉 {"a": 1} done'
 
 
-@pytest.fixture
-def client(server):
-    """The openai SDK pointed at the live server; no retries, so every error surfaces at once."""
-    with openai.OpenAI(
-        base_url=f"http://127.0.0.1:{server.port}/v1", api_key=TEST_KEY, max_retries=0, timeout=30
-    ) as sdk:
-        yield sdk
-
-
 def say(text, directive=""):
     """A user's text, with an emulator directive when given."""
     return f"{text} [[emulator {directive}]]" if directive else text

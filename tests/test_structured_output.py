@@ -448,14 +448,6 @@ def test_the_emulator_refuses_a_tool_schema_that_is_not_an_object_as_bedrock_doe
 # --- through gunicorn and the emulator, with real clients --------------------------------------
 
 
-@pytest.fixture
-def client(server):
-    with openai.OpenAI(
-        base_url=f"http://127.0.0.1:{server.port}/v1", api_key=TEST_KEY, max_retries=0, timeout=30
-    ) as sdk:
-        yield sdk
-
-
 def ask(directive="", marker=None):
     """One user message with a marker to find its call among the emulator's, and an optional directive."""
     marker = marker or uuid.uuid4().hex

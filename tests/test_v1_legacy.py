@@ -8,7 +8,7 @@ import json
 
 import openai
 import pytest
-from conftest import TEST_KEY, emulator_calls
+from conftest import emulator_calls
 from marshmallow import ValidationError
 
 from swiftchat_api.oai.errors import invalid_body
@@ -20,12 +20,6 @@ WEATHER = {
     "description": "The weather in a city.",
     "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
 }
-
-
-@pytest.fixture
-def client(server):
-    with openai.OpenAI(base_url=f"http://127.0.0.1:{server.port}/v1", api_key=TEST_KEY, max_retries=0) as sdk:
-        yield sdk
 
 
 def last_converse(emulator):

@@ -5,18 +5,11 @@ Through gunicorn with the real ``openai`` SDK; the catalogue is the emulator's, 
 
 import openai
 import pytest
-from conftest import TEST_KEY
 
 from swiftchat_api.emulator import catalogue
 
 BARE = "anthropic.claude-3-5-sonnet-20240620-v1:0"
 APPLICATION = f"arn:aws:bedrock:us-west-2:{catalogue.ACCOUNT}:application-inference-profile/a1b2c3d4e5f6"
-
-
-@pytest.fixture
-def client(server):
-    with openai.OpenAI(base_url=f"http://127.0.0.1:{server.port}/v1", api_key=TEST_KEY, max_retries=0) as sdk:
-        yield sdk
 
 
 @pytest.fixture
