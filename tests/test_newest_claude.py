@@ -9,22 +9,12 @@ profile got wrong would show a refused call and a learnt note here.
 import json
 import uuid
 
-import openai
 import pytest
-from conftest import TEST_KEY, emulator_calls
+from conftest import emulator_calls
 
 from swiftchat_api.adapt import refused_parameter
 
 HEADER = "x-swiftchat-adapted"
-
-
-@pytest.fixture
-def client(server):
-    """The openai SDK pointed at the live server; no retries, so every error surfaces at once."""
-    with openai.OpenAI(
-        base_url=f"http://127.0.0.1:{server.port}/v1", api_key=TEST_KEY, max_retries=0, timeout=30
-    ) as sdk:
-        yield sdk
 
 
 def create(client, emulator, model, **body):
