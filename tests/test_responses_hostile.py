@@ -57,3 +57,33 @@ def test_a_reasoning_item_with_more_blocks_than_a_message_carries_is_a_400(serve
         "param": "input[1].encrypted_content",
         "code": None,
     }
+
+
+def _structured(server, schema):
+    """The whole answer to a request for output in ``schema`` (by the answer tool: this Claude has no native one)."""
+    body = {
+        "model": CLAUDE,
+        "input": "fill it in",
+        "store": False,
+        "text": {"format": {"type": "json_schema", "name": "filled", "schema": schema}},
+    }
+    status, _, data = server.request("/v1/responses", body, key=TEST_KEY)
+    assert status == 200, data[:300]
+    return data
+
+
+def test_the_emulators_answer_to_a_short_schema_of_long_strings_stays_small(server):
+    # 160 bytes of schema asked the emulator for ten thousand strings of 10,000 characters: a 99 MB answer.
+    strings = {"type": "array", "minItems": 100, "maxItems": 100, "items": {"type": "string", "minLength": 10_000}}
+    schema = {"type": "object", "properties": {"rows": {**strings, "items": strings}}, "required": ["rows"]}
+    assert len(_structured(server, schema)) < 1_000_000
+
+
+def test_the_emulator_answers_a_schema_of_many_all_of_parts(server):
+    # 93 KB of schema (within MAX_SCHEMA): merging its parts one by one held the emulator's only CPU for a minute.
+    members = {f"p{i}": {"$ref": "#"} for i in range(200)}
+    shared = {"type": "object", "properties": members, "required": list(members)}
+    every = {"allOf": [{"$ref": "#/$defs/s"}] * 4000}
+    schema = {"type": "object", "$defs": {"s": shared}, "properties": {"all": every}, "required": ["all"]}
+    answer = json.loads(_structured(server, schema))
+    assert set(json.loads(answer["output"][-1]["content"][0]["text"])["all"]) == set(members)
