@@ -9,7 +9,17 @@ import re
 
 from marshmallow import ValidationError, fields, validate, validates_schema
 
-from .schemas import EFFORT_SHARE, MAX_DATA_URL, MAX_PARTS, MAX_TEXT, MAX_TOOLS, TOOL_NAME, _JsonSchema, _Open
+from .schemas import (
+    EFFORT_SHARE,
+    MAX_DATA_URL,
+    MAX_PARTS,
+    MAX_TEXT,
+    MAX_TOOLS,
+    TOOL_NAME,
+    WholeMatch,
+    _JsonSchema,
+    _Open,
+)
 
 MAX_ITEMS = 2000  # input items in one request, as chat takes messages
 MAX_ID = 512  # characters of a call id or an item id
@@ -231,7 +241,7 @@ class _Input(fields.Field):
 
 class _FunctionTool(_Open):
     type = fields.String(required=True)
-    name = fields.String(required=True, validate=validate.Regexp(TOOL_NAME, error="Not a valid function name."))
+    name = fields.String(required=True, validate=WholeMatch(TOOL_NAME, error="Not a valid function name."))
     description = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=MAX_TEXT))
     parameters = _JsonSchema(load_default=None, allow_none=True)
     strict = fields.Boolean(load_default=None, allow_none=True)
@@ -283,7 +293,7 @@ class _Reasoning(_Open):
 
 class _Format(_Open):
     type = fields.String(required=True, validate=validate.OneOf(["text", "json_object", "json_schema"]))
-    name = fields.String(load_default="response", validate=validate.Regexp(TOOL_NAME, error="Not a valid name."))
+    name = fields.String(load_default="response", validate=WholeMatch(TOOL_NAME, error="Not a valid name."))
     description = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=MAX_TEXT))
     schema = _JsonSchema(load_default=None, allow_none=True)
     strict = fields.Boolean(load_default=None, allow_none=True)

@@ -28,13 +28,22 @@ MAX_TOKEN_ID = max(tokens.LARGEST.values())
 MAX_EMBEDDING_VALUES = MAX_REQUEST_TOKENS + MAX_EMBEDDING_INPUTS + 100
 EMBEDDING_INPUT_TYPES = ("search_document", "search_query", "classification", "clustering")  # Cohere's words
 
-TOOL_NAME = r"^[a-zA-Z0-9_-]{1,64}\Z"  # \Z: "$" would let a name end in a newline
+TOOL_NAME = r"^[a-zA-Z0-9_-]{1,64}$"  # as the OpenAPI document says it (ECMA); matched whole (WholeMatch)
 
 # reasoning_effort's values (low … xhigh, max as Converse's outputConfig.effort has them): adapt.py maps each per model.
 EFFORT_SHARE = _EFFORT_SHARE
 MAX_THINKING_BLOCKS = 64  # in one assistant message
 MAX_SIGNATURE = 100_000  # characters of one thinking block's signature
 _BUDGET = validate.Range(min=1024, max=10_000_000, error="Claude's thinking budget is at least 1024 tokens.")
+
+
+class WholeMatch(validate.Regexp):
+    """A pattern the whole value must match: ``$`` alone also matches before a final newline."""
+
+    def __call__(self, value):
+        if self.regex.fullmatch(value) is None:
+            raise ValidationError(self._format_error(value))
+        return value
 
 
 class _Open(Schema):
@@ -142,7 +151,7 @@ def _part(part):
 
 
 class _CalledFunction(_Open):
-    name = fields.String(required=True, validate=validate.Regexp(TOOL_NAME, error="Not a valid function name."))
+    name = fields.String(required=True, validate=WholeMatch(TOOL_NAME, error="Not a valid function name."))
     arguments = fields.String(load_default="", validate=validate.Length(max=MAX_TEXT))
 
 
@@ -219,7 +228,7 @@ class _Message(_Open):
 
 
 class _FunctionSpec(_Open):
-    name = fields.String(required=True, validate=validate.Regexp(TOOL_NAME, error="Not a valid function name."))
+    name = fields.String(required=True, validate=WholeMatch(TOOL_NAME, error="Not a valid function name."))
     description = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=MAX_SCHEMA))
     parameters = _JsonSchema(load_default=None, allow_none=True)
     strict = fields.Boolean(load_default=None, allow_none=True)
@@ -260,7 +269,7 @@ class _Stop(fields.Field):
 
 
 class _JsonSchemaFormat(_Open):
-    name = fields.String(load_default="response", validate=validate.Regexp(TOOL_NAME, error="Not a valid name."))
+    name = fields.String(load_default="response", validate=WholeMatch(TOOL_NAME, error="Not a valid name."))
     description = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=MAX_SCHEMA))
     schema = _JsonSchema(required=True)
 
