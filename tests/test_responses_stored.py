@@ -318,18 +318,23 @@ def test_past_the_total_bound_anyones_least_recently_continued_responses_are_evi
     assert not gone(tight.client(first), newer)
 
 
-def test_a_response_larger_than_a_key_may_keep_is_a_413_and_store_false_is_served(tight):
+def test_a_response_larger_than_a_key_may_keep_is_answered_unstored_and_says_so(tight):
     sdk = tight.client(tight.person())
-    with pytest.raises(openai.APIStatusError) as refused:
-        make(sdk, padded("big", 30_000))
-    assert refused.value.status_code == 413 and "store: false" in refused.value.message
-    assert make(sdk, padded("big", 30_000), store=False).status == "completed"
+    answered = sdk.responses.with_raw_response.create(model=CLAUDE, input=padded("big", 30_000))
+    made = answered.parse()
+    # Bedrock made and billed it: it is answered, marked as not kept, and the header says why
+    assert made.status == "completed" and made.output_text and made.store is False
+    assert "not stored" in answered.headers["x-swiftchat-adapted"]
+    assert "SWIFTCHAT_RESPONSES_KEY_MB" in answered.headers["x-swiftchat-adapted"]
+    assert gone(sdk, made.id)
 
 
-def test_a_streamed_response_too_large_to_keep_ends_failed_saying_so(tight):
-    events = list(tight.client(tight.person()).responses.create(model=CLAUDE, input=padded("big", 30_000), stream=True))
-    assert events[-1].type == "response.failed"
-    assert "store: false" in events[-1].response.error.message
+def test_a_streamed_response_too_large_to_keep_completes_unstored(tight):
+    sdk = tight.client(tight.person())
+    events = list(sdk.responses.create(model=CLAUDE, input=padded("big", 30_000), stream=True))
+    assert events[-1].type == "response.completed"
+    assert events[-1].response.output_text and events[-1].response.store is False
+    assert gone(sdk, events[-1].response.id)
 
 
 def test_with_the_store_down_stored_responses_are_a_503_and_come_back_with_it(emulator, tmp_path):
@@ -346,6 +351,8 @@ def test_with_the_store_down_stored_responses_are_a_503_and_come_back_with_it(em
             assert refused.value.status_code == 503 and "store cannot be reached" in refused.value.message
         with pytest.raises(openai.InternalServerError):
             make(sdk, "go on", previous_response_id=made.id)
+        unstored = make(sdk, "a new conversation")  # Bedrock answers it: it is not lost for want of a store
+        assert unstored.status == "completed" and unstored.output_text and unstored.store is False
         store.start()  # the same port, empty (no persistence): answered again, without a restart
         assert gone(sdk, made.id)
         assert sdk.responses.retrieve(make(sdk, "again").id).output_text

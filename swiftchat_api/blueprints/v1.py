@@ -187,15 +187,17 @@ def _keeper(owner, turn):
     """What stores ``turn``'s final response for ``owner``, or None; it runs in the stream, outside the request."""
     if not turn.store:
         return None
-    save = responses_store.of(current_app).save
-    return partial(save, owner, input_items=turn.input, previous_response_id=turn.previous)
+    keep = responses_store.of(current_app).keep
+    return partial(keep, owner, input_items=turn.input, previous_response_id=turn.previous)
 
 
 def _whole_response(client, owner, turn):
     """A response answered whole: one Converse call, its ``response`` object, stored before it is answered."""
     final = turn.response(_converse(client, turn.args["modelId"], turn.args))
     if turn.store and final["status"] != "failed":
-        responses_store.of(current_app).save(owner, final, turn.input, turn.previous)
+        unstored = responses_store.of(current_app).keep(owner, final, turn.input, turn.previous)
+        if unstored:
+            turn.args.note(unstored)
     return final
 
 

@@ -182,6 +182,17 @@ class ResponsesStore:
             telemetry.RESPONSES_EVICTED.inc(evicted)
         return True
 
+    def keep(self, owner, response, input_items, previous_response_id=None):
+        """Save as ``save`` does, but never at the cost of the answer: Bedrock made (and billed) it, so when the
+        store cannot take it (down, or past the key's bound) it is answered marked ``store: false``. Returns why
+        it was not stored, or None."""
+        try:
+            self.save(owner, response, input_items, previous_response_id)
+        except ApiError as error:
+            response["store"] = False
+            return f"not stored: {error.detail}"
+        return None
+
     def _stored(self, owner, response_id):
         if not self.enabled or not _ID_SHAPE.match(response_id):
             raise ApiError(404, NOT_FOUND)

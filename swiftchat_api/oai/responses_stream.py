@@ -226,7 +226,7 @@ class ResponsesStream(Dialect):
         counted = responses.usage(bedrock_usage, self._reasoning_bytes) if bedrock_usage else None
         final = responses.finished(self._draft, self._items(), self._stop_reason, counted, int(time.time()))
         if self._on_final is not None and final["status"] != "failed":
-            self._on_final(final)  # may raise (the store refused it): error() then ends the stream
+            self._on_final(final)  # stores it; when the store cannot, it is answered with store: false
         self._ended = True
         kind = {"completed": "response.completed", "incomplete": "response.incomplete"}.get(
             final["status"], "response.failed"
