@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from marshmallow import ValidationError
 
 from .. import adapt, bodies
-from ..profile import base_model, profile  # noqa: F401 (base_model: /v1/models names a model's owner by it)
+from ..profile import profile
 from .errors import refuse
 from .structured import claude_schema
 
