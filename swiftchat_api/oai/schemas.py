@@ -7,7 +7,7 @@ import re
 
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, pre_load, validate, validates_schema
 
-from ..adapt import EFFORT_SHARE as _EFFORT_SHARE
+from ..adapt import EFFORT_SHARE  # reasoning_effort's values; adapt.py maps each per model
 from ..schemas import PlainFirst
 from . import tokens
 
@@ -30,8 +30,6 @@ EMBEDDING_INPUT_TYPES = ("search_document", "search_query", "classification", "c
 
 TOOL_NAME = r"^[a-zA-Z0-9_-]{1,64}$"  # as the OpenAPI document says it (ECMA); matched whole (WholeMatch)
 
-# reasoning_effort's values (low … xhigh, max as Converse's outputConfig.effort has them): adapt.py maps each per model.
-EFFORT_SHARE = _EFFORT_SHARE
 MAX_THINKING_BLOCKS = 64  # in one assistant message
 MAX_SIGNATURE = 100_000  # characters of one thinking block's signature
 _BUDGET = validate.Range(min=1024, max=10_000_000, error="Claude's thinking budget is at least 1024 tokens.")
