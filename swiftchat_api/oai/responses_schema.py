@@ -19,6 +19,7 @@ from .schemas import (
     WholeMatch,
     _JsonSchema,
     _Open,
+    load_each,
 )
 
 MAX_ITEMS = 2000  # input items in one request, as chat takes messages
@@ -105,15 +106,7 @@ def _parts(value, what="content"):
         raise ValidationError(f"The {what} must be a string or a list of content parts.")
     if len(value) > MAX_PARTS:
         raise ValidationError(f"At most {MAX_PARTS} content parts.")
-    parts, problems = [], {}
-    for index, part in enumerate(value):
-        try:
-            parts.append(_part(part))
-        except ValidationError as error:
-            problems[index] = error.messages
-    if problems:
-        raise ValidationError(problems)
-    return parts
+    return load_each(value, _part)
 
 
 def _identifier(item, key, required=True):
@@ -228,15 +221,7 @@ class _Input(fields.Field):
             raise ValidationError("Must hold at least one input item.")
         if len(value) > MAX_ITEMS:
             raise ValidationError(f"At most {MAX_ITEMS} input items.")
-        items, problems = [], {}
-        for index, item in enumerate(value):
-            try:
-                items.append(_item(item))
-            except ValidationError as error:
-                problems[index] = error.messages
-        if problems:
-            raise ValidationError(problems)
-        return items
+        return load_each(value, _item)
 
 
 class _FunctionTool(_Open):

@@ -112,6 +112,19 @@ def _image_part(part):
     return {"type": "image", "url": url, "cache": _cache_point(part.get("cache_control"))}
 
 
+def load_each(values, load):
+    """``load`` of every value; one ValidationError naming each that failed by its index."""
+    loaded, problems = [], {}
+    for index, value in enumerate(values):
+        try:
+            loaded.append(load(value))
+        except ValidationError as error:
+            problems[index] = error.messages
+    if problems:
+        raise ValidationError(problems)
+    return loaded
+
+
 class _Content(fields.Field):
     """A message's content: a string, or a list of parts; normalised to a list of parts."""
 
@@ -124,15 +137,7 @@ class _Content(fields.Field):
             raise ValidationError("Content must be a string or a list of content parts.")
         if len(value) > MAX_PARTS:
             raise ValidationError(f"At most {MAX_PARTS} content parts in one message.")
-        parts, problems = [], {}
-        for index, part in enumerate(value):
-            try:
-                parts.append(_part(part))
-            except ValidationError as error:
-                problems[index] = error.messages
-        if problems:
-            raise ValidationError(problems)
-        return parts
+        return load_each(value, _part)
 
 
 def _part(part):
