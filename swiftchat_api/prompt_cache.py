@@ -41,7 +41,7 @@ def _without_points(blocks):
     return [block for block in blocks if not _point(block)]
 
 
-def adapt(args, found=None):
+def adapt(args):
     """Keep the caller's cache points where the model takes them; notes of those dropped. ApiError past four.
 
     The notes go on ``args`` too when it takes them (adapt.Adapted: /v1's ``x-swiftchat-adapted``).
@@ -50,7 +50,7 @@ def adapt(args, found=None):
     Claude takes them among the tools (Nova refuses them there): caching changes the bill, never
     the answer, so they are dropped and the caller told, rather than the call refused.
     """
-    found = found or profile(args["modelId"])
+    found = profile(args["modelId"])
     notes = []
     config = args.get("toolConfig")
     tool_points = config and any(_point(tool) for tool in config.get("tools") or [])
@@ -115,13 +115,13 @@ def _user_turns(messages):
     return [i for i, message in enumerate(messages) if message["role"] == "user"]
 
 
-def place(args, found=None):
+def place(args):
     """Add the server's cache points to a Converse request (``SWIFTCHAT_PROMPT_CACHE=auto``); how many it added.
 
     Only for a model that caches, where the prefix is past its minimum, within Bedrock's four.
     The lists changed are copies: the caller's request is left as it came.
     """
-    found = found or profile(args["modelId"])
+    found = profile(args["modelId"])
     room = MAX_POINTS - count(args)
     if not found.caching or room <= 0:
         return 0
