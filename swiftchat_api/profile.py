@@ -174,12 +174,17 @@ def _other(base):
     return None
 
 
+def without_geography(model_id):
+    """The model id without its cross-region inference profile's geography (``us.``, ``global.``...)."""
+    return _PROFILE_PREFIX.sub("", model_id, count=1)
+
+
 def base_model(model_id):
     """The model id without its inference-profile geography (``us.``, ``global.``...); a resolved ARN's model."""
     resolved = _resolved.get(model_id)
     if resolved is not None:
         return resolved
-    return _PROFILE_PREFIX.sub("", model_id, count=1)
+    return without_geography(model_id)
 
 
 def profile(model_id):
@@ -246,7 +251,7 @@ def resolve(model_id, client=None):
     try:
         found = client.get_inference_profile(inferenceProfileIdentifier=model_id)
         arns = [model.get("modelArn") or "" for model in found.get("models") or []]
-        base = _PROFILE_PREFIX.sub("", arns[0].rsplit("/", 1)[-1], count=1) if arns and arns[0] else None
+        base = without_geography(arns[0].rsplit("/", 1)[-1]) if arns and arns[0] else None
     except (ClientError, BotoCoreError) as error:
         log.warning("GetInferenceProfile failed for an application profile; it gets the default profile: %s", error)
         return model_id

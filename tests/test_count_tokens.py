@@ -8,7 +8,8 @@ from conftest import TEST_KEY, emulator_env
 
 from swiftchat_api.aws import Clients
 from swiftchat_api.config import Config
-from swiftchat_api.services.counting import TokenCounter, foundation_model
+from swiftchat_api.profile import without_geography
+from swiftchat_api.services.counting import TokenCounter
 
 MODEL = "anthropic.claude-3-5-sonnet-20240620-v1:0"
 CHAT = [
@@ -69,13 +70,13 @@ def test_a_conversation_bedrock_refuses_is_refused_by_its_count_too(bedrock):
 
 
 def test_a_cross_region_profile_is_counted_as_its_foundation_model():
-    assert foundation_model("us." + MODEL) == MODEL
+    assert without_geography("us." + MODEL) == MODEL
     assert (
-        foundation_model("global.anthropic.claude-sonnet-4-20250514-v1:0") == "anthropic.claude-sonnet-4-20250514-v1:0"
+        without_geography("global.anthropic.claude-sonnet-4-20250514-v1:0") == "anthropic.claude-sonnet-4-20250514-v1:0"
     )
-    assert foundation_model("amazon.nova-lite-v1:0") == "amazon.nova-lite-v1:0"
+    assert without_geography("amazon.nova-lite-v1:0") == "amazon.nova-lite-v1:0"
     arn = "arn:aws:bedrock:us-east-1:123456789012:inference-profile/us." + MODEL
-    assert foundation_model(arn) == arn  # an ARN is left to Bedrock to judge
+    assert without_geography(arn) == arn  # an ARN is left to Bedrock to judge
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ not asked again until it restarts. Any failure falls back to the estimate.
 
 import atexit
 import logging
-import re
 from collections import OrderedDict
 from functools import partial
 
@@ -24,6 +23,8 @@ from botocore.config import Config as BotoConfig
 from botocore.exceptions import ClientError
 from gevent.pool import Pool
 
+from ..profile import without_geography
+
 log = logging.getLogger(__name__)
 
 COUNT_SECONDS = 5.0  # the whole call, connection included
@@ -31,17 +32,11 @@ AT_ONCE = 64  # counts under way in one worker
 REMEMBERED = 256  # models Bedrock will not count for, remembered per worker (the least recently seen go first)
 _MAX_TOKENS = 10**9
 _COUNTED = ("messages", "system", "toolConfig", "additionalModelRequestFields")  # what CountTokens takes
-_GEOGRAPHY = re.compile(r"\A(?:us|eu|apac|global|us-gov|jp|au|ca)\.(?=[^.]+\.)")
 # One try: a throttled count is not worth a second call; the estimate is there.
 _SETTINGS = BotoConfig(
     connect_timeout=2, read_timeout=COUNT_SECONDS, retries={"mode": "standard", "total_max_attempts": 1}
 )
 _REFUSED_FOR_GOOD = ("AccessDeniedException", "ResourceNotFoundException")
-
-
-def foundation_model(model_id):
-    """The foundation-model id CountTokens takes for ``model_id`` (a cross-region profile's geography dropped)."""
-    return _GEOGRAPHY.sub("", model_id, count=1)
 
 
 class TokenCounter:
@@ -62,7 +57,7 @@ class TokenCounter:
         ``start`` spawns the count and returns True, ``then(tokens or None)`` being called when it is
         done; it returns False, calling nothing, when no count can be started now.
         """
-        model = foundation_model(args["modelId"])
+        model = without_geography(args["modelId"])  # CountTokens refuses profile ids
         if model in self._uncounted:
             return None
         converse = {name: args[name] for name in _COUNTED if name in args}
