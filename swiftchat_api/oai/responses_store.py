@@ -12,7 +12,7 @@ The route of ``POST /v1/responses`` calls, with ``identity`` as the key check re
     owner = responses_store.owner(identity)          # the key's name and a hash of the key itself
     items = stored.history(owner, previous_response_id)   # [] for None; before Bedrock is called
     response_id = responses_store.new_id()           # unguessable: the shared key's holders are many
-    stored.save(owner, response, input_items, previous_response_id)   # False when storing is off
+    unstored = stored.keep(owner, response, input_items, previous_response_id)   # why it was not, or None
 
 ``history`` gives the earlier turns' input items then output items, turn after turn, oldest
 first. It raises ApiError, rendered as OpenAI's error: 400 when storing is off, 400
@@ -24,7 +24,9 @@ object (its ``output`` is what a later turn continues from) and this request's i
 the SDK's input item shapes with ``type`` set; an item without an ``id`` is given one. It evicts
 the least recently continued responses past ``SWIFTCHAT_RESPONSES_KEY_MB`` (the key's own first)
 and ``SWIFTCHAT_RESPONSES_TOTAL_MB``, and raises 413 for a response that on its own is larger than
-a key may keep; call it before the answer's last event, so that a failure can still be told.
+a key may keep. The route calls ``keep``, which saves but never fails the answer Bedrock billed:
+it marks it ``store: false`` and says why; call it before the answer's last event, so that it
+can still say so.
 """
 
 import json
