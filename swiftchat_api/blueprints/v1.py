@@ -10,7 +10,7 @@ from functools import partial
 from flask import Blueprint, Response, current_app, request
 from marshmallow import ValidationError
 
-from .. import adapt, prompt_cache
+from .. import adapt, auth, prompt_cache
 from .. import profile as profiles
 from ..exceptions import ApiError
 from ..oai import chat as openai_chat
@@ -25,6 +25,7 @@ from ..oai.stream import ChunkTranslator, OpenAIStream
 from ..schemas import RegionRequest
 from ..services import images, listing
 from ..services import v1 as calls
+from ..store import response_owner
 from .common import (
     admit_chat,
     body,
@@ -59,6 +60,12 @@ def _authenticate():
             message = f"{error.detail}: send your API key as Authorization: Bearer <key>."
             raise ApiError(401, message, code="invalid_api_key") from None
         raise
+
+
+def _owner():
+    """Check the caller's key; the owner of its stored responses: the key's name and a hash of the key itself."""
+    identity = _authenticate()
+    return response_owner(identity.name, resources().store.digest(auth.presented_key(request.headers)))
 
 
 def _bedrock_region():
@@ -162,7 +169,7 @@ def _whole(client, chat, args):
 @bp.post("/v1/responses")
 def create_response():
     """Answer as OpenAI's Responses API does, streamed as server-sent events or whole; stored unless told not to."""
-    owner = responses_store.owner(_authenticate())
+    owner = _owner()
     region = _bedrock_region()
     budget = body_budget()
     wanted = _resolved(body(_responses, budget), region)
@@ -176,7 +183,7 @@ def create_response():
 
 def _turn(owner, wanted, budget):
     """The request translated, after the stored conversation it continues (read before Bedrock is called)."""
-    stored = responses_store.of(current_app)
+    stored = resources().responses
     history = stored.history(owner, wanted["previous_response_id"])
     turn = openai_responses.Turn(wanted, history, responses_store.new_id(), budget, stored.enabled)
     _cached(turn.args)
@@ -187,7 +194,7 @@ def _keeper(owner, turn):
     """What stores ``turn``'s final response for ``owner``, or None; it runs in the stream, outside the request."""
     if not turn.store:
         return None
-    keep = responses_store.of(current_app).keep
+    keep = resources().responses.keep
     return partial(keep, owner, input_items=turn.input, previous_response_id=turn.previous)
 
 
@@ -195,7 +202,7 @@ def _whole_response(client, owner, turn):
     """A response answered whole: one Converse call, its ``response`` object, stored before it is answered."""
     final = turn.response(_converse(client, turn.args["modelId"], turn.args))
     if turn.store and final["status"] != "failed":
-        unstored = responses_store.of(current_app).keep(owner, final, turn.input, turn.previous)
+        unstored = resources().responses.keep(owner, final, turn.input, turn.previous)
         if unstored:
             turn.args.note(unstored)
     return final
@@ -281,23 +288,23 @@ _no_query = responses_store.NoQuery()
 @bp.get("/v1/responses/<response_id>")
 def retrieve_response(response_id):
     """Answer a stored response, to the key that made it only."""
-    owner = responses_store.owner(_authenticate())
+    owner = _owner()
     responses_store.query(_retrieve_query, request.args)
-    stored = responses_store.of(current_app).retrieve(owner, response_id)
+    stored = resources().responses.retrieve(owner, response_id)
     return Response(stored, mimetype="application/json")
 
 
 @bp.delete("/v1/responses/<response_id>")
 def delete_response(response_id):
     """Delete a stored response of the key that made it."""
-    owner = responses_store.owner(_authenticate())
+    owner = _owner()
     responses_store.query(_no_query, request.args)
-    return responses_store.of(current_app).delete(owner, response_id)
+    return resources().responses.delete(owner, response_id)
 
 
 @bp.get("/v1/responses/<response_id>/input_items")
 def list_input_items(response_id):
     """List the input items of a stored response, a page at a time."""
-    owner = responses_store.owner(_authenticate())
+    owner = _owner()
     page = responses_store.query(_input_items_query, request.args)
-    return responses_store.of(current_app).input_items(owner, response_id, **page)
+    return resources().responses.input_items(owner, response_id, **page)

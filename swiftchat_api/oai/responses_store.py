@@ -6,10 +6,10 @@ Redis across instances) for ``SWIFTCHAT_RESPONSES_TTL`` after the last turn that
 It belongs to the key that made it: another key, the shared key included, is told it does not
 exist, and a key made again for the same name (after a revoke) owns none of the old key's.
 
-The route of ``POST /v1/responses`` calls, with ``identity`` as the key check returned it::
+The route of ``POST /v1/responses`` calls, with ``owner`` the key's name and a hash of the key
+itself (store.response_owner)::
 
-    stored = responses_store.of(current_app)
-    owner = responses_store.owner(identity)          # the key's name and a hash of the key itself
+    stored = current_app.extensions["swiftchat"].responses
     items = stored.history(owner, previous_response_id)   # [] for None; before Bedrock is called
     response_id = responses_store.new_id()           # unguessable: the shared key's holders are many
     unstored = stored.keep(owner, response, input_items, previous_response_id)   # why it was not, or None
@@ -34,12 +34,11 @@ import re
 import secrets
 import time
 
-from flask import current_app, request
 from marshmallow import Schema, fields, validate
 
 from .. import auth, telemetry
 from ..exceptions import ApiError
-from ..store import ResponseBounds, StoreUnavailable, response_owner
+from ..store import ResponseBounds, StoreUnavailable
 
 ID_PREFIX = "resp_"
 # 192 random bits: for the shared key, which every app carries, the id is the only secret.
@@ -71,20 +70,6 @@ INCLUDABLE = ("message.input_image.image_url", "reasoning.encrypted_content")
 def new_id():
     """A fresh, unguessable response id, ``resp_`` and 48 hex digits."""
     return ID_PREFIX + secrets.token_hex(24)
-
-
-def of(app):
-    """The app's ResponsesStore."""
-    return app.extensions["swiftchat"].responses
-
-
-def owner(identity):
-    """The owner of the current request's stored responses: its key's name and a hash of the key.
-
-    Call it once the key is checked (``identity`` is what the check returned).
-    """
-    store = current_app.extensions["swiftchat"].store
-    return response_owner(identity.name, store.digest(auth.presented_key(request.headers)))
 
 
 def _megabytes(size):
