@@ -27,6 +27,7 @@ from swiftchat_api.oai.chat import JSON_INSTRUCTION, JSON_OBJECT_TOOL, answer_to
 from swiftchat_api.oai.errors import invalid_body
 from swiftchat_api.oai.schemas import ChatCompletionRequest
 from swiftchat_api.oai.stream import ChunkTranslator
+from swiftchat_api.profile import profile
 
 BY_TOOL = "anthropic.claude-3-5-sonnet-20240620-v1:0"  # no structured output on Bedrock: by tool
 NATIVE = "us.anthropic.claude-sonnet-4-5-20250929-v1:0"  # outputConfig.textFormat
@@ -489,6 +490,25 @@ def test_sdk_parse_on_a_model_without_structured_output(client, emulator):
     assert message.tool_calls in (None, []) and answer.choices[0].finish_reason == "stop"
     sent = sent_for(emulator, marker)
     assert sent["toolConfig"]["toolChoice"] == {"tool": {"name": "Person"}} and "outputConfig" not in sent
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        NATIVE,
+        "mistral.mistral-large-3-675b-instruct",
+        "deepseek.v3-v1:0",
+        "openai.gpt-oss-120b-1:0",
+        "qwen.qwen3-32b-v1:0",
+    ],
+)
+def test_sdk_parse_goes_natively_to_every_model_the_profile_says_has_structured_output(client, emulator, model):
+    assert profile(model).structured_output
+    messages, marker = ask()
+    answer = client.chat.completions.parse(model=model, messages=messages, response_format=Person)
+    assert isinstance(answer.choices[0].message.parsed, Person)  # the emulator's answer to the schema, validated
+    sent = sent_for(emulator, marker)
+    assert "outputConfig" in sent and "toolConfig" not in sent
 
 
 def test_sdk_parse_of_the_emulators_own_answer_conforms(client):

@@ -87,6 +87,8 @@ _MODELS = (
     ("deepseek.r1", Model("deepseek-r1", tools=False)),
     ("deepseek.v3", Model("deepseek", extra=("reasoning_effort",), structured=True)),
     ("openai.gpt-oss", Model("gpt-oss", extra=("reasoning_effort",), structured=True)),
+    # Bedrock's structured output launch names "select Mistral" models: Large 3 among them (langchain-aws#883).
+    ("mistral.mistral-large-3", Model("mistral", structured=True)),
     ("mistral.", Model("mistral")),
     # Models the server's profile has never heard of (example.frontier-1-v1:0 …), that refuse temperature
     # as new Claude models do.
