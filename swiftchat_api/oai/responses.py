@@ -46,9 +46,12 @@ _ENDINGS = {
 }
 
 
-def new_id(prefix):
-    """A fresh id such as ``resp_…``, ``msg_…``, ``fc_…`` or ``rs_…``."""
-    return f"{prefix}_{uuid.uuid4().hex}"
+ITEM_PREFIXES = {"message": "msg", "function_call": "fc", "function_call_output": "fco", "reasoning": "rs"}
+
+
+def item_id(kind):
+    """A fresh id for an item of type ``kind``: ``msg_…``, ``fc_…``, ``fco_…``, ``rs_…`` (``item_…`` for another)."""
+    return f"{ITEM_PREFIXES.get(kind, 'item')}_{uuid.uuid4().hex}"
 
 
 # --- request -------------------------------------------------------------------------------------
@@ -379,21 +382,22 @@ def response(answer, draft, completed_at, answer_tool=None):
     forced = answer_tool is not None and answer_tool.forced
     for block in answer.get("output", {}).get("message", {}).get("content", []):
         if "text" in block and not forced:
-            output.append(message_item(new_id("msg"), block["text"]))
+            output.append(message_item(item_id("message"), block["text"]))
         elif "text" in block or "reasoningContent" in block:
             content = block.get("reasoningContent") or {"reasoningText": {"text": block["text"]}}
             said = content.get("reasoningText") or {}
             text = said.get("text") or ""
             redacted = [content["redactedContent"]] if content.get("redactedContent") else []
-            output.append(reasoning_item(new_id("rs"), text, said.get("signature"), redacted, summarised))
+            output.append(reasoning_item(item_id("reasoning"), text, said.get("signature"), redacted, summarised))
             reasoning_bytes += len(text.encode("utf-8", "replace"))
         elif "toolUse" in block and chat.client_tool(block["toolUse"]):
             tool_use = block["toolUse"]
             arguments = json.dumps(tool_use.get("input") or {}, ensure_ascii=False)
             if answer_tool is not None and tool_use.get("name") == answer_tool.name:
-                output.append(message_item(new_id("msg"), arguments))
+                output.append(message_item(item_id("message"), arguments))
             else:
-                output.append(function_call_item(new_id("fc"), tool_use["toolUseId"], tool_use["name"], arguments))
+                call = function_call_item(item_id("function_call"), tool_use["toolUseId"], tool_use["name"], arguments)
+                output.append(call)
     counted = usage(answer.get("usage"), reasoning_bytes)
     return finished(draft, output, answer.get("stopReason"), counted, completed_at)
 

@@ -39,11 +39,11 @@ from marshmallow import Schema, fields, validate
 from .. import auth, telemetry
 from ..exceptions import ApiError
 from ..store import ResponseBounds, StoreUnavailable
+from .responses import item_id
 
 ID_PREFIX = "resp_"
 # 192 random bits: for the shared key, which every app carries, the id is the only secret.
 _ID_SHAPE = re.compile(r"resp_[0-9a-f]{48}\Z")
-_ITEM_PREFIXES = {"message": "msg", "function_call": "fc", "function_call_output": "fco", "reasoning": "rs"}
 MAX_LIMIT = 100
 NOT_FOUND = "No stored response has this id: it may never have been stored, or it expired or was deleted."
 STORE_DOWN = "The response store cannot be reached just now; please try again in a moment."
@@ -79,8 +79,7 @@ def _megabytes(size):
 def _with_id(item):
     if not isinstance(item, dict) or isinstance(item.get("id"), str):
         return item
-    prefix = _ITEM_PREFIXES.get(item.get("type"), "item")
-    return {"id": f"{prefix}_{secrets.token_hex(16)}", **item}
+    return {"id": item_id(item.get("type")), **item}
 
 
 def _encode(value):

@@ -28,7 +28,7 @@ class _Block:
     def __init__(self, kind, index, tool=False, call_id=None, name=None):
         self.kind = kind  # "message", "reasoning" or "function_call"
         self.tool = tool  # its deltas are a tool call's input (a function call, or the answer tool's message)
-        self.id = responses.new_id({"message": "msg", "reasoning": "rs", "function_call": "fc"}[kind])
+        self.id = responses.item_id(kind)
         self.index = index  # its output_index
         self.pieces = []
         self.call_id = call_id
