@@ -43,7 +43,6 @@ def _entry(model_id, summary, name=None):
         "kind": kind(summary),
         "owned_by": summary["modelId"].split(".", 1)[0],
         "name": name or summary.get("modelName") or summary["modelId"],
-        "model": summary["modelId"],
     }
 
 
@@ -63,10 +62,9 @@ def _foundation(bedrock):
 
 
 def offered(bedrock, region):
-    """``[{"id", "kind", "owned_by", "name", "model"}]``: every id of the region, bare ids first.
+    """``[{"id", "kind", "owned_by", "name"}]``: every id of the region, bare ids first.
 
-    ``model`` is the foundation model behind the id. UpstreamError when Bedrock will not list
-    the region's models; profiles it will not list are left out.
+    UpstreamError when Bedrock will not list the region's models; profiles it will not list are left out.
     """
     models = _foundation(bedrock)
     listed = [_entry(model_id, summary) for model_id, summary in models.items()
