@@ -232,7 +232,7 @@ def _application_profile(model_id, region):
     """An application profile's ARN the listing does not hold (another page, a newer one), or None."""
     if not profiles.is_application_profile(model_id):
         return None
-    found = listing.behind(model_id, resources().clients.get("bedrock", region), profiles.resolve)
+    found = listing.behind(model_id, resources().clients.get("bedrock", region))
     return _model(found) if found else None
 
 

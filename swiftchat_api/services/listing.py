@@ -11,6 +11,7 @@ import re
 from botocore.exceptions import BotoCoreError, ClientError
 
 from ..exceptions import upstream
+from ..profile import resolve
 
 # outputModalities → kind, first match: a multimodal embedding model outputs EMBEDDING only.
 KINDS = (("EMBEDDING", "embedding"), ("IMAGE", "image"), ("TEXT", "chat"))
@@ -82,8 +83,8 @@ def offered(bedrock, region):
     return listed
 
 
-def behind(model_id, bedrock, resolve):
-    """The entry for an id the listing does not hold: an application profile ``resolve`` finds, or None."""
+def behind(model_id, bedrock):
+    """The entry for an id the listing does not hold: an application profile Bedrock resolves, or None."""
     base = resolve(model_id, bedrock)
     if base == model_id:
         return None
