@@ -20,6 +20,7 @@ import re
 import time
 from collections import OrderedDict
 
+from .catalogue import without_geography
 from .script import DirectiveError
 
 MAX_POINTS = 4  # cache points in one request, over tools, system and messages
@@ -27,7 +28,6 @@ LOOKBACK = 20  # blocks Claude looks back from a cache point for a remembered pr
 MAX_ENTRIES = 10_000
 TTL_SECONDS = {None: 300, "5m": 300, "1h": 3600}
 
-_PREFIX = re.compile(r"^(?:us|eu|apac|global|us-gov|jp|au|ca)\.")
 _TOKEN = re.compile(r"\s*\S+")
 _DIRECTIVE = re.compile(r"\[\[emulator[^\]]*\]\]")
 
@@ -61,7 +61,7 @@ class Refused(DirectiveError):
 
 
 def _model(model_id):
-    base = _PREFIX.sub("", model_id, count=1)
+    base = without_geography(model_id)
     return next((entry[1:] for entry in _CACHING if base.startswith(entry[0])), None)
 
 
@@ -147,7 +147,7 @@ class PromptCache:
         if not request.points:
             return None
         family, minimum, _long_ttl = _check(model_id, request)
-        model = _PREFIX.sub("", model_id, count=1)
+        model = without_geography(model_id)
         now = self._clock()
         points = [(at, ttl) for at, ttl, _section, _index in request.points if at >= 0]
         points = [(at, ttl) for at, ttl in points if request.boundaries[at][1] >= minimum]

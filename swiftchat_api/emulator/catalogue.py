@@ -111,6 +111,7 @@ _ROUTES = {
 DENIED_REGIONS = "me-"  # ListFoundationModels is refused (AccessDeniedException)
 NO_PROFILE_REGIONS = "eu-south-"  # ListInferenceProfiles is refused (the profiles still work)
 EMPTY_REGIONS = "af-"  # no models at all
+_GEOGRAPHY = re.compile(r"^(?:us|eu|apac|global|us-gov|jp|au|ca)\.")  # a cross-region profile id's prefix
 
 
 def geography(region):
@@ -118,6 +119,11 @@ def geography(region):
     if region.startswith("ap-"):
         return "apac"
     return region.split("-", 1)[0]
+
+
+def without_geography(model_id):
+    """The model id behind a cross-region inference profile's id (its geography prefix dropped)."""
+    return _GEOGRAPHY.sub("", model_id, count=1)
 
 
 def foundation_models(region):

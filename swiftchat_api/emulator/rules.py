@@ -23,12 +23,10 @@ Messages marked "(emulator's wording)" stand where no report quotes Bedrock.
 
 import base64
 import hashlib
-import re
 from dataclasses import dataclass
 
 from . import catalogue, formats
 
-_GEOGRAPHY = re.compile(r"^(?:us|eu|apac|global|us-gov|jp|au|ca)\.")
 _MODEL_SAYS = "The model returned the following errors: "
 _EFFORTS = ("low", "medium", "high", "xhigh", "max")
 _THINKING_DOCS = (
@@ -103,7 +101,7 @@ def model_rules(model_id):
         if base is None:
             return None, "The provided model identifier is invalid."
     else:
-        base = _GEOGRAPHY.sub("", model_id, count=1)
+        base = catalogue.without_geography(model_id)
     return next((rules for start, rules in _MODELS if base.startswith(start)), Model("other")), None
 
 
