@@ -18,7 +18,6 @@ import binascii
 import json
 import math
 import re
-import time
 import uuid
 
 from marshmallow import ValidationError
@@ -414,10 +413,10 @@ class Turn:
             refuse("The stored conversation this continues cannot be read back.", "previous_response_id")
         self.args, self.answer_tool = converse_args(body, earlier + body["input"], len(earlier), budget)
         self.store = storing and body.get("store") is not False
-        self.draft = {**draft(body, response_id, int(time.time())), "store": self.store}
+        self.draft = {**draft(body, response_id, chat.now()), "store": self.store}
         self.previous = body.get("previous_response_id")
         self.input = stored_input(body["input"])
 
     def response(self, answer):
         """The ``response`` object of the Converse answer (called whole)."""
-        return response(answer, self.draft, int(time.time()), self.answer_tool)
+        return response(answer, self.draft, chat.now(), self.answer_tool)

@@ -9,13 +9,13 @@ or, for a failure after the stream began, ``response.failed``. Every event carri
 """
 
 import json
-import time
 
 from ..exceptions import ApiError
 from ..wire import Dialect, jsonable
-from . import responses
+from . import chat, responses
 from .chat import client_tool
 from .errors import upstream_error
+from .stream import OpenAIStream
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=jsonable).encode
 
@@ -55,7 +55,7 @@ class ResponsesStream(Dialect):
     read its end.
     """
 
-    keepalive = b": keep-alive\n\n"
+    keepalive = OpenAIStream.keepalive
 
     def __init__(self, draft, answer_tool=None, on_final=None):
         self._draft = draft
@@ -224,7 +224,7 @@ class ResponsesStream(Dialect):
             return b""
         closing = self._start() + self._finish_all()
         counted = responses.usage(bedrock_usage, self._reasoning_bytes) if bedrock_usage else None
-        final = responses.finished(self._draft, self._items(), self._stop_reason, counted, int(time.time()))
+        final = responses.finished(self._draft, self._items(), self._stop_reason, counted, chat.now())
         if self._on_final is not None and final["status"] != "failed":
             self._on_final(final)  # stores it; when the store cannot, it is answered with store: false
         self._ended = True
