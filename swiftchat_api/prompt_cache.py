@@ -42,26 +42,24 @@ def _without_points(blocks):
 
 
 def adapt(args):
-    """Keep the caller's cache points where the model takes them; notes of those dropped. ApiError past four.
-
-    The notes go on ``args`` too when it takes them (adapt.Adapted: /v1's ``x-swiftchat-adapted``).
+    """Keep the caller's cache points where the model takes them, a note on ``args`` (adapt.Adapted: /v1's
+    ``x-swiftchat-adapted``) of those dropped. ApiError past four.
 
     A model that does not cache gets none (Bedrock refuses the whole call otherwise), and only
     Claude takes them among the tools (Nova refuses them there): caching changes the bill, never
     the answer, so they are dropped and the caller told, rather than the call refused.
     """
     found = profile(args["modelId"])
-    notes = []
     config = args.get("toolConfig")
     tool_points = config and any(_point(tool) for tool in config.get("tools") or [])
     if tool_points and (not found.caching or found.family != "claude"):
         args["toolConfig"] = {**config, "tools": _without_points(config["tools"])}
-        notes.append("cache_control on tools dropped: this model takes no cache point among its tools")
+        args.note("cache_control on tools dropped: this model takes no cache point among its tools")
     if not found.caching and count(args):
         if args.get("system"):
             args["system"] = _without_points(args["system"])
         args["messages"] = [{**message, "content": _without_points(message["content"])} for message in args["messages"]]
-        notes.append("cache_control dropped: this model does not cache prompts on Bedrock")
+        args.note("cache_control dropped: this model does not cache prompts on Bedrock")
     points = count(args)
     if points > MAX_POINTS:
         raise ApiError(
@@ -70,10 +68,6 @@ def adapt(args):
             f"tools); this one has {points}.",
             param="messages",
         )
-    for text in notes:
-        if hasattr(args, "note"):
-            args.note(text)
-    return notes
 
 
 def _estimate(block):
