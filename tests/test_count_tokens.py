@@ -26,14 +26,30 @@ def test_count_tokens_is_what_the_same_input_is_billed_in_a_stream(bedrock):
     assert counted == billed == 12
 
 
+SYSTEM = [{"text": "you are a careful counter of words"}]  # 7 words
+TOOLS = {"tools": [{"toolSpec": {"name": "tally", "inputSchema": {"json": {"type": "object"}}}}]}
+
+
+@pytest.mark.parametrize("billed_model", [MODEL, "meta.llama3-1-8b-instruct-v1:0"])  # one caches prompts, one not
+def test_the_system_prompt_and_the_tools_are_billed_and_counted_like_the_messages(bedrock, billed_model):
+    plain = bedrock.converse(modelId=billed_model, messages=CHAT)["usage"]["inputTokens"]
+    usage = bedrock.converse(modelId=billed_model, messages=CHAT, system=SYSTEM, toolConfig=TOOLS)["usage"]
+    assert usage["inputTokens"] > plain + 7  # the system prompt's words, and the tool's definition
+    counted = bedrock.count_tokens(
+        modelId=MODEL, input={"converse": {"messages": CHAT, "system": SYSTEM, "toolConfig": TOOLS}}
+    )["inputTokens"]
+    assert counted == usage["inputTokens"]
+
+
 def test_an_invoke_model_body_is_counted_too(bedrock):
     body = {
         "anthropic_version": "bedrock-2023-05-31",
         "max_tokens": 10,
+        "system": "count these three",
         "messages": [{"role": "user", "content": "a b c"}],
     }
     answer = bedrock.count_tokens(modelId=MODEL, input={"invokeModel": {"body": json.dumps(body)}})
-    assert answer["inputTokens"] == 3
+    assert answer["inputTokens"] == 6
 
 
 @pytest.mark.parametrize(

@@ -9,27 +9,24 @@ Claude, at any block boundary up to 20 blocks before one (Anthropic's lookback; 
 points alone), and writes what lies between that and its last cache point. The usage then says
 ``cacheReadInputTokens`` and ``cacheWriteInputTokens``, and ``inputTokens`` only the rest.
 
-Tokens are the emulator's own (words); in a request with cache points they count the system
-prompt and the tools too, as Bedrock's do. Memory is bounded: the oldest prefixes are forgotten
+Tokens are the emulator's own (words; script.input_tokens), the tools and the system prompt counted
+with the messages as Bedrock bills them. Memory is bounded: the oldest prefixes are forgotten
 first (``MAX_ENTRIES``).
 """
 
 import hashlib
 import json
-import re
 import time
 from collections import OrderedDict
 
 from .catalogue import without_geography
-from .script import DirectiveError
+from .script import DirectiveError, block_tokens, blocks
 
 MAX_POINTS = 4  # cache points in one request, over tools, system and messages
 LOOKBACK = 20  # blocks Claude looks back from a cache point for a remembered prefix
 MAX_ENTRIES = 10_000
 TTL_SECONDS = {None: 300, "5m": 300, "1h": 3600}
 
-_TOKEN = re.compile(r"\s*\S+")
-_DIRECTIVE = re.compile(r"\[\[emulator[^\]]*\]\]")
 
 # (text in the base model id, family, shortest prefix cached in tokens, takes the 1-hour TTL);
 # the first that matches wins. Bedrock's prompt-caching table and Anthropic's minimums.
@@ -65,28 +62,6 @@ def _model(model_id):
     return next((entry[1:] for entry in _CACHING if base.startswith(entry[0])), None)
 
 
-def _words(text):
-    return len(_TOKEN.findall(text))
-
-
-def _tokens(block):
-    if "text" in block and isinstance(block["text"], str):
-        return _words(_DIRECTIVE.sub("", block["text"]))
-    return _words(json.dumps(block, sort_keys=True))  # tools, tool use and results, images: their JSON's words
-
-
-def _sequence(body):
-    """(section, index, block) of every block in prefix order, with each message's role marked."""
-    for index, tool in enumerate((body.get("toolConfig") or {}).get("tools") or []):
-        yield "tools", index, tool
-    for block in body.get("system") or []:
-        yield "system", None, block
-    for message in body.get("messages") or []:
-        yield "role", None, {"role": message.get("role")}
-        for block in message.get("content") or []:
-            yield "messages", None, block
-
-
 class _Request:
     """The prefixes of one request: a hash and a token count at every block boundary, and its cache points."""
 
@@ -95,7 +70,7 @@ class _Request:
         self.boundaries = []  # (hash, tokens) after each block
         self.points = []  # (index into boundaries, ttl, section, tool index)
         tokens = 0
-        for section, index, block in _sequence(body):
+        for section, index, block in blocks(body):
             if not isinstance(block, dict):
                 continue
             if "cachePoint" in block:
@@ -104,7 +79,7 @@ class _Request:
                 continue
             digest.update(json.dumps([section, block], sort_keys=True).encode())
             if section != "role":
-                tokens += _tokens(block)
+                tokens += block_tokens(block)
             self.boundaries.append((digest.copy().digest(), tokens))
         self.total = tokens
 

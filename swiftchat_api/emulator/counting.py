@@ -45,33 +45,36 @@ def count_tokens(model_id, body):
         problem = tools.problem(request)
         if problem:
             return refusal(400, "ValidationException", problem)
-        messages = request.get("messages") or []
     else:
-        messages = _invoke_messages(given["invokeModel"])
-        if messages is None:
+        request = _invoke_request(given["invokeModel"])
+        if request is None:
             return refusal(400, "ValidationException", "The invokeModel body is not a JSON object with messages.")
-    delay = _DELAY.search(" ".join(_user_texts(messages)))
+    delay = _DELAY.search(" ".join(_user_texts(request.get("messages") or [])))
     if delay:
         gevent.sleep(int(delay.group(1)) / 1000)
-    counted = input_tokens(messages)
+    counted = input_tokens(request)
     if counted > MOST_TOKENS:
         return refusal(400, "ValidationException", f"prompt is too long: {counted} tokens > {MOST_TOKENS} maximum")
     return 200, {"inputTokens": counted}, []
 
 
-def _invoke_messages(invoke):
-    """The messages of an InvokeModel body (Anthropic's Messages API; text as a string or as blocks), or None."""
+def _invoke_request(invoke):
+    """An InvokeModel body (Anthropic's Messages API; text as a string or as blocks) as Converse's messages and
+    system, or None."""
     try:
         request = json.loads(base64.b64decode((invoke or {}).get("body") or "", validate=True))
     except (binascii.Error, ValueError, TypeError, AttributeError):
         return None
     if not isinstance(request, dict) or not isinstance(request.get("messages"), list):
         return None
-    return [
+    messages = [
         {**message, "content": [{"text": message["content"]}]} if isinstance(message.get("content"), str) else message
         for message in request["messages"]
         if isinstance(message, dict)
     ]
+    system = request.get("system")
+    system = [{"text": system}] if isinstance(system, str) else system if isinstance(system, list) else []
+    return {"messages": messages, "system": system}
 
 
 def _user_texts(messages):

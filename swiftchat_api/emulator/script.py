@@ -114,13 +114,35 @@ def read_script(model_id, body):
         script = _from_options(model_id, body, said, options)
     except (TypeError, ValueError) as error:
         raise DirectiveError(f"bad emulator directive: {error}") from None
-    script.input_tokens = input_tokens(messages)
+    script.input_tokens = input_tokens(body)
     return script
 
 
-def input_tokens(messages):
-    """The input tokens the emulator bills for ``messages`` (its usage, and its CountTokens): their words."""
-    return sum(len(_TOKEN.findall(_DIRECTIVE.sub("", t))) for m in messages for t in _texts(m)) or 1
+def blocks(body):
+    """(section, index, block) of every block of a Converse request in prefix order (tools, system, messages),
+    with each message's role marked: what Bedrock reads, and bills, as the input."""
+    for index, tool in enumerate((body.get("toolConfig") or {}).get("tools") or []):
+        yield "tools", index, tool
+    for block in body.get("system") or []:
+        yield "system", None, block
+    for message in body.get("messages") or []:
+        yield "role", None, {"role": message.get("role")}
+        for block in message.get("content") or []:
+            yield "messages", None, block
+
+
+def block_tokens(block):
+    """The emulator's tokens of one block: a text's words (directives aside), else its JSON's words."""
+    if "text" in block and isinstance(block["text"], str):
+        return len(_TOKEN.findall(_DIRECTIVE.sub("", block["text"])))
+    return len(_TOKEN.findall(json.dumps(block, sort_keys=True)))  # tools, tool use and results, images
+
+
+def input_tokens(body):
+    """The input tokens the emulator bills for a Converse request (its usage, and its CountTokens): the words of
+    its tools, system prompt and messages, as Bedrock bills them all."""
+    read = (block for section, _, block in blocks(body) if section != "role" and isinstance(block, dict))
+    return sum(block_tokens(block) for block in read) or 1
 
 
 def _from_options(model_id, body, said, options):
