@@ -20,6 +20,8 @@ from .schemas import (
     _JsonSchema,
     _Open,
     load_each,
+    temperature_field,
+    top_p_field,
 )
 
 MAX_ITEMS = 2000  # input items in one request, as chat takes messages
@@ -336,12 +338,8 @@ class ResponsesRequest(_Open):
     reasoning = fields.Nested(_Reasoning, load_default=None, allow_none=True)
     text = fields.Nested(_Text, load_default=None, allow_none=True)
     max_output_tokens = fields.Integer(load_default=None, allow_none=True, validate=_TOKENS)
-    temperature = fields.Float(
-        load_default=None,
-        allow_none=True,
-        validate=validate.Range(min=0, max=1, error="Bedrock models take a temperature from 0 to 1."),
-    )
-    top_p = fields.Float(load_default=None, allow_none=True, validate=validate.Range(min=0, max=1))
+    temperature = temperature_field()
+    top_p = top_p_field()
     metadata = _Metadata(load_default=None, allow_none=True)
     user = fields.String(load_default=None, allow_none=True, validate=validate.Length(max=512))
     truncation = fields.String(

@@ -35,6 +35,20 @@ MAX_SIGNATURE = 100_000  # characters of one thinking block's signature
 _BUDGET = validate.Range(min=1024, max=10_000_000, error="Claude's thinking budget is at least 1024 tokens.")
 
 
+def temperature_field():
+    """``temperature`` as Bedrock takes it (chat's body and the Responses API's): 0 to 1, or left out."""
+    return fields.Float(
+        load_default=None,
+        allow_none=True,
+        validate=validate.Range(min=0, max=1, error="Bedrock models take a temperature from 0 to 1."),
+    )
+
+
+def top_p_field():
+    """``top_p`` as Bedrock takes it: 0 to 1, or left out."""
+    return fields.Float(load_default=None, allow_none=True, validate=validate.Range(min=0, max=1))
+
+
 class WholeMatch(validate.Regexp):
     """A pattern the whole value must match: ``$`` alone also matches before a final newline."""
 
@@ -374,12 +388,8 @@ class ChatCompletionRequest(_Open):
     stream_options = fields.Nested(_StreamOptions, load_default=None, allow_none=True)
     max_tokens = fields.Integer(load_default=None, allow_none=True, validate=_TOKENS)
     max_completion_tokens = fields.Integer(load_default=None, allow_none=True, validate=_TOKENS)
-    temperature = fields.Float(
-        load_default=None,
-        allow_none=True,
-        validate=validate.Range(min=0, max=1, error="Bedrock models take a temperature from 0 to 1."),
-    )
-    top_p = fields.Float(load_default=None, allow_none=True, validate=validate.Range(min=0, max=1))
+    temperature = temperature_field()
+    top_p = top_p_field()
     stop = _Stop(load_default=None, allow_none=True)
     n = fields.Integer(
         load_default=1, allow_none=True, validate=validate.Equal(1, error="Bedrock gives one answer per call: n=1.")
