@@ -72,9 +72,14 @@ def _down_to(level, levels):
     return below[-1] if below else levels[0]
 
 
+def _lowest_is_low(effort):
+    """OpenAI's ``minimal`` as the lowest level Bedrock's models name, ``low``; any other effort as it is."""
+    return "low" if effort == "minimal" else effort
+
+
 def _level(effort, levels, args, why):
     """The level of ``levels`` that stands for reasoning_effort ``effort``, a note when it is another."""
-    wanted = "low" if effort == "minimal" else effort
+    wanted = _lowest_is_low(effort)
     level = wanted if wanted in levels else _down_to(wanted, levels)
     if level != effort and effort != "minimal":
         args.note(f"reasoning_effort {effort} sent as {level} ({why})")
@@ -167,7 +172,7 @@ def _reasoning(found, wants, ceiling, args):
         if wants.thinking is not None:
             plan.fields["thinking"] = dict(wants.thinking)
         if effort:
-            plan.effort = "low" if effort == "minimal" else effort
+            plan.effort = _lowest_is_low(effort)
         return plan
     if found.reasoning == "always":
         if effort or kind:
